@@ -1,0 +1,81 @@
+//! `Ctx`: how a guest emits outputs while it handles one event.
+
+use crate::codec::{Event, LogLevel, NewOrder, Output, OutputBatchWriter, OrderType, Side, TimeInForce, pow10};
+
+/// Handed to `on_event`; every output it records carries the seq of the event being handled.
+///
+/// Client order ids are derived from that seq (`seq << 8 | n` for the n-th order of the
+/// event), so they are deterministic and unique within a stream without any guest state.
+pub struct Ctx<'w> {
+    out: &'w mut OutputBatchWriter,
+    cause_seq: u64,
+    orders: u64,
+}
+
+impl<'w> Ctx<'w> {
+    pub(crate) fn new(out: &'w mut OutputBatchWriter, cause_seq: u64) -> Self {
+        Self { out, cause_seq, orders: 0 }
+    }
+
+    /// The seq of the event being handled.
+    pub fn cause_seq(&self) -> u64 {
+        self.cause_seq
+    }
+
+    /// Emits an order exactly as given (mantissas at its scales); returns its client order id.
+    pub fn order(&mut self, mut order: NewOrder) -> u64 {
+        order.client_order_id = (self.cause_seq << 8) | (self.orders & 0xff);
+        self.orders += 1;
+        self.out.push(self.cause_seq, &Output::NewOrder(order));
+        order.client_order_id
+    }
+
+    /// A market order for `qty` (converted at the event's quantity scale, rounded).
+    pub fn market(&mut self, event: &Event<'_>, side: Side, qty: f64) -> u64 {
+        let h = &event.header;
+        self.order(NewOrder {
+            instrument: h.instrument,
+            client_order_id: 0,
+            side,
+            order_type: OrderType::Market,
+            tif: TimeInForce::Ioc,
+            price: 0,
+            qty: to_mantissa(qty, h.qty_scale),
+            px_scale: h.px_scale,
+            qty_scale: h.qty_scale,
+        })
+    }
+
+    /// A good-till-cancelled limit order (price and quantity at the event's scales, rounded).
+    pub fn limit(&mut self, event: &Event<'_>, side: Side, price: f64, qty: f64) -> u64 {
+        let h = &event.header;
+        self.order(NewOrder {
+            instrument: h.instrument,
+            client_order_id: 0,
+            side,
+            order_type: OrderType::Limit,
+            tif: TimeInForce::Gtc,
+            price: to_mantissa(price, h.px_scale),
+            qty: to_mantissa(qty, h.qty_scale),
+            px_scale: h.px_scale,
+            qty_scale: h.qty_scale,
+        })
+    }
+
+    pub fn cancel(&mut self, instrument: u32, client_order_id: u64) {
+        self.out.push(self.cause_seq, &Output::Cancel { instrument, client_order_id });
+    }
+
+    pub fn log(&mut self, level: LogLevel, message: &str) {
+        self.out.push(self.cause_seq, &Output::Log { level, message });
+    }
+
+    pub fn metric(&mut self, name: &str, value: f64) {
+        self.out.push(self.cause_seq, &Output::Metric { name, value });
+    }
+}
+
+/// `value * 10^scale`, rounded half away from zero.
+pub fn to_mantissa(value: f64, scale: u8) -> i64 {
+    (value * pow10(scale)).round() as i64
+}

@@ -1,0 +1,92 @@
+//! Runs a guest type over packed batches. The Wasm export glue wraps exactly these drivers,
+//! and the host uses them to run the same guest source natively, so native and Wasm runs
+//! execute the same code path from batch bytes to output bytes.
+
+use crate::codec::{EventBatch, OutputBatchWriter};
+use crate::{Ctx, Projector, Strategy, state};
+
+/// Feeds every event of `batch` to `on_event`; returns the packed outputs in `out`.
+///
+/// A batch the codec rejects is a host bug, not guest input: it panics (a trap in Wasm).
+fn run_batch<G>(guest: &mut G, batch: &[u8], out: &mut Vec<u8>, on_event: fn(&mut G, &crate::Event<'_>, &mut Ctx<'_>)) {
+    let events = EventBatch::new(batch).unwrap_or_else(|e| panic!("tapedeck-guest: invalid batch from host: {e}"));
+    let mut writer = OutputBatchWriter::new(std::mem::take(out));
+    for ev in events {
+        let ev = ev.unwrap_or_else(|e| panic!("tapedeck-guest: invalid event from host: {e}"));
+        let mut ctx = Ctx::new(&mut writer, ev.header.seq);
+        on_event(guest, &ev, &mut ctx);
+    }
+    *out = writer.finish();
+}
+
+/// A strategy plus its reusable output buffer.
+pub struct StrategyDriver<S> {
+    guest: S,
+    out: Vec<u8>,
+}
+
+impl<S: Strategy> StrategyDriver<S> {
+    /// `config` is JSON; empty means `S::Config::default()`.
+    pub fn init(config: &str) -> Result<Self, String> {
+        Ok(Self::wrap(S::new(state::parse_config(config)?)?))
+    }
+
+    pub fn restore(bytes: &[u8]) -> Result<Self, String> {
+        Ok(Self::wrap(S::restore(bytes)?))
+    }
+
+    fn wrap(guest: S) -> Self {
+        Self { guest, out: Vec::with_capacity(4096) }
+    }
+
+    pub fn on_events(&mut self, batch: &[u8]) -> &[u8] {
+        run_batch(&mut self.guest, batch, &mut self.out, S::on_event);
+        &self.out
+    }
+
+    pub fn snapshot(&self) -> Vec<u8> {
+        self.guest.snapshot()
+    }
+
+    pub fn guest(&self) -> &S {
+        &self.guest
+    }
+}
+
+/// A projector plus its reusable output buffer.
+pub struct ProjectorDriver<P> {
+    guest: P,
+    out: Vec<u8>,
+}
+
+impl<P: Projector> ProjectorDriver<P> {
+    pub fn init(config: &str) -> Result<Self, String> {
+        Ok(Self::wrap(P::new(state::parse_config(config)?)?))
+    }
+
+    pub fn restore(bytes: &[u8]) -> Result<Self, String> {
+        Ok(Self::wrap(P::restore(bytes)?))
+    }
+
+    fn wrap(guest: P) -> Self {
+        Self { guest, out: Vec::with_capacity(1024) }
+    }
+
+    pub fn on_events(&mut self, batch: &[u8]) -> &[u8] {
+        run_batch(&mut self.guest, batch, &mut self.out, P::on_event);
+        &self.out
+    }
+
+    pub fn snapshot(&self) -> Vec<u8> {
+        self.guest.snapshot()
+    }
+
+    /// Canonical JSON: keys sorted, floats printed the shortest round-trip way.
+    pub fn state(&self) -> Vec<u8> {
+        state::canonical_json(&self.guest.state())
+    }
+
+    pub fn guest(&self) -> &P {
+        &self.guest
+    }
+}

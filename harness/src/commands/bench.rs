@@ -1,0 +1,84 @@
+//! `tapedeck bench`: the performance figures BENCHMARKS.md quotes.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Result;
+
+use tapedeck::bench::{StrategyBenchOptions, strategy};
+use tapedeck::runtime::{Runtime, RuntimeConfig};
+
+/// Measure hot paths; figures go to stdout (one JSON object with --json).
+#[derive(clap::Args, Debug)]
+pub struct Bench {
+    #[command(subcommand)]
+    pub what: What,
+}
+
+#[derive(clap::Subcommand, Debug)]
+pub enum What {
+    /// EMA-cross over seeded synthetic quotes on 8 instruments, native vs Wasm, same run.
+    Strategy(StrategyArgs),
+}
+
+#[derive(clap::Args, Debug)]
+pub struct StrategyArgs {
+    /// Quote events per round.
+    #[arg(long, default_value_t = 10_000_000)]
+    pub events: u64,
+    /// Events per batch handed to the guest.
+    #[arg(long, default_value_t = 512)]
+    pub batch: usize,
+    /// Interleaved native/Wasm rounds; medians are reported.
+    #[arg(long, default_value_t = 3)]
+    pub rounds: usize,
+    /// The ema-cross module [default: build strategies/ema-cross from this source tree].
+    #[arg(long)]
+    pub wasm: Option<PathBuf>,
+    /// Print one JSON object.
+    #[arg(long)]
+    pub json: bool,
+}
+
+impl Bench {
+    pub fn run(self) -> Result<ExitCode> {
+        match self.what {
+            What::Strategy(a) => a.run(),
+        }
+    }
+}
+
+impl StrategyArgs {
+    fn run(self) -> Result<ExitCode> {
+        let rt = Runtime::new(RuntimeConfig { max_instances: 16, ..RuntimeConfig::default() })?;
+        let path = match self.wasm {
+            Some(p) => p,
+            None => {
+                let tc = tapedeck_guest_build::detect()?;
+                let out = super::default_guest_target_dir().join("components");
+                std::fs::create_dir_all(&out)?;
+                super::build::build_one(&tc, &rt, &super::repo_guest_dir("ema-cross"), &super::default_guest_target_dir(), &out)?
+            }
+        };
+        let module = rt.load(&path)?;
+        let opts = StrategyBenchOptions { events: self.events, batch: self.batch, rounds: self.rounds, ..Default::default() };
+        eprintln!("bench strategy: {} events x {} rounds, batches of {}", opts.events, opts.rounds, opts.batch);
+        let r = strategy(&rt, &module, &opts)?;
+        if self.json {
+            println!("{}", serde_json::to_string(&r)?);
+        } else {
+            println!("events             {}", r.events);
+            println!("native             {:.2} ns/event", r.native_ns_per_event);
+            println!("wasm               {:.2} ns/event ({:.1}M events/s)", r.wasm_ns_per_event, r.wasm_events_per_sec / 1e6);
+            println!("ratio wasm/native  {:.2}x", r.ratio);
+            println!("instantiate        {:.2} us (from the cached, pre-instantiated module)", r.instantiate_us);
+            println!("load from cache    {:.1} us", r.load_cached_us);
+            println!("orders             {} (pnl {:.2})", r.orders, r.pnl);
+            println!("native == wasm     {}", r.identical);
+        }
+        if !r.identical {
+            anyhow::bail!("native and Wasm runs diverged: outputs or PnL differ");
+        }
+        Ok(ExitCode::SUCCESS)
+    }
+}

@@ -1,0 +1,22 @@
+//! The `tapedeck` subcommands, one file each. Every command returns its exit code:
+//! 0 clean, 1 findings, 2 error (errors are printed by `main`).
+
+pub mod bench;
+pub mod build;
+pub mod inspect;
+
+use std::path::PathBuf;
+
+/// Where guest crates are compiled: `$CARGO_TARGET_DIR/tapedeck-guests`, else
+/// `target/tapedeck-guests` under the current directory.
+pub fn default_guest_target_dir() -> PathBuf {
+    match std::env::var_os("CARGO_TARGET_DIR").filter(|v| !v.is_empty()) {
+        Some(d) => PathBuf::from(d).join("tapedeck-guests"),
+        None => PathBuf::from("target/tapedeck-guests"),
+    }
+}
+
+/// The repository's own guest crates, when this binary runs from its source tree.
+pub fn repo_guest_dir(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../strategies").join(name)
+}

@@ -1,0 +1,18 @@
+//! Tapedeck: replay and backtest harness for trading bots with strategies and projectors as
+//! WebAssembly components.
+//!
+//! - [`runtime`]: the wasmtime engine, module loading/caching, instances with fuel and memory caps.
+//! - [`synth`]: seeded synthetic market data for benches and tests.
+//! - [`sim`]: a minimal market-order fill simulator for PnL.
+//! - [`bench`]: the figures `tapedeck bench` prints.
+
+pub mod bench;
+pub mod error;
+pub mod runtime;
+pub mod sim;
+pub mod synth;
+
+pub use error::{Error, Result};
+
+/// The Wasm codec and guest-facing types, shared with guests.
+pub use tapedeck_guest::codec;

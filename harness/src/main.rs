@@ -1,0 +1,39 @@
+//! The `tapedeck` command line: a thin dispatcher over the library, one module per command.
+
+mod commands;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+/// Replay and backtest harness for trading bots, with strategies and projectors as Wasm
+/// components.
+#[derive(Parser, Debug)]
+#[command(name = "tapedeck", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(clap::Subcommand, Debug)]
+enum Command {
+    Build(commands::build::Build),
+    Bench(commands::bench::Bench),
+    Inspect(commands::inspect::Inspect),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Build(c) => c.run(),
+        Command::Bench(c) => c.run(),
+        Command::Inspect(c) => c.run(),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}

@@ -1,0 +1,317 @@
+//! The Wasm runtime: one wasmtime `Engine`, modules compiled once and cached on disk by
+//! content hash, `InstancePre` + the pooling allocator for cheap instances, one `Store` per
+//! (stream, module) with a memory cap and a fuel budget per call.
+
+mod bindings;
+mod instance;
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use sha2::{Digest, Sha256};
+use wasmtime::component::{Component, Linker};
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store};
+
+pub use instance::{Instance, StoreState};
+
+use crate::error::{Error, Result};
+
+/// The sha256 of a module file as given (core module or component): what run cards record.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ModuleHash(pub [u8; 32]);
+
+impl ModuleHash {
+    pub fn of(bytes: &[u8]) -> Self {
+        ModuleHash(Sha256::digest(bytes).into())
+    }
+
+    pub fn hex(&self) -> String {
+        self.0.iter().map(|b| format!("{b:02x}")).collect()
+    }
+}
+
+impl fmt::Display for ModuleHash {
+    /// The first 12 hex digits, like a short git hash.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.hex()[..12])
+    }
+}
+
+impl fmt::Debug for ModuleHash {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "ModuleHash({})", self.hex())
+    }
+}
+
+/// Settings of a runtime; part of every run card.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct RuntimeConfig {
+    /// Where compiled modules are cached; `None` disables the cache.
+    pub cache_dir: Option<PathBuf>,
+    /// Linear memory cap per instance, bytes.
+    pub memory_limit: usize,
+    /// Fuel for one `on-events` call: `fuel_per_event * events + fuel_per_call`.
+    pub fuel_per_event: u64,
+    /// Fuel for control calls (init, snapshot, restore, state) and the fixed part of a batch.
+    pub fuel_per_call: u64,
+    /// Instances the pooling allocator keeps slots for (live at once).
+    pub max_instances: u32,
+}
+
+impl Default for RuntimeConfig {
+    fn default() -> Self {
+        RuntimeConfig {
+            cache_dir: default_cache_dir(),
+            memory_limit: 256 << 20,
+            fuel_per_event: 100_000,
+            fuel_per_call: 1_000_000_000,
+            max_instances: 256,
+        }
+    }
+}
+
+/// `$TAPEDECK_CACHE_DIR`, else `$XDG_CACHE_HOME/tapedeck`, else `$HOME/.cache/tapedeck`.
+pub fn default_cache_dir() -> Option<PathBuf> {
+    let env = |k| std::env::var_os(k).filter(|v| !v.is_empty()).map(PathBuf::from);
+    env("TAPEDECK_CACHE_DIR")
+        .or_else(|| env("XDG_CACHE_HOME").map(|d| d.join("tapedeck")))
+        .or_else(|| env("HOME").map(|d| d.join(".cache/tapedeck")))
+}
+
+/// Which world a module exports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ModuleKind {
+    Strategy,
+    Projector,
+}
+
+impl ModuleKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ModuleKind::Strategy => "strategy",
+            ModuleKind::Projector => "projector",
+        }
+    }
+}
+
+/// What a module says about itself.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ModuleInfo {
+    pub name: String,
+    pub version: String,
+    pub abi_version: u32,
+}
+
+#[derive(Clone)]
+enum Pre {
+    Strategy(bindings::strategy::StrategyPre<StoreState>),
+    Projector(bindings::projector::ProjectorPre<StoreState>),
+}
+
+/// A loaded, ABI-checked module, ready to instantiate any number of times. Cheap to clone and
+/// shareable across threads.
+#[derive(Clone)]
+pub struct Module {
+    inner: Arc<ModuleInner>,
+}
+
+struct ModuleInner {
+    hash: ModuleHash,
+    origin: String,
+    kind: ModuleKind,
+    info: ModuleInfo,
+    pre: Pre,
+}
+
+impl Module {
+    pub fn hash(&self) -> ModuleHash {
+        self.inner.hash
+    }
+
+    /// The file (or label) it was loaded from.
+    pub fn origin(&self) -> &str {
+        &self.inner.origin
+    }
+
+    pub fn kind(&self) -> ModuleKind {
+        self.inner.kind
+    }
+
+    pub fn info(&self) -> &ModuleInfo {
+        &self.inner.info
+    }
+}
+
+impl fmt::Debug for Module {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Module")
+            .field("origin", &self.inner.origin)
+            .field("hash", &self.inner.hash)
+            .field("kind", &self.inner.kind)
+            .field("info", &self.inner.info)
+            .finish()
+    }
+}
+
+/// The engine and everything compiled with it.
+#[derive(Clone)]
+pub struct Runtime {
+    engine: Engine,
+    config: Arc<RuntimeConfig>,
+}
+
+impl fmt::Debug for Runtime {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Runtime").field("config", &self.config).finish()
+    }
+}
+
+impl Runtime {
+    pub fn new(config: RuntimeConfig) -> Result<Self> {
+        let mut pool = PoolingAllocationConfig::new();
+        let n = config.max_instances;
+        pool.total_component_instances(n)
+            .total_core_instances(n)
+            .total_memories(n)
+            .total_tables(n)
+            .max_memory_size(config.memory_limit);
+        let mut c = Config::new();
+        c.allocation_strategy(InstanceAllocationStrategy::Pooling(pool))
+            .cranelift_nan_canonicalization(true)
+            .consume_fuel(true)
+            .wasm_component_model(true)
+            // Sync calls only: without this every component call pays for async task bookkeeping.
+            .concurrency_support(false);
+        let engine = Engine::new(&c).map_err(|e| Error::engine("creating the wasmtime engine", e))?;
+        Ok(Runtime { engine, config: Arc::new(config) })
+    }
+
+    pub fn config(&self) -> &RuntimeConfig {
+        &self.config
+    }
+
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    /// Loads a module file: a component, or a core module carrying wit-bindgen's component
+    /// type (componentized here). Checks its world and ABI version.
+    pub fn load(&self, path: &Path) -> Result<Module> {
+        let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+        self.load_bytes(&bytes, &path.display().to_string())
+    }
+
+    pub fn load_bytes(&self, bytes: &[u8], origin: &str) -> Result<Module> {
+        let hash = ModuleHash::of(bytes);
+        let component = self.compile_cached(bytes, hash, origin)?;
+        let linker = Linker::<StoreState>::new(&self.engine);
+        let instance_pre = linker.instantiate_pre(&component).map_err(|e| Error::NotAModule {
+            path: origin.to_string(),
+            reason: format!("it imports something; guests get no imports ({e})"),
+        })?;
+        let pre = if let Ok(p) = bindings::projector::ProjectorPre::new(instance_pre.clone()) {
+            Pre::Projector(p)
+        } else if let Ok(p) = bindings::strategy::StrategyPre::new(instance_pre) {
+            Pre::Strategy(p)
+        } else {
+            return Err(Error::NotAModule {
+                path: origin.to_string(),
+                reason: "it exports neither the `strategy` nor the `projector` world of tapedeck:harness".into(),
+            });
+        };
+        let kind = match pre {
+            Pre::Strategy(_) => ModuleKind::Strategy,
+            Pre::Projector(_) => ModuleKind::Projector,
+        };
+        let mut module = Module {
+            inner: Arc::new(ModuleInner {
+                hash,
+                origin: origin.to_string(),
+                kind,
+                info: ModuleInfo { name: String::new(), version: String::new(), abi_version: 0 },
+                pre,
+            }),
+        };
+        let info = self.instantiate(&module)?.metadata()?;
+        if info.abi_version != tapedeck_guest::ABI_VERSION {
+            return Err(Error::AbiMismatch {
+                path: origin.to_string(),
+                guest: info.abi_version,
+                host: tapedeck_guest::ABI_VERSION,
+            });
+        }
+        Arc::get_mut(&mut module.inner).expect("module not shared yet").info = info;
+        Ok(module)
+    }
+
+    /// A fresh instance of `module` in its own store (not yet `init`ed).
+    pub fn instantiate(&self, module: &Module) -> Result<Instance> {
+        let mut store = Store::new(&self.engine, StoreState::new(self.config.memory_limit));
+        store.limiter(|s| s);
+        Instance::new(store, module, &self.config)
+    }
+
+    /// Compiles `bytes`, or loads the compiled artifact cached under their hash.
+    fn compile_cached(&self, bytes: &[u8], hash: ModuleHash, origin: &str) -> Result<Component> {
+        let cached = self.config.cache_dir.as_ref().map(|dir| dir.join(format!("{}-{}.cwasm", hash.hex(), self.compat_tag())));
+        if let Some(path) = cached.as_ref().filter(|p| p.is_file()) {
+            // SAFETY: the file is one this runtime wrote (named by content hash and engine
+            // compatibility); wasmtime still checks its header and refuses a mismatch.
+            match unsafe { Component::deserialize_file(&self.engine, path) } {
+                Ok(c) => return Ok(c),
+                Err(_) => {
+                    let _ = std::fs::remove_file(path);
+                }
+            }
+        }
+        let component_bytes = componentize(bytes, origin)?;
+        let component = Component::from_binary(&self.engine, &component_bytes)
+            .map_err(|e| Error::NotAModule { path: origin.to_string(), reason: format!("{e:?}") })?;
+        if let Some(path) = cached {
+            // Best effort: a cache that cannot be written only costs compile time.
+            let _ = write_atomic(&path, &component.serialize().map_err(|e| Error::engine("serializing a compiled module", e))?);
+        }
+        Ok(component)
+    }
+
+    /// A tag of everything that makes a compiled artifact valid for this engine.
+    fn compat_tag(&self) -> String {
+        use std::hash::{Hash, Hasher};
+        // DefaultHasher::new() has fixed keys: the tag is stable across runs.
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        self.engine.precompile_compatibility_hash().hash(&mut h);
+        format!("{:016x}", h.finish())
+    }
+}
+
+/// A component as is; a core module made into one with its embedded component type.
+pub fn componentize(bytes: &[u8], origin: &str) -> Result<Vec<u8>> {
+    // The preamble: "\0asm", then a version and a layer (0 for core modules, 1 for components).
+    let layer = bytes.get(..8).filter(|p| p.starts_with(b"\0asm")).map(|p| p[6]);
+    if layer == Some(1) {
+        return Ok(bytes.to_vec());
+    }
+    if layer != Some(0) {
+        return Err(Error::NotAModule { path: origin.to_string(), reason: "not a Wasm module or component".into() });
+    }
+    wit_component::ComponentEncoder::default()
+        .module(bytes)
+        .and_then(|enc| enc.validate(true).encode())
+        .map_err(|e| Error::NotAModule {
+            path: origin.to_string(),
+            reason: format!(
+                "cannot make a component of this core module; was it built with tapedeck-guest's export macro? ({e:#})"
+            ),
+        })
+}
+
+/// Writes a file via a temporary sibling and a rename, so readers never see half a file.
+pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+    std::fs::write(&tmp, bytes).map_err(|e| Error::io(&tmp, e))?;
+    std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))
+}

@@ -1,0 +1,46 @@
+//! Builds every guest crate under `strategies/` to a core Wasm module and writes their paths
+//! as constants (like wasmtime's test-programs artifacts crate).
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+const GUESTS: &[(&str, &str)] = &[
+    ("EMA_CROSS", "strategies/ema-cross"),
+    ("EMA_CROSS_V2", "strategies/ema-cross-v2"),
+    ("POSITIONS", "strategies/positions"),
+    ("ORDERS", "strategies/orders"),
+    ("BOOK", "strategies/book"),
+    ("MISBEHAVE", "strategies/testing/misbehave"),
+    ("ABI_SKEW", "strategies/testing/abi-skew"),
+];
+
+fn main() {
+    let manifest_dir = PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").unwrap());
+    let root = manifest_dir.parent().unwrap().to_path_buf();
+    let out_dir = PathBuf::from(std::env::var_os("OUT_DIR").unwrap());
+    for p in ["strategies", "guest-sdk", "Cargo.toml", "Cargo.lock"] {
+        println!("cargo:rerun-if-changed={}", root.join(p).display());
+    }
+    println!("cargo:rerun-if-env-changed=TAPEDECK_WASM_RUSTC");
+    println!("cargo:rerun-if-env-changed=TAPEDECK_WASM_CARGO");
+
+    let tc = tapedeck_guest_build::detect().unwrap_or_else(|e| panic!("{e}"));
+    let target_dir = guest_target_dir(&out_dir);
+    let mut code = String::new();
+    writeln!(code, "/// The toolchain that built the guests.\npub const TOOLCHAIN: &str = {:?};", tc.version).unwrap();
+    let mut all = String::new();
+    for (konst, dir) in GUESTS {
+        let wasm = tapedeck_guest_build::build(&tc, &root.join(dir), &target_dir).unwrap_or_else(|e| panic!("{e}"));
+        writeln!(code, "/// Core module built from `{dir}`.\npub const {konst}: &str = {:?};", wasm.display().to_string()).unwrap();
+        write!(all, "({konst:?}, {konst}), ").unwrap();
+    }
+    writeln!(code, "/// Every guest, by constant name.\npub const ALL: &[(&str, &str)] = &[{all}];").unwrap();
+    std::fs::write(out_dir.join("guests.rs"), code).unwrap();
+}
+
+/// One guest target dir per cargo target dir (`<target>/tapedeck-guests`), shared across
+/// profiles and with `tapedeck build`, so std is built for wasm once.
+fn guest_target_dir(out_dir: &Path) -> PathBuf {
+    let build = out_dir.ancestors().find(|p| p.file_name().is_some_and(|n| n == "build")).expect("OUT_DIR is under a `build` dir");
+    build.parent().and_then(Path::parent).expect("target dir").join("tapedeck-guests")
+}
