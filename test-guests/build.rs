@@ -27,20 +27,42 @@ fn main() {
     let tc = tapedeck_guest_build::detect().unwrap_or_else(|e| panic!("{e}"));
     let target_dir = guest_target_dir(&out_dir);
     let mut code = String::new();
-    writeln!(code, "/// The toolchain that built the guests.\npub const TOOLCHAIN: &str = {:?};", tc.version).unwrap();
+    writeln!(
+        code,
+        "/// The toolchain that built the guests.\npub const TOOLCHAIN: &str = {:?};",
+        tc.version
+    )
+    .unwrap();
     let mut all = String::new();
     for (konst, dir) in GUESTS {
-        let wasm = tapedeck_guest_build::build(&tc, &root.join(dir), &target_dir).unwrap_or_else(|e| panic!("{e}"));
-        writeln!(code, "/// Core module built from `{dir}`.\npub const {konst}: &str = {:?};", wasm.display().to_string()).unwrap();
+        let wasm = tapedeck_guest_build::build(&tc, &root.join(dir), &target_dir)
+            .unwrap_or_else(|e| panic!("{e}"));
+        writeln!(
+            code,
+            "/// Core module built from `{dir}`.\npub const {konst}: &str = {:?};",
+            wasm.display().to_string()
+        )
+        .unwrap();
         write!(all, "({konst:?}, {konst}), ").unwrap();
     }
-    writeln!(code, "/// Every guest, by constant name.\npub const ALL: &[(&str, &str)] = &[{all}];").unwrap();
+    writeln!(
+        code,
+        "/// Every guest, by constant name.\npub const ALL: &[(&str, &str)] = &[{all}];"
+    )
+    .unwrap();
     std::fs::write(out_dir.join("guests.rs"), code).unwrap();
 }
 
 /// One guest target dir per cargo target dir (`<target>/tapedeck-guests`), shared across
 /// profiles and with `tapedeck build`, so std is built for wasm once.
 fn guest_target_dir(out_dir: &Path) -> PathBuf {
-    let build = out_dir.ancestors().find(|p| p.file_name().is_some_and(|n| n == "build")).expect("OUT_DIR is under a `build` dir");
-    build.parent().and_then(Path::parent).expect("target dir").join("tapedeck-guests")
+    let build = out_dir
+        .ancestors()
+        .find(|p| p.file_name().is_some_and(|n| n == "build"))
+        .expect("OUT_DIR is under a `build` dir");
+    build
+        .parent()
+        .and_then(Path::parent)
+        .expect("target dir")
+        .join("tapedeck-guests")
 }

@@ -31,11 +31,26 @@ pub struct Toolchain {
 
 #[derive(Debug)]
 pub enum Error {
-    NoToolchain { tried: Vec<String> },
-    Io { what: String, source: std::io::Error },
-    Cargo { krate: PathBuf, status: String, stderr_tail: String },
-    NoArtifact { krate: PathBuf, expected: PathBuf },
-    Manifest { path: PathBuf, message: String },
+    NoToolchain {
+        tried: Vec<String>,
+    },
+    Io {
+        what: String,
+        source: std::io::Error,
+    },
+    Cargo {
+        krate: PathBuf,
+        status: String,
+        stderr_tail: String,
+    },
+    NoArtifact {
+        krate: PathBuf,
+        expected: PathBuf,
+    },
+    Manifest {
+        path: PathBuf,
+        message: String,
+    },
 }
 
 impl fmt::Display for Error {
@@ -50,8 +65,16 @@ impl fmt::Display for Error {
                 tried.join("; ")
             ),
             Error::Io { what, source } => write!(f, "{what}: {source}"),
-            Error::Cargo { krate, status, stderr_tail } => {
-                write!(f, "building guest {} failed ({status}):\n{stderr_tail}", krate.display())
+            Error::Cargo {
+                krate,
+                status,
+                stderr_tail,
+            } => {
+                write!(
+                    f,
+                    "building guest {} failed ({status}):\n{stderr_tail}",
+                    krate.display()
+                )
             }
             Error::NoArtifact { krate, expected } => write!(
                 f,
@@ -78,17 +101,26 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 /// Runs `cmd` and returns its trimmed stdout, or None if it could not run or failed.
 fn output(cmd: &mut Command) -> Option<String> {
     let out = cmd.output().ok()?;
-    out.status.success().then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
 }
 
 /// Finds a program on PATH.
 fn which(name: &str) -> Option<PathBuf> {
     let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path).map(|d| d.join(name)).find(|p| p.is_file())
+    std::env::split_paths(&path)
+        .map(|d| d.join(name))
+        .find(|p| p.is_file())
 }
 
 fn rustc_sysroot(rustc: &Path) -> Option<PathBuf> {
-    output(clean(&mut Command::new(rustc)).arg("--print").arg("sysroot")).map(PathBuf::from)
+    output(
+        clean(&mut Command::new(rustc))
+            .arg("--print")
+            .arg("sysroot"),
+    )
+    .map(PathBuf::from)
 }
 
 /// The cargo that belongs to a rustc: the one in the same directory.
@@ -127,9 +159,16 @@ pub fn detect() -> Result<Toolchain> {
                 continue;
             };
             let ok = if build_std {
-                sysroot.join("lib/rustlib/src/rust/library/std/Cargo.toml").is_file() && which("rust-lld").is_some()
+                sysroot
+                    .join("lib/rustlib/src/rust/library/std/Cargo.toml")
+                    .is_file()
+                    && which("rust-lld").is_some()
             } else {
-                sysroot.join("lib/rustlib").join(TARGET).join("lib").is_dir()
+                sysroot
+                    .join("lib/rustlib")
+                    .join(TARGET)
+                    .join("lib")
+                    .is_dir()
             };
             let cargo = std::env::var_os("TAPEDECK_WASM_CARGO")
                 .map(PathBuf::from)
@@ -137,14 +176,24 @@ pub fn detect() -> Result<Toolchain> {
                 .or_else(|| which("cargo"));
             match (ok, cargo) {
                 (true, Some(cargo)) => {
-                    let version = output(clean(&mut Command::new(rustc)).arg("--version")).unwrap_or_default();
-                    return Ok(Toolchain { cargo, rustc: rustc.clone(), build_std, version });
+                    let version = output(clean(&mut Command::new(rustc)).arg("--version"))
+                        .unwrap_or_default();
+                    return Ok(Toolchain {
+                        cargo,
+                        rustc: rustc.clone(),
+                        build_std,
+                        version,
+                    });
                 }
                 _ => tried.push(format!(
                     "{} ({}): {}",
                     rustc.display(),
                     sysroot.display(),
-                    if build_std { "no std source or no rust-lld" } else { "no wasm32 std" }
+                    if build_std {
+                        "no std source or no rust-lld"
+                    } else {
+                        "no wasm32 std"
+                    }
                 )),
             }
         }
@@ -176,23 +225,29 @@ fn clean(cmd: &mut Command) -> &mut Command {
 /// The `[package] name` of a crate, read from its Cargo.toml.
 pub fn package_name(crate_dir: &Path) -> Result<String> {
     let path = crate_dir.join("Cargo.toml");
-    let text = std::fs::read_to_string(&path)
-        .map_err(|source| Error::Io { what: format!("reading {}", path.display()), source })?;
+    let text = std::fs::read_to_string(&path).map_err(|source| Error::Io {
+        what: format!("reading {}", path.display()),
+        source,
+    })?;
     let mut in_package = false;
     for line in text.lines() {
         let line = line.trim();
         if line.starts_with('[') {
             in_package = line == "[package]";
-        } else if in_package {
-            if let Some(rest) = line.strip_prefix("name") {
-                let value = rest.trim_start().strip_prefix('=').map(str::trim);
-                if let Some(v) = value.and_then(|v| v.strip_prefix('"')).and_then(|v| v.split('"').next()) {
-                    return Ok(v.to_string());
-                }
+        } else if let Some(rest) = line.strip_prefix("name").filter(|_| in_package) {
+            let value = rest.trim_start().strip_prefix('=').map(str::trim);
+            if let Some(v) = value
+                .and_then(|v| v.strip_prefix('"'))
+                .and_then(|v| v.split('"').next())
+            {
+                return Ok(v.to_string());
             }
         }
     }
-    Err(Error::Manifest { path, message: "no `name` in its [package] section".into() })
+    Err(Error::Manifest {
+        path,
+        message: "no `name` in its [package] section".into(),
+    })
 }
 
 /// Builds one guest crate; returns the path of its core module.
@@ -208,11 +263,19 @@ pub fn build(tc: &Toolchain, crate_dir: &Path, target_dir: &Path) -> Result<Path
         .arg("--lib")
         .arg("--manifest-path")
         .arg(crate_dir.join("Cargo.toml"))
-        .args(["--target", TARGET, "--profile", PROFILE, "--message-format", "short"])
+        .args([
+            "--target",
+            TARGET,
+            "--profile",
+            PROFILE,
+            "--message-format",
+            "short",
+        ])
         .arg("--target-dir")
         .arg(target_dir);
     if tc.build_std {
-        cmd.env("RUSTC_BOOTSTRAP", "1").arg("-Zbuild-std=std,panic_abort");
+        cmd.env("RUSTC_BOOTSTRAP", "1")
+            .arg("-Zbuild-std=std,panic_abort");
     }
     // The toolchain's own bin dir first, so its rustdoc/rust-lld are found.
     if let Some(bin) = tc.rustc.parent() {
@@ -223,9 +286,10 @@ pub fn build(tc: &Toolchain, crate_dir: &Path, target_dir: &Path) -> Result<Path
         }
         cmd.env("PATH", path);
     }
-    let out = cmd
-        .output()
-        .map_err(|source| Error::Io { what: format!("running {}", tc.cargo.display()), source })?;
+    let out = cmd.output().map_err(|source| Error::Io {
+        what: format!("running {}", tc.cargo.display()),
+        source,
+    })?;
     if !out.status.success() {
         let stderr = String::from_utf8_lossy(&out.stderr);
         let tail: Vec<&str> = stderr.lines().rev().take(40).collect();
@@ -235,9 +299,15 @@ pub fn build(tc: &Toolchain, crate_dir: &Path, target_dir: &Path) -> Result<Path
             stderr_tail: tail.into_iter().rev().collect::<Vec<_>>().join("\n"),
         });
     }
-    let artifact = target_dir.join(TARGET).join(PROFILE).join(format!("{}.wasm", name.replace('-', "_")));
+    let artifact = target_dir
+        .join(TARGET)
+        .join(PROFILE)
+        .join(format!("{}.wasm", name.replace('-', "_")));
     if !artifact.is_file() {
-        return Err(Error::NoArtifact { krate: crate_dir.to_path_buf(), expected: artifact });
+        return Err(Error::NoArtifact {
+            krate: crate_dir.to_path_buf(),
+            expected: artifact,
+        });
     }
     Ok(artifact)
 }
@@ -257,7 +327,12 @@ mod tests {
         .unwrap();
         assert_eq!(package_name(&dir).unwrap(), "my-guest");
         std::fs::write(dir.join("Cargo.toml"), "[lib]\nname = \"x\"\n").unwrap();
-        assert!(package_name(&dir).unwrap_err().to_string().contains("no `name`"));
+        assert!(
+            package_name(&dir)
+                .unwrap_err()
+                .to_string()
+                .contains("no `name`")
+        );
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

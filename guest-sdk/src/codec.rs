@@ -35,24 +35,52 @@ pub const OUTPUT_HEADER_LEN: usize = 16;
 #[non_exhaustive]
 pub enum CodecError {
     /// The buffer ended before a header, record or field did.
-    Truncated { at: usize, needed: usize, len: usize },
-    BadMagic { found: [u8; 4], expected: [u8; 4] },
+    Truncated {
+        at: usize,
+        needed: usize,
+        len: usize,
+    },
+    BadMagic {
+        found: [u8; 4],
+        expected: [u8; 4],
+    },
     /// A batch written by a different layout version.
-    LayoutVersion { found: u16, expected: u16 },
-    UnknownKind { at: usize, kind: u8 },
+    LayoutVersion {
+        found: u16,
+        expected: u16,
+    },
+    UnknownKind {
+        at: usize,
+        kind: u8,
+    },
     /// A record's length field disagrees with its contents.
-    BadLength { at: usize, len: u32 },
-    BadEnum { at: usize, field: &'static str, value: u8 },
-    BadUtf8 { at: usize },
+    BadLength {
+        at: usize,
+        len: u32,
+    },
+    BadEnum {
+        at: usize,
+        field: &'static str,
+        value: u8,
+    },
+    BadUtf8 {
+        at: usize,
+    },
     /// The header promised more or fewer records than the buffer holds.
-    CountMismatch { header: u32, found: u32 },
+    CountMismatch {
+        header: u32,
+        found: u32,
+    },
 }
 
 impl fmt::Display for CodecError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::Truncated { at, needed, len } => {
-                write!(f, "batch truncated: {needed} bytes needed at offset {at}, buffer has {len}")
+                write!(
+                    f,
+                    "batch truncated: {needed} bytes needed at offset {at}, buffer has {len}"
+                )
             }
             Self::BadMagic { found, expected } => {
                 write!(f, "bad batch magic {found:?}, expected {expected:?}")
@@ -61,8 +89,12 @@ impl fmt::Display for CodecError {
                 f,
                 "batch layout v{found} is not the v{expected} this side speaks; rebuild against the same tapedeck-guest"
             ),
-            Self::UnknownKind { at, kind } => write!(f, "unknown record kind {kind} at offset {at}"),
-            Self::BadLength { at, len } => write!(f, "record at offset {at} has inconsistent length {len}"),
+            Self::UnknownKind { at, kind } => {
+                write!(f, "unknown record kind {kind} at offset {at}")
+            }
+            Self::BadLength { at, len } => {
+                write!(f, "record at offset {at} has inconsistent length {len}")
+            }
             Self::BadEnum { at, field, value } => {
                 write!(f, "invalid {field} value {value} in record at offset {at}")
             }
@@ -97,8 +129,8 @@ impl Decimal {
 #[inline]
 pub fn pow10(scale: u8) -> f64 {
     const P: [f64; 19] = [
-        1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15,
-        1e16, 1e17, 1e18,
+        1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15, 1e16,
+        1e17, 1e18,
     ];
     match P.get(scale as usize) {
         Some(p) => *p,
@@ -217,7 +249,10 @@ impl<'a> Levels<'a> {
                 slice[i]
             } else {
                 let c = &wire[i * 16..i * 16 + 16];
-                Level { price: le_i64(&c[..8]), qty: le_i64(&c[8..]) }
+                Level {
+                    price: le_i64(&c[..8]),
+                    qty: le_i64(&c[8..]),
+                }
             }
         })
     }
@@ -235,7 +270,9 @@ impl PartialEq for Levels<'_> {
 
 impl fmt::Debug for Levels<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_list().entries(self.iter().map(|l| (l.price, l.qty))).finish()
+        f.debug_list()
+            .entries(self.iter().map(|l| (l.price, l.qty)))
+            .finish()
     }
 }
 
@@ -525,7 +562,9 @@ pub struct EventBatchWriter {
 impl EventBatchWriter {
     /// Starts a batch in `buf`, clearing it (pass back a finished batch's buffer to reuse it).
     pub fn new(buf: Vec<u8>) -> Self {
-        Self { w: Writer::begin(buf, EVENT_MAGIC) }
+        Self {
+            w: Writer::begin(buf, EVENT_MAGIC),
+        }
     }
 
     /// The batch so far: always a complete, valid batch.
@@ -694,7 +733,10 @@ impl<'a> Reader<'a> {
         Ok(f64::from_le_bytes(self.take(8)?.try_into().unwrap()))
     }
     fn dec(&mut self) -> Result<Decimal, CodecError> {
-        Ok(Decimal { mantissa: self.i64()?, scale: self.u8()? })
+        Ok(Decimal {
+            mantissa: self.i64()?,
+            scale: self.u8()?,
+        })
     }
     fn bytes(&mut self) -> Result<&'a [u8], CodecError> {
         let n = self.u32()? as usize;
@@ -706,27 +748,44 @@ impl<'a> Reader<'a> {
     }
     fn levels(&mut self) -> Result<Levels<'a>, CodecError> {
         let n = self.u32()? as usize;
-        let bytes = n.checked_mul(16).ok_or(CodecError::BadLength { at: self.base, len: n as u32 })?;
+        let bytes = n.checked_mul(16).ok_or(CodecError::BadLength {
+            at: self.base,
+            len: n as u32,
+        })?;
         Ok(Levels::Wire(self.take(bytes)?))
     }
     fn enum_byte<T: WireEnum>(&mut self) -> Result<T, CodecError> {
         let v = self.u8()?;
-        T::from_wire(v).ok_or(CodecError::BadEnum { at: self.base, field: T::FIELD, value: v })
+        T::from_wire(v).ok_or(CodecError::BadEnum {
+            at: self.base,
+            field: T::FIELD,
+            value: v,
+        })
     }
 }
 
 /// Checks a batch header; returns the record count.
 fn read_header(buf: &[u8], magic: [u8; 4]) -> Result<u32, CodecError> {
     if buf.len() < BATCH_HEADER_LEN {
-        return Err(CodecError::Truncated { at: 0, needed: BATCH_HEADER_LEN, len: buf.len() });
+        return Err(CodecError::Truncated {
+            at: 0,
+            needed: BATCH_HEADER_LEN,
+            len: buf.len(),
+        });
     }
     let found: [u8; 4] = buf[0..4].try_into().unwrap();
     if found != magic {
-        return Err(CodecError::BadMagic { found, expected: magic });
+        return Err(CodecError::BadMagic {
+            found,
+            expected: magic,
+        });
     }
     let layout = u16::from_le_bytes([buf[4], buf[5]]);
     if layout != LAYOUT_VERSION {
-        return Err(CodecError::LayoutVersion { found: layout, expected: LAYOUT_VERSION });
+        return Err(CodecError::LayoutVersion {
+            found: layout,
+            expected: LAYOUT_VERSION,
+        });
     }
     Ok(u32::from_le_bytes(buf[8..12].try_into().unwrap()))
 }
@@ -735,7 +794,11 @@ fn read_header(buf: &[u8], magic: [u8; 4]) -> Result<u32, CodecError> {
 #[inline]
 fn next_record(buf: &[u8], pos: usize) -> Result<&[u8], CodecError> {
     if buf.len() - pos < 4 {
-        return Err(CodecError::Truncated { at: pos, needed: 4, len: buf.len() });
+        return Err(CodecError::Truncated {
+            at: pos,
+            needed: 4,
+            len: buf.len(),
+        });
     }
     let len = u32::from_le_bytes(buf[pos..pos + 4].try_into().unwrap());
     let l = len as usize;
@@ -743,7 +806,11 @@ fn next_record(buf: &[u8], pos: usize) -> Result<&[u8], CodecError> {
         return Err(CodecError::BadLength { at: pos, len });
     }
     if buf.len() - pos < l {
-        return Err(CodecError::Truncated { at: pos, needed: l, len: buf.len() });
+        return Err(CodecError::Truncated {
+            at: pos,
+            needed: l,
+            len: buf.len(),
+        });
     }
     Ok(&buf[pos..pos + l])
 }
@@ -762,11 +829,20 @@ struct Cursor<'a> {
 impl<'a> Cursor<'a> {
     fn new(buf: &'a [u8], magic: [u8; 4]) -> Result<Self, CodecError> {
         let count = read_header(buf, magic)?;
-        Ok(Self { buf, pos: BATCH_HEADER_LEN, count, seen: 0, done: false })
+        Ok(Self {
+            buf,
+            pos: BATCH_HEADER_LEN,
+            count,
+            seen: 0,
+            done: false,
+        })
     }
 
     #[inline]
-    fn step<T>(&mut self, decode: fn(&'a [u8], usize) -> Result<T, CodecError>) -> Option<Result<T, CodecError>> {
+    fn step<T>(
+        &mut self,
+        decode: fn(&'a [u8], usize) -> Result<T, CodecError>,
+    ) -> Option<Result<T, CodecError>> {
         if self.done {
             return None;
         }
@@ -775,8 +851,14 @@ impl<'a> Cursor<'a> {
             self.done = true;
             return match (self.seen == self.count, at_end) {
                 (true, true) => None,
-                (true, false) => Some(Err(CodecError::CountMismatch { header: self.count, found: self.count + 1 })),
-                _ => Some(Err(CodecError::CountMismatch { header: self.count, found: self.seen })),
+                (true, false) => Some(Err(CodecError::CountMismatch {
+                    header: self.count,
+                    found: self.count + 1,
+                })),
+                _ => Some(Err(CodecError::CountMismatch {
+                    header: self.count,
+                    found: self.seen,
+                })),
             };
         }
         self.seen += 1;
@@ -799,7 +881,9 @@ pub struct EventBatch<'a> {
 impl<'a> EventBatch<'a> {
     /// Checks the header. Records are checked as they are read.
     pub fn new(buf: &'a [u8]) -> Result<Self, CodecError> {
-        Ok(Self { cur: Cursor::new(buf, EVENT_MAGIC)? })
+        Ok(Self {
+            cur: Cursor::new(buf, EVENT_MAGIC)?,
+        })
     }
 
     /// Number of events the header announces.
@@ -811,117 +895,138 @@ impl<'a> EventBatch<'a> {
     pub fn collect_all(self) -> Result<Vec<Event<'a>>, CodecError> {
         self.collect()
     }
-
 }
 
 /// Decodes one event record found at offset `base` of its batch.
 #[inline]
 fn decode_event(rec: &[u8], base: usize) -> Result<Event<'_>, CodecError> {
-        if rec.len() < EVENT_HEADER_LEN {
-            return Err(CodecError::BadLength { at: base, len: rec.len() as u32 });
-        }
-        let kind_byte = rec[4];
-        let header = EventHeader {
-            px_scale: rec[5],
-            qty_scale: rec[6],
-            stream: u32::from_le_bytes(rec[8..12].try_into().unwrap()),
-            instrument: u32::from_le_bytes(rec[12..16].try_into().unwrap()),
-            seq: u64::from_le_bytes(rec[16..24].try_into().unwrap()),
-            time_ns: le_i64(&rec[24..32]),
-        };
-        let mut r = Reader { buf: rec, pos: EVENT_HEADER_LEN, base };
-        let kind = EventKind::from_u8(kind_byte).ok_or(CodecError::UnknownKind { at: base, kind: kind_byte })?;
-        let payload = match kind {
-            EventKind::Quote => Payload::Quote(Quote {
-                bid_px: r.i64()?,
-                bid_qty: r.i64()?,
-                ask_px: r.i64()?,
-                ask_qty: r.i64()?,
-            }),
-            EventKind::Trade => Payload::Trade(Trade {
-                price: r.i64()?,
-                qty: r.i64()?,
-                trade_id: r.u64()?,
-                aggressor: r.enum_byte::<Aggressor>()?,
-            }),
-            EventKind::BookSnapshot => Payload::BookSnapshot(BookSnapshot {
-                update_id: r.u64()?,
-                bids: r.levels()?,
-                asks: r.levels()?,
-            }),
-            EventKind::BookDelta => Payload::BookDelta(BookDelta {
-                first_update_id: r.u64()?,
-                final_update_id: r.u64()?,
-                prev_final_update_id: r.u64()?,
-                bids: r.levels()?,
-                asks: r.levels()?,
-            }),
-            EventKind::OrderSubmitted => Payload::OrderSubmitted(OrderSubmitted {
-                client_order_id: r.u64()?,
-                side: r.enum_byte::<Side>()?,
-                order_type: r.enum_byte::<OrderType>()?,
-                tif: r.enum_byte::<TimeInForce>()?,
-                price: r.i64()?,
-                qty: r.i64()?,
-            }),
-            EventKind::OrderAcked => Payload::OrderAcked(OrderAcked {
-                client_order_id: r.u64()?,
-                venue_order_id: r.u64()?,
-            }),
-            EventKind::OrderRejected => Payload::OrderRejected(OrderRejected {
-                client_order_id: r.u64()?,
-                reason: r.str()?,
-            }),
-            EventKind::OrderCancelled => {
-                Payload::OrderCancelled(OrderCancelled { client_order_id: r.u64()? })
-            }
-            EventKind::Fill => Payload::Fill(Fill {
-                client_order_id: r.u64()?,
-                trade_id: r.u64()?,
-                side: r.enum_byte::<Side>()?,
-                liquidity: r.enum_byte::<Liquidity>()?,
-                is_final: match r.u8()? {
-                    0 => false,
-                    1 => true,
-                    v => return Err(CodecError::BadEnum { at: base, field: "is_final", value: v }),
-                },
-                price: r.i64()?,
-                qty: r.i64()?,
-                fee: r.dec()?,
-            }),
-            EventKind::Position => Payload::Position(Position {
-                qty: r.i64()?,
-                avg_price: r.i64()?,
-                realized_pnl: r.dec()?,
-            }),
-            EventKind::Balance => Payload::Balance(Balance {
-                total: r.dec()?,
-                free: r.dec()?,
-                locked: r.dec()?,
-            }),
-            EventKind::RiskDecision => Payload::RiskDecision(RiskDecision {
-                client_order_id: r.u64()?,
-                verdict: r.enum_byte::<RiskVerdict>()?,
-                reason_code: r.str()?,
-            }),
-            EventKind::GuardrailTransition => Payload::GuardrailTransition(GuardrailTransition {
-                prev_mode: r.str()?,
-                next_mode: r.str()?,
-                trigger_metric: r.str()?,
-                value: r.dec()?,
-                reason: r.str()?,
-            }),
-            EventKind::Funding => Payload::Funding(Funding {
-                rate: r.dec()?,
-                mark_price: r.i64()?,
-                payment: r.dec()?,
-            }),
-            EventKind::Custom => Payload::Custom(Custom { type_name: r.str()?, json: r.bytes()? }),
-        };
-        if r.pos != rec.len() {
-            return Err(CodecError::BadLength { at: base, len: rec.len() as u32 });
-        }
-        Ok(Event { header, payload })
+    if rec.len() < EVENT_HEADER_LEN {
+        return Err(CodecError::BadLength {
+            at: base,
+            len: rec.len() as u32,
+        });
+    }
+    let kind_byte = rec[4];
+    let header = EventHeader {
+        px_scale: rec[5],
+        qty_scale: rec[6],
+        stream: u32::from_le_bytes(rec[8..12].try_into().unwrap()),
+        instrument: u32::from_le_bytes(rec[12..16].try_into().unwrap()),
+        seq: u64::from_le_bytes(rec[16..24].try_into().unwrap()),
+        time_ns: le_i64(&rec[24..32]),
+    };
+    let mut r = Reader {
+        buf: rec,
+        pos: EVENT_HEADER_LEN,
+        base,
+    };
+    let kind = EventKind::from_u8(kind_byte).ok_or(CodecError::UnknownKind {
+        at: base,
+        kind: kind_byte,
+    })?;
+    let payload = match kind {
+        EventKind::Quote => Payload::Quote(Quote {
+            bid_px: r.i64()?,
+            bid_qty: r.i64()?,
+            ask_px: r.i64()?,
+            ask_qty: r.i64()?,
+        }),
+        EventKind::Trade => Payload::Trade(Trade {
+            price: r.i64()?,
+            qty: r.i64()?,
+            trade_id: r.u64()?,
+            aggressor: r.enum_byte::<Aggressor>()?,
+        }),
+        EventKind::BookSnapshot => Payload::BookSnapshot(BookSnapshot {
+            update_id: r.u64()?,
+            bids: r.levels()?,
+            asks: r.levels()?,
+        }),
+        EventKind::BookDelta => Payload::BookDelta(BookDelta {
+            first_update_id: r.u64()?,
+            final_update_id: r.u64()?,
+            prev_final_update_id: r.u64()?,
+            bids: r.levels()?,
+            asks: r.levels()?,
+        }),
+        EventKind::OrderSubmitted => Payload::OrderSubmitted(OrderSubmitted {
+            client_order_id: r.u64()?,
+            side: r.enum_byte::<Side>()?,
+            order_type: r.enum_byte::<OrderType>()?,
+            tif: r.enum_byte::<TimeInForce>()?,
+            price: r.i64()?,
+            qty: r.i64()?,
+        }),
+        EventKind::OrderAcked => Payload::OrderAcked(OrderAcked {
+            client_order_id: r.u64()?,
+            venue_order_id: r.u64()?,
+        }),
+        EventKind::OrderRejected => Payload::OrderRejected(OrderRejected {
+            client_order_id: r.u64()?,
+            reason: r.str()?,
+        }),
+        EventKind::OrderCancelled => Payload::OrderCancelled(OrderCancelled {
+            client_order_id: r.u64()?,
+        }),
+        EventKind::Fill => Payload::Fill(Fill {
+            client_order_id: r.u64()?,
+            trade_id: r.u64()?,
+            side: r.enum_byte::<Side>()?,
+            liquidity: r.enum_byte::<Liquidity>()?,
+            is_final: match r.u8()? {
+                0 => false,
+                1 => true,
+                v => {
+                    return Err(CodecError::BadEnum {
+                        at: base,
+                        field: "is_final",
+                        value: v,
+                    });
+                }
+            },
+            price: r.i64()?,
+            qty: r.i64()?,
+            fee: r.dec()?,
+        }),
+        EventKind::Position => Payload::Position(Position {
+            qty: r.i64()?,
+            avg_price: r.i64()?,
+            realized_pnl: r.dec()?,
+        }),
+        EventKind::Balance => Payload::Balance(Balance {
+            total: r.dec()?,
+            free: r.dec()?,
+            locked: r.dec()?,
+        }),
+        EventKind::RiskDecision => Payload::RiskDecision(RiskDecision {
+            client_order_id: r.u64()?,
+            verdict: r.enum_byte::<RiskVerdict>()?,
+            reason_code: r.str()?,
+        }),
+        EventKind::GuardrailTransition => Payload::GuardrailTransition(GuardrailTransition {
+            prev_mode: r.str()?,
+            next_mode: r.str()?,
+            trigger_metric: r.str()?,
+            value: r.dec()?,
+            reason: r.str()?,
+        }),
+        EventKind::Funding => Payload::Funding(Funding {
+            rate: r.dec()?,
+            mark_price: r.i64()?,
+            payment: r.dec()?,
+        }),
+        EventKind::Custom => Payload::Custom(Custom {
+            type_name: r.str()?,
+            json: r.bytes()?,
+        }),
+    };
+    if r.pos != rec.len() {
+        return Err(CodecError::BadLength {
+            at: base,
+            len: rec.len() as u32,
+        });
+    }
+    Ok(Event { header, payload })
 }
 
 impl<'a> Iterator for EventBatch<'a> {
@@ -955,9 +1060,18 @@ pub struct NewOrder {
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Output<'a> {
     NewOrder(NewOrder),
-    Cancel { instrument: u32, client_order_id: u64 },
-    Log { level: LogLevel, message: &'a str },
-    Metric { name: &'a str, value: f64 },
+    Cancel {
+        instrument: u32,
+        client_order_id: u64,
+    },
+    Log {
+        level: LogLevel,
+        message: &'a str,
+    },
+    Metric {
+        name: &'a str,
+        value: f64,
+    },
 }
 
 /// An output record with its cause.
@@ -980,7 +1094,9 @@ pub struct OutputBatchWriter {
 impl OutputBatchWriter {
     /// Starts a batch in `buf`, clearing it.
     pub fn new(buf: Vec<u8>) -> Self {
-        Self { w: Writer::begin(buf, OUTPUT_MAGIC) }
+        Self {
+            w: Writer::begin(buf, OUTPUT_MAGIC),
+        }
     }
 
     pub fn as_bytes(&self) -> &[u8] {
@@ -1011,11 +1127,20 @@ impl OutputBatchWriter {
             Output::NewOrder(o) => {
                 put_u32(b, o.instrument);
                 put_u64(b, o.client_order_id);
-                b.extend_from_slice(&[o.side as u8, o.order_type as u8, o.tif as u8, o.px_scale, o.qty_scale]);
+                b.extend_from_slice(&[
+                    o.side as u8,
+                    o.order_type as u8,
+                    o.tif as u8,
+                    o.px_scale,
+                    o.qty_scale,
+                ]);
                 put_i64(b, o.price);
                 put_i64(b, o.qty);
             }
-            Output::Cancel { instrument, client_order_id } => {
+            Output::Cancel {
+                instrument,
+                client_order_id,
+            } => {
                 put_u32(b, *instrument);
                 put_u64(b, *client_order_id);
             }
@@ -1040,52 +1165,72 @@ pub struct OutputBatch<'a> {
 
 impl<'a> OutputBatch<'a> {
     pub fn new(buf: &'a [u8]) -> Result<Self, CodecError> {
-        Ok(Self { cur: Cursor::new(buf, OUTPUT_MAGIC)? })
+        Ok(Self {
+            cur: Cursor::new(buf, OUTPUT_MAGIC)?,
+        })
     }
 
     pub fn count(&self) -> u32 {
         self.cur.count
     }
-
 }
 
 /// Decodes one output record found at offset `base` of its batch.
 fn decode_output(rec: &[u8], base: usize) -> Result<OutputRecord<'_>, CodecError> {
-        if rec.len() < OUTPUT_HEADER_LEN {
-            return Err(CodecError::BadLength { at: base, len: rec.len() as u32 });
+    if rec.len() < OUTPUT_HEADER_LEN {
+        return Err(CodecError::BadLength {
+            at: base,
+            len: rec.len() as u32,
+        });
+    }
+    let cause_seq = u64::from_le_bytes(rec[8..16].try_into().unwrap());
+    let mut r = Reader {
+        buf: rec,
+        pos: OUTPUT_HEADER_LEN,
+        base,
+    };
+    let output = match rec[4] {
+        OUT_NEW_ORDER => {
+            let instrument = r.u32()?;
+            let client_order_id = r.u64()?;
+            let side = r.enum_byte::<Side>()?;
+            let order_type = r.enum_byte::<OrderType>()?;
+            let tif = r.enum_byte::<TimeInForce>()?;
+            let px_scale = r.u8()?;
+            let qty_scale = r.u8()?;
+            Output::NewOrder(NewOrder {
+                instrument,
+                client_order_id,
+                side,
+                order_type,
+                tif,
+                price: r.i64()?,
+                qty: r.i64()?,
+                px_scale,
+                qty_scale,
+            })
         }
-        let cause_seq = u64::from_le_bytes(rec[8..16].try_into().unwrap());
-        let mut r = Reader { buf: rec, pos: OUTPUT_HEADER_LEN, base };
-        let output = match rec[4] {
-            OUT_NEW_ORDER => {
-                let instrument = r.u32()?;
-                let client_order_id = r.u64()?;
-                let side = r.enum_byte::<Side>()?;
-                let order_type = r.enum_byte::<OrderType>()?;
-                let tif = r.enum_byte::<TimeInForce>()?;
-                let px_scale = r.u8()?;
-                let qty_scale = r.u8()?;
-                Output::NewOrder(NewOrder {
-                    instrument,
-                    client_order_id,
-                    side,
-                    order_type,
-                    tif,
-                    price: r.i64()?,
-                    qty: r.i64()?,
-                    px_scale,
-                    qty_scale,
-                })
-            }
-            OUT_CANCEL => Output::Cancel { instrument: r.u32()?, client_order_id: r.u64()? },
-            OUT_LOG => Output::Log { level: r.enum_byte::<LogLevel>()?, message: r.str()? },
-            OUT_METRIC => Output::Metric { name: r.str()?, value: r.f64()? },
-            kind => return Err(CodecError::UnknownKind { at: base, kind }),
-        };
-        if r.pos != rec.len() {
-            return Err(CodecError::BadLength { at: base, len: rec.len() as u32 });
-        }
-        Ok(OutputRecord { cause_seq, output })
+        OUT_CANCEL => Output::Cancel {
+            instrument: r.u32()?,
+            client_order_id: r.u64()?,
+        },
+        OUT_LOG => Output::Log {
+            level: r.enum_byte::<LogLevel>()?,
+            message: r.str()?,
+        },
+        OUT_METRIC => Output::Metric {
+            name: r.str()?,
+            value: r.f64()?,
+        },
+        kind => return Err(CodecError::UnknownKind { at: base, kind }),
+    };
+    if r.pos != rec.len() {
+        return Err(CodecError::BadLength {
+            at: base,
+            len: rec.len() as u32,
+        });
+    }
+    Ok(OutputRecord { cause_seq, output })
 }
 
 impl<'a> Iterator for OutputBatch<'a> {
@@ -1093,5 +1238,326 @@ impl<'a> Iterator for OutputBatch<'a> {
 
     fn next(&mut self) -> Option<Self::Item> {
         self.cur.step(decode_output)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// Owned backing data for one arbitrary event (the codec types borrow).
+    #[derive(Debug, Clone)]
+    struct Owned {
+        header: EventHeader,
+        kind: EventKind,
+        ints: [i64; 6],
+        ids: [u64; 3],
+        bytes: [u8; 4],
+        texts: [String; 4],
+        json: Vec<u8>,
+        bids: Vec<Level>,
+        asks: Vec<Level>,
+    }
+
+    impl Owned {
+        fn payload(&self) -> Payload<'_> {
+            let [a, b, c, d, e, f] = self.ints;
+            let [i, j, k] = self.ids;
+            let dec = |m: i64, s: u8| Decimal::new(m, s % 19);
+            let side = if self.bytes[0].is_multiple_of(2) {
+                Side::Buy
+            } else {
+                Side::Sell
+            };
+            let t = &self.texts;
+            match self.kind {
+                EventKind::Quote => Payload::Quote(Quote {
+                    bid_px: a,
+                    bid_qty: b,
+                    ask_px: c,
+                    ask_qty: d,
+                }),
+                EventKind::Trade => Payload::Trade(Trade {
+                    price: a,
+                    qty: b,
+                    trade_id: i,
+                    aggressor: Aggressor::ALL[self.bytes[1] as usize % 3],
+                }),
+                EventKind::BookSnapshot => Payload::BookSnapshot(BookSnapshot {
+                    update_id: i,
+                    bids: Levels::Slice(&self.bids),
+                    asks: Levels::Slice(&self.asks),
+                }),
+                EventKind::BookDelta => Payload::BookDelta(BookDelta {
+                    first_update_id: i,
+                    final_update_id: j,
+                    prev_final_update_id: k,
+                    bids: Levels::Slice(&self.bids),
+                    asks: Levels::Slice(&self.asks),
+                }),
+                EventKind::OrderSubmitted => Payload::OrderSubmitted(OrderSubmitted {
+                    client_order_id: i,
+                    side,
+                    order_type: OrderType::ALL[self.bytes[1] as usize % 2],
+                    tif: TimeInForce::ALL[self.bytes[2] as usize % 4],
+                    price: a,
+                    qty: b,
+                }),
+                EventKind::OrderAcked => Payload::OrderAcked(OrderAcked {
+                    client_order_id: i,
+                    venue_order_id: j,
+                }),
+                EventKind::OrderRejected => Payload::OrderRejected(OrderRejected {
+                    client_order_id: i,
+                    reason: &t[0],
+                }),
+                EventKind::OrderCancelled => {
+                    Payload::OrderCancelled(OrderCancelled { client_order_id: i })
+                }
+                EventKind::Fill => Payload::Fill(Fill {
+                    client_order_id: i,
+                    trade_id: j,
+                    side,
+                    liquidity: Liquidity::ALL[self.bytes[1] as usize % 3],
+                    is_final: self.bytes[2] % 2 == 1,
+                    price: a,
+                    qty: b,
+                    fee: dec(c, self.bytes[3]),
+                }),
+                EventKind::Position => Payload::Position(Position {
+                    qty: a,
+                    avg_price: b,
+                    realized_pnl: dec(c, self.bytes[3]),
+                }),
+                EventKind::Balance => Payload::Balance(Balance {
+                    total: dec(a, 1),
+                    free: dec(b, 2),
+                    locked: dec(c, self.bytes[3]),
+                }),
+                EventKind::RiskDecision => Payload::RiskDecision(RiskDecision {
+                    client_order_id: i,
+                    verdict: RiskVerdict::ALL[self.bytes[1] as usize % 3],
+                    reason_code: &t[0],
+                }),
+                EventKind::GuardrailTransition => {
+                    Payload::GuardrailTransition(GuardrailTransition {
+                        prev_mode: &t[0],
+                        next_mode: &t[1],
+                        trigger_metric: &t[2],
+                        value: dec(e, self.bytes[3]),
+                        reason: &t[3],
+                    })
+                }
+                EventKind::Funding => Payload::Funding(Funding {
+                    rate: dec(d, 8),
+                    mark_price: e,
+                    payment: dec(f, self.bytes[3]),
+                }),
+                EventKind::Custom => Payload::Custom(Custom {
+                    type_name: &t[0],
+                    json: &self.json,
+                }),
+            }
+        }
+    }
+
+    fn level() -> impl Strategy<Value = Level> {
+        (any::<i64>(), any::<i64>()).prop_map(|(price, qty)| Level { price, qty })
+    }
+
+    fn owned() -> impl Strategy<Value = Owned> {
+        let header = (
+            any::<u32>(),
+            any::<u32>(),
+            any::<u64>(),
+            any::<i64>(),
+            any::<u8>(),
+            any::<u8>(),
+        )
+            .prop_map(|(stream, instrument, seq, time_ns, px_scale, qty_scale)| {
+                EventHeader {
+                    stream,
+                    instrument,
+                    seq,
+                    time_ns,
+                    px_scale,
+                    qty_scale,
+                }
+            });
+        (
+            header,
+            proptest::sample::select(EventKind::ALL),
+            any::<[i64; 6]>(),
+            any::<[u64; 3]>(),
+            any::<[u8; 4]>(),
+            any::<[String; 4]>(),
+            proptest::collection::vec(any::<u8>(), 0..64),
+            proptest::collection::vec(level(), 0..8),
+            proptest::collection::vec(level(), 0..8),
+        )
+            .prop_map(
+                |(header, kind, ints, ids, bytes, texts, json, bids, asks)| Owned {
+                    header,
+                    kind,
+                    ints,
+                    ids,
+                    bytes,
+                    texts,
+                    json,
+                    bids,
+                    asks,
+                },
+            )
+    }
+
+    fn encode(events: &[Owned]) -> Vec<u8> {
+        let mut w = EventBatchWriter::new(Vec::new());
+        for e in events {
+            w.push(&e.header, &e.payload());
+        }
+        w.finish()
+    }
+
+    proptest! {
+        #[test]
+        fn event_batches_round_trip(events in proptest::collection::vec(owned(), 0..24)) {
+            let bytes = encode(&events);
+            let decoded = EventBatch::new(&bytes).unwrap().collect_all().unwrap();
+            prop_assert_eq!(decoded.len(), events.len());
+            for (d, e) in decoded.iter().zip(&events) {
+                prop_assert_eq!(d.header, e.header);
+                prop_assert_eq!(d.payload, e.payload());
+            }
+        }
+
+        #[test]
+        fn truncated_batches_are_errors_not_panics(events in proptest::collection::vec(owned(), 1..6), cut in any::<prop::sample::Index>()) {
+            let bytes = encode(&events);
+            let cut = cut.index(bytes.len());
+            let result = EventBatch::new(&bytes[..cut]).and_then(|b| b.collect_all());
+            prop_assert!(result.is_err(), "a batch cut at {} of {} bytes decoded", cut, bytes.len());
+        }
+
+        #[test]
+        fn output_batches_round_trip(seqs in proptest::collection::vec(any::<u64>(), 0..16), msg in ".*", v in any::<f64>()) {
+            let mut w = OutputBatchWriter::new(Vec::new());
+            let order = NewOrder { instrument: 3, client_order_id: 9, side: Side::Sell, order_type: OrderType::Limit, tif: TimeInForce::PostOnly, price: -5, qty: 7, px_scale: 2, qty_scale: 8 };
+            let outs = [
+                Output::NewOrder(order),
+                Output::Cancel { instrument: 1, client_order_id: 2 },
+                Output::Log { level: LogLevel::Warn, message: &msg },
+                Output::Metric { name: "m", value: v },
+            ];
+            for (i, s) in seqs.iter().enumerate() {
+                w.push(*s, &outs[i % 4]);
+            }
+            let bytes = w.finish();
+            let got: Vec<_> = OutputBatch::new(&bytes).unwrap().collect::<Result<_, _>>().unwrap();
+            prop_assert_eq!(got.len(), seqs.len());
+            for (i, r) in got.iter().enumerate() {
+                prop_assert_eq!(r.cause_seq, seqs[i]);
+                match (r.output, outs[i % 4]) {
+                    (Output::Metric { value: a, .. }, Output::Metric { value: b, .. }) => prop_assert_eq!(a.to_bits(), b.to_bits()),
+                    (a, b) => prop_assert_eq!(a, b),
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn header_errors_say_what_is_wrong() {
+        let good = encode(&[]);
+        let mut bad = good.clone();
+        bad[0] = b'X';
+        assert!(matches!(
+            EventBatch::new(&bad),
+            Err(CodecError::BadMagic { .. })
+        ));
+        let mut bad = good.clone();
+        bad[4] = 9;
+        let err = EventBatch::new(&bad).err().unwrap();
+        assert_eq!(
+            err,
+            CodecError::LayoutVersion {
+                found: 9,
+                expected: LAYOUT_VERSION
+            }
+        );
+        assert!(err.to_string().contains("v9"));
+        assert!(matches!(
+            EventBatch::new(&good[..10]),
+            Err(CodecError::Truncated { .. })
+        ));
+        // An output batch is not an event batch.
+        let out = OutputBatchWriter::new(Vec::new()).finish();
+        assert!(matches!(
+            EventBatch::new(&out),
+            Err(CodecError::BadMagic { .. })
+        ));
+    }
+
+    #[test]
+    fn count_must_match_records() {
+        let h = EventHeader {
+            seq: 1,
+            ..Default::default()
+        };
+        let mut w = EventBatchWriter::new(Vec::new());
+        w.push(
+            &h,
+            &Payload::OrderCancelled(OrderCancelled { client_order_id: 1 }),
+        );
+        let mut bytes = w.finish();
+        bytes[8] = 2;
+        let r = EventBatch::new(&bytes).unwrap().collect_all();
+        assert_eq!(
+            r.unwrap_err(),
+            CodecError::CountMismatch {
+                header: 2,
+                found: 1
+            }
+        );
+        bytes[8] = 0;
+        let r = EventBatch::new(&bytes).unwrap().collect_all();
+        assert!(matches!(
+            r,
+            Err(CodecError::CountMismatch { header: 0, .. })
+        ));
+    }
+
+    #[test]
+    fn unknown_kinds_and_enum_values_are_refused() {
+        let h = EventHeader {
+            seq: 1,
+            ..Default::default()
+        };
+        let mut w = EventBatchWriter::new(Vec::new());
+        w.push(
+            &h,
+            &Payload::Trade(Trade {
+                price: 1,
+                qty: 1,
+                trade_id: 1,
+                aggressor: Aggressor::Buy,
+            }),
+        );
+        let good = w.finish();
+        let mut bad = good.clone();
+        bad[BATCH_HEADER_LEN + 4] = 200;
+        assert_eq!(
+            EventBatch::new(&bad).unwrap().collect_all().unwrap_err(),
+            CodecError::UnknownKind { at: 16, kind: 200 }
+        );
+        let mut bad = good.clone();
+        *bad.last_mut().unwrap() = 7; // the aggressor byte
+        assert!(matches!(
+            EventBatch::new(&bad).unwrap().collect_all(),
+            Err(CodecError::BadEnum {
+                field: "aggressor",
+                value: 7,
+                ..
+            })
+        ));
     }
 }

@@ -1,6 +1,8 @@
 //! `Ctx`: how a guest emits outputs while it handles one event.
 
-use crate::codec::{Event, LogLevel, NewOrder, Output, OutputBatchWriter, OrderType, Side, TimeInForce, pow10};
+use crate::codec::{
+    Event, LogLevel, NewOrder, OrderType, Output, OutputBatchWriter, Side, TimeInForce, pow10,
+};
 
 /// Handed to `on_event`; every output it records carries the seq of the event being handled.
 ///
@@ -14,7 +16,11 @@ pub struct Ctx<'w> {
 
 impl<'w> Ctx<'w> {
     pub(crate) fn new(out: &'w mut OutputBatchWriter, cause_seq: u64) -> Self {
-        Self { out, cause_seq, orders: 0 }
+        Self {
+            out,
+            cause_seq,
+            orders: 0,
+        }
     }
 
     /// The seq of the event being handled.
@@ -63,15 +69,23 @@ impl<'w> Ctx<'w> {
     }
 
     pub fn cancel(&mut self, instrument: u32, client_order_id: u64) {
-        self.out.push(self.cause_seq, &Output::Cancel { instrument, client_order_id });
+        self.out.push(
+            self.cause_seq,
+            &Output::Cancel {
+                instrument,
+                client_order_id,
+            },
+        );
     }
 
     pub fn log(&mut self, level: LogLevel, message: &str) {
-        self.out.push(self.cause_seq, &Output::Log { level, message });
+        self.out
+            .push(self.cause_seq, &Output::Log { level, message });
     }
 
     pub fn metric(&mut self, name: &str, value: f64) {
-        self.out.push(self.cause_seq, &Output::Metric { name, value });
+        self.out
+            .push(self.cause_seq, &Output::Metric { name, value });
     }
 }
 

@@ -8,8 +8,14 @@ use crate::{Ctx, Projector, Strategy, state};
 /// Feeds every event of `batch` to `on_event`; returns the packed outputs in `out`.
 ///
 /// A batch the codec rejects is a host bug, not guest input: it panics (a trap in Wasm).
-fn run_batch<G>(guest: &mut G, batch: &[u8], out: &mut Vec<u8>, on_event: fn(&mut G, &crate::Event<'_>, &mut Ctx<'_>)) {
-    let events = EventBatch::new(batch).unwrap_or_else(|e| panic!("tapedeck-guest: invalid batch from host: {e}"));
+fn run_batch<G>(
+    guest: &mut G,
+    batch: &[u8],
+    out: &mut Vec<u8>,
+    on_event: fn(&mut G, &crate::Event<'_>, &mut Ctx<'_>),
+) {
+    let events = EventBatch::new(batch)
+        .unwrap_or_else(|e| panic!("tapedeck-guest: invalid batch from host: {e}"));
     let mut writer = OutputBatchWriter::new(std::mem::take(out));
     for ev in events {
         let ev = ev.unwrap_or_else(|e| panic!("tapedeck-guest: invalid event from host: {e}"));
@@ -36,7 +42,10 @@ impl<S: Strategy> StrategyDriver<S> {
     }
 
     fn wrap(guest: S) -> Self {
-        Self { guest, out: Vec::with_capacity(4096) }
+        Self {
+            guest,
+            out: Vec::with_capacity(4096),
+        }
     }
 
     pub fn on_events(&mut self, batch: &[u8]) -> &[u8] {
@@ -69,7 +78,10 @@ impl<P: Projector> ProjectorDriver<P> {
     }
 
     fn wrap(guest: P) -> Self {
-        Self { guest, out: Vec::with_capacity(1024) }
+        Self {
+            guest,
+            out: Vec::with_capacity(1024),
+        }
     }
 
     pub fn on_events(&mut self, batch: &[u8]) -> &[u8] {

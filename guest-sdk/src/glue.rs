@@ -37,7 +37,11 @@ impl<T> Slot<T> {
 #[cfg(target_arch = "wasm32")]
 pub use wit_bindgen;
 
-#[cfg(all(target_arch = "wasm32", feature = "strategy", not(feature = "projector")))]
+#[cfg(all(
+    target_arch = "wasm32",
+    feature = "strategy",
+    not(feature = "projector")
+))]
 pub mod strategy_world {
     wit_bindgen::generate!({
         path: "wit",
@@ -49,7 +53,11 @@ pub mod strategy_world {
     });
 }
 
-#[cfg(all(target_arch = "wasm32", feature = "projector", not(feature = "strategy")))]
+#[cfg(all(
+    target_arch = "wasm32",
+    feature = "projector",
+    not(feature = "strategy")
+))]
 pub mod projector_world {
     wit_bindgen::generate!({
         path: "wit",
@@ -119,7 +127,11 @@ macro_rules! __export_projector_wasm {
     };
 }
 
-#[cfg(all(target_arch = "wasm32", feature = "strategy", not(feature = "projector")))]
+#[cfg(all(
+    target_arch = "wasm32",
+    feature = "strategy",
+    not(feature = "projector")
+))]
 #[doc(hidden)]
 #[macro_export]
 macro_rules! __export_strategy_wasm {
@@ -156,7 +168,11 @@ macro_rules! __export_strategy_wasm {
     };
 }
 
-#[cfg(all(target_arch = "wasm32", feature = "projector", not(feature = "strategy")))]
+#[cfg(all(
+    target_arch = "wasm32",
+    feature = "projector",
+    not(feature = "strategy")
+))]
 #[doc(hidden)]
 #[macro_export]
 macro_rules! __export_projector_wasm {

@@ -27,9 +27,9 @@ extern crate self as tapedeck_guest;
 
 pub mod codec;
 mod ctx;
+pub mod driver;
 #[doc(hidden)]
 pub mod glue;
-pub mod driver;
 pub mod state;
 
 pub use codec::{

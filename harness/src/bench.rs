@@ -22,7 +22,13 @@ pub struct StrategyBenchOptions {
 
 impl Default for StrategyBenchOptions {
     fn default() -> Self {
-        StrategyBenchOptions { events: 10_000_000, batch: 512, rounds: 3, instruments: 8, seed: 42 }
+        StrategyBenchOptions {
+            events: 10_000_000,
+            batch: 512,
+            rounds: 3,
+            instruments: 8,
+            seed: 42,
+        }
     }
 }
 
@@ -52,14 +58,19 @@ fn median(mut v: Vec<f64>) -> f64 {
 
 /// Runs the strategy bench. `module` must be the Wasm build of the `ema-cross` crate linked
 /// into this binary.
-pub fn strategy(rt: &Runtime, module: &Module, opts: &StrategyBenchOptions) -> Result<StrategyBenchReport> {
+pub fn strategy(
+    rt: &Runtime,
+    module: &Module,
+    opts: &StrategyBenchOptions,
+) -> Result<StrategyBenchReport> {
     let batches = QuoteGen::new(opts.seed, opts.instruments).batches(opts.events, opts.batch);
     let mut native_ns = Vec::new();
     let mut wasm_ns = Vec::new();
     let mut native_out = Vec::new();
     let mut wasm_out = Vec::new();
     for _ in 0..opts.rounds.max(1) {
-        let mut driver = StrategyDriver::<ema_cross::EmaCross>::init("").expect("default config is valid");
+        let mut driver =
+            StrategyDriver::<ema_cross::EmaCross>::init("").expect("default config is valid");
         native_out.clear();
         let t = Instant::now();
         for b in &batches {

@@ -12,7 +12,12 @@ use crate::runtime::ModuleHash;
 #[non_exhaustive]
 pub enum Error {
     #[error("module {module} trapped: {kind}, in the batch of seq {first_seq}..={last_seq}")]
-    GuestTrap { module: ModuleHash, kind: TrapKind, first_seq: u64, last_seq: u64 },
+    GuestTrap {
+        module: ModuleHash,
+        kind: TrapKind,
+        first_seq: u64,
+        last_seq: u64,
+    },
 
     #[error(
         "{path}: module speaks tapedeck ABI v{guest}, this host speaks v{host}; rebuild it against a tapedeck-guest with ABI v{host}"
@@ -29,19 +34,29 @@ pub enum Error {
     NotAModule { path: String, reason: String },
 
     #[error("module {module} is a {actual}, but a {wanted} was asked for")]
-    WrongWorld { module: ModuleHash, wanted: &'static str, actual: &'static str },
+    WrongWorld {
+        module: ModuleHash,
+        wanted: &'static str,
+        actual: &'static str,
+    },
 
     #[error("module {module} trapped earlier ({kind}); its instance cannot be used again")]
     Poisoned { module: ModuleHash, kind: TrapKind },
 
     #[error("module {module} returned an invalid output batch: {source}")]
-    BadOutput { module: ModuleHash, source: CodecError },
+    BadOutput {
+        module: ModuleHash,
+        source: CodecError,
+    },
 
     #[error("{context}: {message}")]
     Engine { context: String, message: String },
 
     #[error("{}: {source}", path.display())]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -49,11 +64,17 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 impl Error {
     pub(crate) fn engine(context: impl Into<String>, err: impl fmt::Debug) -> Self {
         // `{:?}` of a wasmtime error prints its whole cause chain.
-        Error::Engine { context: context.into(), message: format!("{err:?}") }
+        Error::Engine {
+            context: context.into(),
+            message: format!("{err:?}"),
+        }
     }
 
     pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
-        Error::Io { path: path.into(), source }
+        Error::Io {
+            path: path.into(),
+            source,
+        }
     }
 }
 
@@ -63,8 +84,13 @@ impl Error {
 pub enum TrapKind {
     /// A Rust panic (which aborts, i.e. executes `unreachable`) or a raw `unreachable`.
     Panic,
-    OutOfFuel { budget: u64 },
-    OutOfMemory { limit: usize, requested: usize },
+    OutOfFuel {
+        budget: u64,
+    },
+    OutOfMemory {
+        limit: usize,
+        requested: usize,
+    },
     /// Any other trap (bad memory access, stack overflow, ...), as wasmtime names it.
     Other(String),
 }
@@ -73,9 +99,14 @@ impl fmt::Display for TrapKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             TrapKind::Panic => f.write_str("guest panicked (wasm `unreachable` executed)"),
-            TrapKind::OutOfFuel { budget } => write!(f, "out of fuel (budget {budget} for this call)"),
+            TrapKind::OutOfFuel { budget } => {
+                write!(f, "out of fuel (budget {budget} for this call)")
+            }
             TrapKind::OutOfMemory { limit, requested } => {
-                write!(f, "out of memory (limit {limit} bytes, asked to grow to {requested})")
+                write!(
+                    f,
+                    "out of memory (limit {limit} bytes, asked to grow to {requested})"
+                )
             }
             TrapKind::Other(s) => write!(f, "trap: {s}"),
         }

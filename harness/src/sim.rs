@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 
-use tapedeck_guest::codec::{EventBatch, Output, OutputBatch, OrderType, Payload, Quote, pow10};
+use tapedeck_guest::codec::{EventBatch, OrderType, Output, OutputBatch, Payload, Quote, pow10};
 
 /// Per instrument: position and cash, both as exact mantissas.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -40,7 +40,9 @@ pub struct MarketSim {
 impl MarketSim {
     /// Applies one event batch and the outputs the strategy produced for it.
     pub fn apply(&mut self, events: &[u8], outputs: &[u8]) {
-        let mut outs = OutputBatch::new(outputs).expect("outputs were validated by the runtime").peekable();
+        let mut outs = OutputBatch::new(outputs)
+            .expect("outputs were validated by the runtime")
+            .peekable();
         for ev in EventBatch::new(events).expect("batch from this host") {
             let ev = ev.expect("batch from this host");
             if let Payload::Quote(q) = ev.payload {
@@ -48,13 +50,19 @@ impl MarketSim {
                 b.last = Some(q);
                 (b.px_scale, b.qty_scale) = (ev.header.px_scale, ev.header.qty_scale);
             }
-            while let Some(Ok(rec)) = outs.next_if(|r| matches!(r, Ok(r) if r.cause_seq <= ev.header.seq)) {
+            while let Some(Ok(rec)) =
+                outs.next_if(|r| matches!(r, Ok(r) if r.cause_seq <= ev.header.seq))
+            {
                 if let Output::NewOrder(o) = rec.output {
                     self.orders += 1;
                     let b = self.books.entry(o.instrument).or_default();
                     match (o.order_type, b.last) {
                         (OrderType::Market, Some(q)) => {
-                            let px = if o.side.sign() > 0 { q.ask_px } else { q.bid_px };
+                            let px = if o.side.sign() > 0 {
+                                q.ask_px
+                            } else {
+                                q.bid_px
+                            };
                             let qty = o.qty * o.side.sign();
                             b.position += qty;
                             b.cash -= px as i128 * qty as i128;

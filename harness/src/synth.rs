@@ -42,8 +42,15 @@ const T0_NS: i64 = 1_704_067_200_000_000_000;
 impl QuoteGen {
     pub fn new(seed: u64, instruments: u32) -> Self {
         let mut rng = SplitMix64::new(seed);
-        let mids = (0..instruments).map(|_| 10_000 + rng.below(90_000) as i64).collect();
-        QuoteGen { rng, mids, seq: 0, stream: 1 }
+        let mids = (0..instruments)
+            .map(|_| 10_000 + rng.below(90_000) as i64)
+            .collect();
+        QuoteGen {
+            rng,
+            mids,
+            seq: 0,
+            stream: 1,
+        }
     }
 
     pub fn next_quote(&mut self) -> (EventHeader, Quote) {

@@ -50,28 +50,52 @@ impl Bench {
 
 impl StrategyArgs {
     fn run(self) -> Result<ExitCode> {
-        let rt = Runtime::new(RuntimeConfig { max_instances: 16, ..RuntimeConfig::default() })?;
+        let rt = Runtime::new(RuntimeConfig {
+            max_instances: 16,
+            ..RuntimeConfig::default()
+        })?;
         let path = match self.wasm {
             Some(p) => p,
             None => {
                 let tc = tapedeck_guest_build::detect()?;
                 let out = super::default_guest_target_dir().join("components");
                 std::fs::create_dir_all(&out)?;
-                super::build::build_one(&tc, &rt, &super::repo_guest_dir("ema-cross"), &super::default_guest_target_dir(), &out)?
+                super::build::build_one(
+                    &tc,
+                    &rt,
+                    &super::repo_guest_dir("ema-cross"),
+                    &super::default_guest_target_dir(),
+                    &out,
+                )?
             }
         };
         let module = rt.load(&path)?;
-        let opts = StrategyBenchOptions { events: self.events, batch: self.batch, rounds: self.rounds, ..Default::default() };
-        eprintln!("bench strategy: {} events x {} rounds, batches of {}", opts.events, opts.rounds, opts.batch);
+        let opts = StrategyBenchOptions {
+            events: self.events,
+            batch: self.batch,
+            rounds: self.rounds,
+            ..Default::default()
+        };
+        eprintln!(
+            "bench strategy: {} events x {} rounds, batches of {}",
+            opts.events, opts.rounds, opts.batch
+        );
         let r = strategy(&rt, &module, &opts)?;
         if self.json {
             println!("{}", serde_json::to_string(&r)?);
         } else {
             println!("events             {}", r.events);
             println!("native             {:.2} ns/event", r.native_ns_per_event);
-            println!("wasm               {:.2} ns/event ({:.1}M events/s)", r.wasm_ns_per_event, r.wasm_events_per_sec / 1e6);
+            println!(
+                "wasm               {:.2} ns/event ({:.1}M events/s)",
+                r.wasm_ns_per_event,
+                r.wasm_events_per_sec / 1e6
+            );
             println!("ratio wasm/native  {:.2}x", r.ratio);
-            println!("instantiate        {:.2} us (from the cached, pre-instantiated module)", r.instantiate_us);
+            println!(
+                "instantiate        {:.2} us (from the cached, pre-instantiated module)",
+                r.instantiate_us
+            );
             println!("load from cache    {:.1} us", r.load_cached_us);
             println!("orders             {} (pnl {:.2})", r.orders, r.pnl);
             println!("native == wasm     {}", r.identical);

@@ -33,11 +33,21 @@ impl Build {
             "building with {} ({}{})",
             tc.rustc.display(),
             tc.version,
-            if tc.build_std { ", std from source" } else { "" }
+            if tc.build_std {
+                ", std from source"
+            } else {
+                ""
+            }
         );
-        let target_dir = self.target_dir.unwrap_or_else(super::default_guest_target_dir);
-        let rt = Runtime::new(RuntimeConfig { max_instances: 4, ..RuntimeConfig::default() })?;
-        std::fs::create_dir_all(&self.out).with_context(|| format!("creating {}", self.out.display()))?;
+        let target_dir = self
+            .target_dir
+            .unwrap_or_else(super::default_guest_target_dir);
+        let rt = Runtime::new(RuntimeConfig {
+            max_instances: 4,
+            ..RuntimeConfig::default()
+        })?;
+        std::fs::create_dir_all(&self.out)
+            .with_context(|| format!("creating {}", self.out.display()))?;
         for dir in &self.crates {
             let out = build_one(&tc, &rt, dir, &target_dir, &self.out)?;
             println!("{}", out.display());

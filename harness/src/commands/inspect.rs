@@ -19,7 +19,10 @@ pub struct Inspect {
 
 impl Inspect {
     pub fn run(self) -> Result<ExitCode> {
-        let rt = Runtime::new(RuntimeConfig { max_instances: 4, ..RuntimeConfig::default() })?;
+        let rt = Runtime::new(RuntimeConfig {
+            max_instances: 4,
+            ..RuntimeConfig::default()
+        })?;
         let m = rt.load(&self.module)?;
         let v = serde_json::json!({
             "path": m.origin(),

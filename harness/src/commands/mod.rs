@@ -18,5 +18,7 @@ pub fn default_guest_target_dir() -> PathBuf {
 
 /// The repository's own guest crates, when this binary runs from its source tree.
 pub fn repo_guest_dir(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../strategies").join(name)
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../strategies")
+        .join(name)
 }

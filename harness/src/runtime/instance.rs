@@ -16,12 +16,20 @@ pub struct StoreState {
 
 impl StoreState {
     pub(super) fn new(memory_limit: usize) -> Self {
-        StoreState { memory_limit, refused_growth: None }
+        StoreState {
+            memory_limit,
+            refused_growth: None,
+        }
     }
 }
 
 impl ResourceLimiter for StoreState {
-    fn memory_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
         if desired > self.memory_limit {
             self.refused_growth = Some(desired);
             // An error (not `Ok(false)`) traps right here, so the trap is named for what it is
@@ -31,7 +39,12 @@ impl ResourceLimiter for StoreState {
         Ok(true)
     }
 
-    fn table_growing(&mut self, _current: usize, _desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        _desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
         Ok(true)
     }
 }
@@ -62,7 +75,11 @@ macro_rules! call {
 }
 
 impl Instance {
-    pub(super) fn new(mut store: Store<StoreState>, module: &Module, config: &RuntimeConfig) -> Result<Self> {
+    pub(super) fn new(
+        mut store: Store<StoreState>,
+        module: &Module,
+        config: &RuntimeConfig,
+    ) -> Result<Self> {
         let m = &module.inner;
         let bound = match &m.pre {
             Pre::Strategy(p) => p.instantiate(&mut store).map(Bound::Strategy),
@@ -97,12 +114,16 @@ impl Instance {
 
     pub fn metadata(&mut self) -> Result<ModuleInfo> {
         self.guarded(self.fuel_per_call, None, |s| match &s.bound {
-            Bound::Strategy(b) => b
-                .call_metadata(&mut s.store)
-                .map(|i| ModuleInfo { name: i.name, version: i.version, abi_version: i.abi_version }),
-            Bound::Projector(b) => b
-                .call_metadata(&mut s.store)
-                .map(|i| ModuleInfo { name: i.name, version: i.version, abi_version: i.abi_version }),
+            Bound::Strategy(b) => b.call_metadata(&mut s.store).map(|i| ModuleInfo {
+                name: i.name,
+                version: i.version,
+                abi_version: i.abi_version,
+            }),
+            Bound::Projector(b) => b.call_metadata(&mut s.store).map(|i| ModuleInfo {
+                name: i.name,
+                version: i.version,
+                abi_version: i.abi_version,
+            }),
         })
     }
 
@@ -115,12 +136,21 @@ impl Instance {
 
     /// Runs one packed event batch; returns the packed outputs.
     pub fn on_events(&mut self, batch: &[u8]) -> Result<Vec<u8>> {
-        let n = batch.get(8..12).map_or(0, |c| u32::from_le_bytes(c.try_into().unwrap())) as u64;
-        let fuel = self.fuel_per_call.saturating_add(self.fuel_per_event.saturating_mul(n));
+        let n = batch
+            .get(8..12)
+            .map_or(0, |c| u32::from_le_bytes(c.try_into().unwrap())) as u64;
+        let fuel = self
+            .fuel_per_call
+            .saturating_add(self.fuel_per_event.saturating_mul(n));
         let out = self.guarded(fuel, Some(batch), |s| call!(s, call_on_events, batch))?;
         // Validate the outputs here, once, so consumers can trust them.
-        if let Err(source) = tapedeck_guest::codec::OutputBatch::new(&out).and_then(|b| b.into_iter().try_for_each(|r| r.map(drop))) {
-            return Err(Error::BadOutput { module: self.module, source });
+        if let Err(source) = tapedeck_guest::codec::OutputBatch::new(&out)
+            .and_then(|b| b.into_iter().try_for_each(|r| r.map(drop)))
+        {
+            return Err(Error::BadOutput {
+                module: self.module,
+                source,
+            });
         }
         Ok(out)
     }
@@ -132,14 +162,20 @@ impl Instance {
     /// Replaces the guest's state with a snapshot taken from any instance of the same module.
     pub fn restore(&mut self, snapshot: &[u8]) -> Result<()> {
         let module = self.module;
-        self.guarded(self.fuel_per_call, None, |s| call!(s, call_restore, snapshot))?
-            .map_err(|message| Error::GuestRestore { module, message })
+        self.guarded(self.fuel_per_call, None, |s| {
+            call!(s, call_restore, snapshot)
+        })?
+        .map_err(|message| Error::GuestRestore { module, message })
     }
 
     /// A projector's state as canonical JSON bytes.
     pub fn state(&mut self) -> Result<Vec<u8>> {
         if !matches!(self.bound, Bound::Projector(_)) {
-            return Err(Error::WrongWorld { module: self.module, wanted: "projector", actual: "strategy" });
+            return Err(Error::WrongWorld {
+                module: self.module,
+                wanted: "projector",
+                actual: "strategy",
+            });
         }
         self.guarded(self.fuel_per_call, None, |s| match &s.bound {
             Bound::Projector(b) => b.call_state(&mut s.store),
@@ -156,23 +192,36 @@ impl Instance {
         f: impl FnOnce(&mut Self) -> wasmtime::Result<T>,
     ) -> Result<T> {
         if let Some(kind) = &self.poisoned {
-            return Err(Error::Poisoned { module: self.module, kind: kind.clone() });
+            return Err(Error::Poisoned {
+                module: self.module,
+                kind: kind.clone(),
+            });
         }
-        self.store.set_fuel(fuel).map_err(|e| Error::engine("setting fuel", e))?;
+        self.store
+            .set_fuel(fuel)
+            .map_err(|e| Error::engine("setting fuel", e))?;
         match f(self) {
             Ok(v) => Ok(v),
             Err(err) => {
                 let kind = self.classify(&err, fuel);
                 self.poisoned = Some(kind.clone());
                 let (first_seq, last_seq) = batch.map_or((0, 0), seq_span);
-                Err(Error::GuestTrap { module: self.module, kind, first_seq, last_seq })
+                Err(Error::GuestTrap {
+                    module: self.module,
+                    kind,
+                    first_seq,
+                    last_seq,
+                })
             }
         }
     }
 
     fn classify(&mut self, err: &wasmtime::Error, budget: u64) -> TrapKind {
         if let Some(requested) = self.store.data_mut().refused_growth.take() {
-            return TrapKind::OutOfMemory { limit: self.store.data().memory_limit, requested };
+            return TrapKind::OutOfMemory {
+                limit: self.store.data().memory_limit,
+                requested,
+            };
         }
         match err.downcast_ref::<Trap>() {
             Some(Trap::OutOfFuel) => TrapKind::OutOfFuel { budget },
@@ -185,7 +234,9 @@ impl Instance {
 
 /// First and last seq of a batch, for error messages (0, 0 if it does not decode).
 fn seq_span(batch: &[u8]) -> (u64, u64) {
-    let Ok(events) = EventBatch::new(batch) else { return (0, 0) };
+    let Ok(events) = EventBatch::new(batch) else {
+        return (0, 0);
+    };
     let mut span = None::<(u64, u64)>;
     for ev in events {
         let Ok(ev) = ev else { break };

@@ -73,7 +73,11 @@ impl Default for RuntimeConfig {
 
 /// `$TAPEDECK_CACHE_DIR`, else `$XDG_CACHE_HOME/tapedeck`, else `$HOME/.cache/tapedeck`.
 pub fn default_cache_dir() -> Option<PathBuf> {
-    let env = |k| std::env::var_os(k).filter(|v| !v.is_empty()).map(PathBuf::from);
+    let env = |k| {
+        std::env::var_os(k)
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+    };
     env("TAPEDECK_CACHE_DIR")
         .or_else(|| env("XDG_CACHE_HOME").map(|d| d.join("tapedeck")))
         .or_else(|| env("HOME").map(|d| d.join(".cache/tapedeck")))
@@ -164,7 +168,9 @@ pub struct Runtime {
 
 impl fmt::Debug for Runtime {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Runtime").field("config", &self.config).finish()
+        f.debug_struct("Runtime")
+            .field("config", &self.config)
+            .finish()
     }
 }
 
@@ -184,8 +190,12 @@ impl Runtime {
             .wasm_component_model(true)
             // Sync calls only: without this every component call pays for async task bookkeeping.
             .concurrency_support(false);
-        let engine = Engine::new(&c).map_err(|e| Error::engine("creating the wasmtime engine", e))?;
-        Ok(Runtime { engine, config: Arc::new(config) })
+        let engine =
+            Engine::new(&c).map_err(|e| Error::engine("creating the wasmtime engine", e))?;
+        Ok(Runtime {
+            engine,
+            config: Arc::new(config),
+        })
     }
 
     pub fn config(&self) -> &RuntimeConfig {
@@ -207,10 +217,12 @@ impl Runtime {
         let hash = ModuleHash::of(bytes);
         let component = self.compile_cached(bytes, hash, origin)?;
         let linker = Linker::<StoreState>::new(&self.engine);
-        let instance_pre = linker.instantiate_pre(&component).map_err(|e| Error::NotAModule {
-            path: origin.to_string(),
-            reason: format!("it imports something; guests get no imports ({e})"),
-        })?;
+        let instance_pre = linker
+            .instantiate_pre(&component)
+            .map_err(|e| Error::NotAModule {
+                path: origin.to_string(),
+                reason: format!("it imports something; guests get no imports ({e})"),
+            })?;
         let pre = if let Ok(p) = bindings::projector::ProjectorPre::new(instance_pre.clone()) {
             Pre::Projector(p)
         } else if let Ok(p) = bindings::strategy::StrategyPre::new(instance_pre) {
@@ -230,7 +242,11 @@ impl Runtime {
                 hash,
                 origin: origin.to_string(),
                 kind,
-                info: ModuleInfo { name: String::new(), version: String::new(), abi_version: 0 },
+                info: ModuleInfo {
+                    name: String::new(),
+                    version: String::new(),
+                    abi_version: 0,
+                },
                 pre,
             }),
         };
@@ -242,7 +258,9 @@ impl Runtime {
                 host: tapedeck_guest::ABI_VERSION,
             });
         }
-        Arc::get_mut(&mut module.inner).expect("module not shared yet").info = info;
+        Arc::get_mut(&mut module.inner)
+            .expect("module not shared yet")
+            .info = info;
         Ok(module)
     }
 
@@ -255,7 +273,11 @@ impl Runtime {
 
     /// Compiles `bytes`, or loads the compiled artifact cached under their hash.
     fn compile_cached(&self, bytes: &[u8], hash: ModuleHash, origin: &str) -> Result<Component> {
-        let cached = self.config.cache_dir.as_ref().map(|dir| dir.join(format!("{}-{}.cwasm", hash.hex(), self.compat_tag())));
+        let cached = self
+            .config
+            .cache_dir
+            .as_ref()
+            .map(|dir| dir.join(format!("{}-{}.cwasm", hash.hex(), self.compat_tag())));
         if let Some(path) = cached.as_ref().filter(|p| p.is_file()) {
             // SAFETY: the file is one this runtime wrote (named by content hash and engine
             // compatibility); wasmtime still checks its header and refuses a mismatch.
@@ -267,11 +289,20 @@ impl Runtime {
             }
         }
         let component_bytes = componentize(bytes, origin)?;
-        let component = Component::from_binary(&self.engine, &component_bytes)
-            .map_err(|e| Error::NotAModule { path: origin.to_string(), reason: format!("{e:?}") })?;
+        let component = Component::from_binary(&self.engine, &component_bytes).map_err(|e| {
+            Error::NotAModule {
+                path: origin.to_string(),
+                reason: format!("{e:?}"),
+            }
+        })?;
         if let Some(path) = cached {
             // Best effort: a cache that cannot be written only costs compile time.
-            let _ = write_atomic(&path, &component.serialize().map_err(|e| Error::engine("serializing a compiled module", e))?);
+            let _ = write_atomic(
+                &path,
+                &component
+                    .serialize()
+                    .map_err(|e| Error::engine("serializing a compiled module", e))?,
+            );
         }
         Ok(component)
     }
@@ -289,12 +320,18 @@ impl Runtime {
 /// A component as is; a core module made into one with its embedded component type.
 pub fn componentize(bytes: &[u8], origin: &str) -> Result<Vec<u8>> {
     // The preamble: "\0asm", then a version and a layer (0 for core modules, 1 for components).
-    let layer = bytes.get(..8).filter(|p| p.starts_with(b"\0asm")).map(|p| p[6]);
+    let layer = bytes
+        .get(..8)
+        .filter(|p| p.starts_with(b"\0asm"))
+        .map(|p| p[6]);
     if layer == Some(1) {
         return Ok(bytes.to_vec());
     }
     if layer != Some(0) {
-        return Err(Error::NotAModule { path: origin.to_string(), reason: "not a Wasm module or component".into() });
+        return Err(Error::NotAModule {
+            path: origin.to_string(),
+            reason: "not a Wasm module or component".into(),
+        });
     }
     wit_component::ComponentEncoder::default()
         .module(bytes)

@@ -1,0 +1,124 @@
+//! Book projector: the L2 order book per instrument, from a full snapshot plus deltas
+//! (a delta level with quantity 0 removes the level). Exact: levels are kept as integer
+//! mantissas; the state shows the top `depth` levels per side, best first, as
+//! `[price, qty]` pairs, plus the last applied update id.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use tapedeck_guest::{Ctx, Event, Levels, Payload, Projector};
+
+#[derive(Serialize, Deserialize, Clone, Copy)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Levels per side in the projected state.
+    pub depth: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config { depth: 20 }
+    }
+}
+
+#[derive(Serialize, Deserialize, Default, Clone, Debug)]
+pub struct L2 {
+    /// price mantissa -> qty mantissa
+    pub bids: BTreeMap<i64, i64>,
+    pub asks: BTreeMap<i64, i64>,
+    pub last_update_id: u64,
+    pub px_scale: u8,
+    pub qty_scale: u8,
+    pub last_seq: u64,
+}
+
+impl L2 {
+    fn apply(side: &mut BTreeMap<i64, i64>, levels: &Levels<'_>) {
+        for l in levels.iter() {
+            if l.qty == 0 {
+                side.remove(&l.price);
+            } else {
+                side.insert(l.price, l.qty);
+            }
+        }
+    }
+
+    pub fn best_bid(&self) -> Option<(i64, i64)> {
+        self.bids.iter().next_back().map(|(p, q)| (*p, *q))
+    }
+
+    pub fn best_ask(&self) -> Option<(i64, i64)> {
+        self.asks.iter().next().map(|(p, q)| (*p, *q))
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+pub struct Book {
+    cfg: Config,
+    /// Keyed by instrument id.
+    pub books: BTreeMap<u32, L2>,
+}
+
+impl Projector for Book {
+    type Config = Config;
+
+    fn new(cfg: Config) -> Result<Self, String> {
+        Ok(Book {
+            cfg,
+            books: BTreeMap::new(),
+        })
+    }
+
+    fn on_event(&mut self, ev: &Event<'_>, _ctx: &mut Ctx<'_>) {
+        let h = &ev.header;
+        match ev.payload {
+            Payload::BookSnapshot(s) => {
+                let b = self.books.entry(h.instrument).or_default();
+                b.bids.clear();
+                b.asks.clear();
+                L2::apply(&mut b.bids, &s.bids);
+                L2::apply(&mut b.asks, &s.asks);
+                (b.last_update_id, b.px_scale, b.qty_scale, b.last_seq) =
+                    (s.update_id, h.px_scale, h.qty_scale, h.seq);
+            }
+            Payload::BookDelta(d) => {
+                let b = self.books.entry(h.instrument).or_default();
+                L2::apply(&mut b.bids, &d.bids);
+                L2::apply(&mut b.asks, &d.asks);
+                (b.last_update_id, b.px_scale, b.qty_scale, b.last_seq) =
+                    (d.final_update_id, h.px_scale, h.qty_scale, h.seq);
+            }
+            _ => {}
+        }
+    }
+
+    fn state(&self) -> serde_json::Value {
+        let depth = self.cfg.depth;
+        let side = |it: &mut dyn Iterator<Item = (&i64, &i64)>, b: &L2| -> Vec<[f64; 2]> {
+            it.take(depth)
+                .map(|(p, q)| {
+                    [
+                        *p as f64 / 10f64.powi(b.px_scale as i32),
+                        *q as f64 / 10f64.powi(b.qty_scale as i32),
+                    ]
+                })
+                .collect()
+        };
+        let books: serde_json::Map<String, serde_json::Value> = self
+            .books
+            .iter()
+            .map(|(id, b)| {
+                let v = serde_json::json!({
+                    "bids": side(&mut b.bids.iter().rev(), b),
+                    "asks": side(&mut b.asks.iter(), b),
+                    "last_update_id": b.last_update_id,
+                    "last_seq": b.last_seq,
+                });
+                (id.to_string(), v)
+            })
+            .collect();
+        serde_json::json!({ "books": books })
+    }
+}
+
+tapedeck_guest::export_projector!(Book);

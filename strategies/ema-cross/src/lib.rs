@@ -16,7 +16,12 @@ pub struct Config {
 
 impl Default for Config {
     fn default() -> Self {
-        Config { fast: 0.2, slow: 0.05, qty: 1.0, warmup: 32 }
+        Config {
+            fast: 0.2,
+            slow: 0.05,
+            qty: 1.0,
+            warmup: 32,
+        }
     }
 }
 
@@ -40,13 +45,21 @@ impl Strategy for EmaCross {
 
     fn new(cfg: Config) -> Result<Self, String> {
         if !(0.0 < cfg.slow && cfg.slow < cfg.fast && cfg.fast <= 1.0) {
-            return Err(format!("need 0 < slow < fast <= 1, got fast={} slow={}", cfg.fast, cfg.slow));
+            return Err(format!(
+                "need 0 < slow < fast <= 1, got fast={} slow={}",
+                cfg.fast, cfg.slow
+            ));
         }
-        Ok(EmaCross { cfg, legs: Vec::new() })
+        Ok(EmaCross {
+            cfg,
+            legs: Vec::new(),
+        })
     }
 
     fn on_event(&mut self, ev: &Event<'_>, ctx: &mut Ctx<'_>) {
-        let Payload::Quote(q) = ev.payload else { return };
+        let Payload::Quote(q) = ev.payload else {
+            return;
+        };
         let i = ev.header.instrument as usize;
         if i >= self.legs.len() {
             self.legs.resize(i + 1, Leg::default());
