@@ -8,20 +8,22 @@ use crate::{Ctx, Projector, Strategy, state};
 /// Feeds every event of `batch` to `on_event`; returns the packed outputs in `out`.
 ///
 /// A batch the codec rejects is a host bug, not guest input: it panics (a trap in Wasm).
+#[inline(always)]
 fn run_batch<G>(
     guest: &mut G,
     batch: &[u8],
     out: &mut Vec<u8>,
-    on_event: fn(&mut G, &crate::Event<'_>, &mut Ctx<'_>),
+    on_event: impl Fn(&mut G, &crate::Event<'_>, &mut Ctx<'_>),
 ) {
     let events = EventBatch::new(batch)
         .unwrap_or_else(|e| panic!("tapedeck-guest: invalid batch from host: {e}"));
     let mut writer = OutputBatchWriter::new(std::mem::take(out));
-    for ev in events {
-        let ev = ev.unwrap_or_else(|e| panic!("tapedeck-guest: invalid event from host: {e}"));
-        let mut ctx = Ctx::new(&mut writer, ev.header.seq);
-        on_event(guest, &ev, &mut ctx);
-    }
+    events
+        .for_each_event(|ev| {
+            let mut ctx = Ctx::new(&mut writer, ev.header.seq);
+            on_event(guest, ev, &mut ctx);
+        })
+        .unwrap_or_else(|e| panic!("tapedeck-guest: invalid event from host: {e}"));
     *out = writer.finish();
 }
 

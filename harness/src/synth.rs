@@ -78,18 +78,25 @@ impl QuoteGen {
         (header, quote)
     }
 
+    /// The next `n` quotes as one batch, written into `buf` (cleared first; pass the last
+    /// batch's buffer back to reuse it).
+    pub fn next_batch(&mut self, n: usize, buf: Vec<u8>) -> Vec<u8> {
+        let mut w = EventBatchWriter::new(buf);
+        for _ in 0..n {
+            let (h, q) = self.next_quote();
+            w.push(&h, &Payload::Quote(q));
+        }
+        w.finish()
+    }
+
     /// `events` quotes packed into batches of `batch` events.
     pub fn batches(&mut self, events: u64, batch: usize) -> Vec<Vec<u8>> {
-        let mut out = Vec::with_capacity((events as usize).div_ceil(batch.max(1)));
+        let batch = batch.max(1) as u64;
+        let mut out = Vec::with_capacity(events.div_ceil(batch) as usize);
         let mut left = events;
         while left > 0 {
-            let n = left.min(batch as u64);
-            let mut w = EventBatchWriter::new(Vec::with_capacity(16 + 64 * n as usize));
-            for _ in 0..n {
-                let (h, q) = self.next_quote();
-                w.push(&h, &Payload::Quote(q));
-            }
-            out.push(w.finish());
+            let n = left.min(batch);
+            out.push(self.next_batch(n as usize, Vec::with_capacity(16 + 64 * n as usize)));
             left -= n;
         }
         out

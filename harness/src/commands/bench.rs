@@ -35,6 +35,9 @@ pub struct StrategyArgs {
     /// The ema-cross module [default: build strategies/ema-cross from this source tree].
     #[arg(long)]
     pub wasm: Option<PathBuf>,
+    /// Turn fuel metering off (replay always meters; this shows what it costs).
+    #[arg(long)]
+    pub no_fuel: bool,
     /// Print one JSON object.
     #[arg(long)]
     pub json: bool,
@@ -52,6 +55,7 @@ impl StrategyArgs {
     fn run(self) -> Result<ExitCode> {
         let rt = Runtime::new(RuntimeConfig {
             max_instances: 16,
+            fuel: !self.no_fuel,
             ..RuntimeConfig::default()
         })?;
         let path = match self.wasm {

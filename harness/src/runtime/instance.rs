@@ -61,6 +61,7 @@ pub struct Instance {
     module: ModuleHash,
     fuel_per_event: u64,
     fuel_per_call: u64,
+    metered: bool,
     poisoned: Option<TrapKind>,
 }
 
@@ -92,6 +93,7 @@ impl Instance {
             module: m.hash,
             fuel_per_event: config.fuel_per_event,
             fuel_per_call: config.fuel_per_call,
+            metered: config.fuel,
             poisoned: None,
         })
     }
@@ -197,9 +199,11 @@ impl Instance {
                 kind: kind.clone(),
             });
         }
-        self.store
-            .set_fuel(fuel)
-            .map_err(|e| Error::engine("setting fuel", e))?;
+        if self.metered {
+            self.store
+                .set_fuel(fuel)
+                .map_err(|e| Error::engine("setting fuel", e))?;
+        }
         match f(self) {
             Ok(v) => Ok(v),
             Err(err) => {

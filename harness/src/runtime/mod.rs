@@ -57,6 +57,8 @@ pub struct RuntimeConfig {
     pub fuel_per_call: u64,
     /// Instances the pooling allocator keeps slots for (live at once).
     pub max_instances: u32,
+    /// Meter fuel. On for replay (deterministic CPU limits); off only to measure its cost.
+    pub fuel: bool,
 }
 
 impl Default for RuntimeConfig {
@@ -67,6 +69,7 @@ impl Default for RuntimeConfig {
             fuel_per_event: 100_000,
             fuel_per_call: 1_000_000_000,
             max_instances: 256,
+            fuel: true,
         }
     }
 }
@@ -186,7 +189,7 @@ impl Runtime {
         let mut c = Config::new();
         c.allocation_strategy(InstanceAllocationStrategy::Pooling(pool))
             .cranelift_nan_canonicalization(true)
-            .consume_fuel(true)
+            .consume_fuel(config.fuel)
             .wasm_component_model(true)
             // Sync calls only: without this every component call pays for async task bookkeeping.
             .concurrency_support(false);
