@@ -915,9 +915,17 @@ impl<'a> EventBatch<'a> {
                 });
             }
             let rec = next_record(buf, pos)?;
-            let ev = decode_event(rec, pos)?;
+            // Quotes are built right here, as a local handed to `f` by reference: returning
+            // them through `Result` costs a struct copy that, in Wasm, stalls on
+            // store-to-load forwarding.
+            match quote_fast(rec) {
+                Some(q) => f(&Event {
+                    header: decode_header(rec),
+                    payload: Payload::Quote(q),
+                }),
+                None => f(&decode_event(rec, pos)?),
+            }
             pos += rec.len();
-            f(&ev);
         }
         match pos == buf.len() {
             true => Ok(()),
@@ -927,6 +935,34 @@ impl<'a> EventBatch<'a> {
             }),
         }
     }
+}
+
+/// The fixed header of a record at least `EVENT_HEADER_LEN` long.
+#[inline(always)]
+fn decode_header(rec: &[u8]) -> EventHeader {
+    EventHeader {
+        px_scale: rec[5],
+        qty_scale: rec[6],
+        stream: u32::from_le_bytes(rec[8..12].try_into().unwrap()),
+        instrument: u32::from_le_bytes(rec[12..16].try_into().unwrap()),
+        seq: u64::from_le_bytes(rec[16..24].try_into().unwrap()),
+        time_ns: le_i64(&rec[24..32]),
+    }
+}
+
+/// The most common record: a quote has a fixed size, so one length check covers every field.
+#[inline(always)]
+fn quote_fast(rec: &[u8]) -> Option<Quote> {
+    if rec.len() != EVENT_HEADER_LEN + 32 || rec[4] != EventKind::Quote as u8 {
+        return None;
+    }
+    let q = &rec[EVENT_HEADER_LEN..];
+    Some(Quote {
+        bid_px: le_i64(&q[0..8]),
+        bid_qty: le_i64(&q[8..16]),
+        ask_px: le_i64(&q[16..24]),
+        ask_qty: le_i64(&q[24..32]),
+    })
 }
 
 /// Decodes one event record found at offset `base` of its batch.
@@ -939,25 +975,12 @@ fn decode_event(rec: &[u8], base: usize) -> Result<Event<'_>, CodecError> {
         });
     }
     let kind_byte = rec[4];
-    let header = EventHeader {
-        px_scale: rec[5],
-        qty_scale: rec[6],
-        stream: u32::from_le_bytes(rec[8..12].try_into().unwrap()),
-        instrument: u32::from_le_bytes(rec[12..16].try_into().unwrap()),
-        seq: u64::from_le_bytes(rec[16..24].try_into().unwrap()),
-        time_ns: le_i64(&rec[24..32]),
-    };
-    // Fast path for the most common record: a quote has a fixed size, so one length check
-    // covers every field.
-    if kind_byte == EventKind::Quote as u8 && rec.len() == EVENT_HEADER_LEN + 32 {
-        let q = &rec[EVENT_HEADER_LEN..];
-        let payload = Payload::Quote(Quote {
-            bid_px: le_i64(&q[0..8]),
-            bid_qty: le_i64(&q[8..16]),
-            ask_px: le_i64(&q[16..24]),
-            ask_qty: le_i64(&q[24..32]),
+    let header = decode_header(rec);
+    if let Some(q) = quote_fast(rec) {
+        return Ok(Event {
+            header,
+            payload: Payload::Quote(q),
         });
-        return Ok(Event { header, payload });
     }
     let mut r = Reader {
         buf: rec,
