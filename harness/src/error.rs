@@ -57,6 +57,32 @@ pub enum Error {
         path: PathBuf,
         source: std::io::Error,
     },
+
+    #[error(
+        "stream {stream}: seq {got} does not follow the last seq (expected {expected}); streams are gapless from 1"
+    )]
+    SeqGap {
+        stream: String,
+        expected: u64,
+        got: u64,
+    },
+
+    #[error("{}:{line}: {message}", path.display())]
+    Corrupt {
+        path: PathBuf,
+        line: u64,
+        message: String,
+    },
+
+    #[error("store {uri}: {reason}")]
+    BadStoreUri { uri: String, reason: String },
+
+    #[error("stream {stream} seq {seq}: {message}")]
+    BadEvent {
+        stream: String,
+        seq: u64,
+        message: String,
+    },
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -8,8 +8,10 @@
 
 pub mod bench;
 pub mod error;
+pub mod event;
 pub mod runtime;
 pub mod sim;
+pub mod store;
 pub mod synth;
 
 pub use error::{Error, Result};
