@@ -176,6 +176,9 @@ pub enum Body {
         bid_qty: Dec,
         ask_px: Dec,
         ask_qty: Dec,
+        /// The venue's book update id this quote reflects, where it sends one.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        update_id: Option<u64>,
     },
     Trade {
         price: Dec,
@@ -303,6 +306,7 @@ impl Body {
                 bid_qty,
                 ask_px,
                 ask_qty,
+                ..
             } => (
                 bid_px.scale().max(ask_px.scale()),
                 bid_qty.scale().max(ask_qty.scale()),
@@ -441,6 +445,7 @@ impl Envelope {
                 bid_qty,
                 ask_px,
                 ask_qty,
+                ..
             } => Payload::Quote(codec::Quote {
                 bid_px: px(*bid_px)?,
                 bid_qty: qty(*bid_qty)?,
@@ -696,6 +701,7 @@ mod tests {
                 bid_qty: "2".parse().unwrap(),
                 ask_px: "1.2".parse().unwrap(),
                 ask_qty: "3".parse().unwrap(),
+                update_id: None,
             },
         );
         let json = serde_json::to_string(&e).unwrap();
@@ -721,6 +727,7 @@ mod tests {
                 bid_qty: "2".parse().unwrap(),
                 ask_px: "1.125".parse().unwrap(),
                 ask_qty: "3.5".parse().unwrap(),
+                update_id: None,
             },
         );
         let mut w = codec::EventBatchWriter::new(Vec::new());
@@ -759,6 +766,28 @@ mod tests {
         assert!(
             err.to_string().contains("client_order_id") || err.to_string().contains("invalid type"),
             "{err}"
+        );
+    }
+}
+
+#[cfg(test)]
+mod quote_update_id {
+    use super::*;
+
+    #[test]
+    fn quote_update_ids_survive_a_round_trip() {
+        let line = r#"{"event_id":"01J4T6M667PAC4CQD03AC9B2R5","stream_key":"md:binance-spot:BTCUSDT","seq":1,"occurred_at":1723161254087891268,"ingested_at":1723161254087891268,"instrument":"BTCUSDT","event_type":"quote","payload":{"bid_px":"61837.63000000","bid_qty":"3.78826000","ask_px":"61837.64000000","ask_qty":"1.54698000","update_id":50093239212}}"#;
+        let e: Envelope = serde_json::from_str(line).unwrap();
+        assert!(
+            matches!(
+                e.body,
+                Body::Quote {
+                    update_id: Some(50093239212),
+                    ..
+                }
+            ),
+            "{:?}",
+            e.body
         );
     }
 }

@@ -9,6 +9,7 @@
 pub mod bench;
 pub mod error;
 pub mod event;
+pub mod import;
 pub mod runtime;
 pub mod sim;
 pub mod store;

@@ -20,6 +20,8 @@ enum Command {
     Build(commands::build::Build),
     Bench(commands::bench::Bench),
     Inspect(commands::inspect::Inspect),
+    Import(commands::import::Import),
+    Streams(commands::streams::Streams),
 }
 
 fn main() -> ExitCode {
@@ -28,6 +30,8 @@ fn main() -> ExitCode {
         Command::Build(c) => c.run(),
         Command::Bench(c) => c.run(),
         Command::Inspect(c) => c.run(),
+        Command::Import(c) => c.run(),
+        Command::Streams(c) => c.run(),
     };
     match result {
         Ok(code) => code,

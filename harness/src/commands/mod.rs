@@ -3,7 +3,9 @@
 
 pub mod bench;
 pub mod build;
+pub mod import;
 pub mod inspect;
+pub mod streams;
 
 use std::path::PathBuf;
 

@@ -146,6 +146,20 @@ pub fn open(uri: &str) -> Result<Box<dyn EventSource>> {
     Ok(Box::new(FileStore::open(path)?))
 }
 
+/// `YYYY-MM-DDTHH:MM:SS.nnnnnnnnnZ` for a time in ns since the epoch.
+pub fn format_ns(ns: i64) -> String {
+    let secs = ns.div_euclid(1_000_000_000);
+    let sod = secs.rem_euclid(86_400);
+    format!(
+        "{}T{:02}:{:02}:{:02}.{:09}Z",
+        file::day_of(ns),
+        sod / 3600,
+        sod / 60 % 60,
+        sod % 60,
+        ns.rem_euclid(1_000_000_000)
+    )
+}
+
 /// Matches a stream key against a glob with `*` (any run) and `?` (one character).
 pub fn glob_match(pattern: &str, key: &str) -> bool {
     fn m(p: &[u8], k: &[u8]) -> bool {

@@ -1,5 +1,7 @@
 //! Book projector: the L2 order book per instrument, from a full snapshot plus deltas
-//! (a delta level with quantity 0 removes the level). Exact: levels are kept as integer
+//! (a delta level with quantity 0 removes the level). A `custom` event of type `book_gap`
+//! (recorded by importers when the venue's update-id chain breaks) empties the book and
+//! marks it out of sync until the next snapshot: no silently wrong book. Exact: levels are kept as integer
 //! mantissas; the state shows the top `depth` levels per side, best first, as
 //! `[price, qty]` pairs, plus the last applied update id.
 
@@ -30,6 +32,8 @@ pub struct L2 {
     pub px_scale: u8,
     pub qty_scale: u8,
     pub last_seq: u64,
+    /// False after a gap, until the next snapshot.
+    pub in_sync: bool,
 }
 
 impl L2 {
@@ -80,6 +84,7 @@ impl Projector for Book {
                 L2::apply(&mut b.asks, &s.asks);
                 (b.last_update_id, b.px_scale, b.qty_scale, b.last_seq) =
                     (s.update_id, h.px_scale, h.qty_scale, h.seq);
+                b.in_sync = true;
             }
             Payload::BookDelta(d) => {
                 let b = self.books.entry(h.instrument).or_default();
@@ -87,6 +92,13 @@ impl Projector for Book {
                 L2::apply(&mut b.asks, &d.asks);
                 (b.last_update_id, b.px_scale, b.qty_scale, b.last_seq) =
                     (d.final_update_id, h.px_scale, h.qty_scale, h.seq);
+            }
+            Payload::Custom(c) if c.type_name == "book_gap" => {
+                let b = self.books.entry(h.instrument).or_default();
+                b.bids.clear();
+                b.asks.clear();
+                b.in_sync = false;
+                b.last_seq = h.seq;
             }
             _ => {}
         }
@@ -113,6 +125,7 @@ impl Projector for Book {
                     "asks": side(&mut b.asks.iter(), b),
                     "last_update_id": b.last_update_id,
                     "last_seq": b.last_seq,
+                    "in_sync": b.in_sync,
                 });
                 (id.to_string(), v)
             })

@@ -1,0 +1,487 @@
+//! Import of Binance captures: lines of `<local_ts_ns> <json>`, the JSON being a raw
+//! combined-stream message (`depthUpdate`, `bookTicker`, `trade`) or a REST depth snapshot
+//! (`{"lastUpdateId":..,"bids":..,"asks":..}`, no wrapper).
+//!
+//! The book is kept in sync the documented way: diffs wait for a snapshot; a diff with
+//! `u <= lastUpdateId` is superseded by it; the first applied diff straddles
+//! `lastUpdateId + 1`; after that each diff's `U` is the previous `u + 1` (spot) or its `pu`
+//! is the previous `u` (USD-M futures). A break is a gap: it is recorded in the stream (a
+//! `custom` event of type `book_gap`, which the `book` projector treats as "book unknown"),
+//! reported as a finding, and the book resyncs at the next snapshot. Lines that cannot be
+//! parsed go to `quarantine/` with their file and line number.
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::error::{Error, Result};
+use crate::event::{Body, Dec, Envelope, LevelPair, SideName};
+use crate::store::{EventSink, EventSource, FileStore, SeqRange};
+
+/// Which Binance market a capture is from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Market {
+    Spot,
+    /// USD-M futures (diffs carry `pu`).
+    Usdm,
+}
+
+impl Market {
+    fn name(self) -> &'static str {
+        match self {
+            Market::Spot => "spot",
+            Market::Usdm => "usdm",
+        }
+    }
+}
+
+/// A break in the update-id chain.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct GapFinding {
+    pub stream: String,
+    pub file: String,
+    pub line: u64,
+    /// What the chain needed next (`U` for spot, `pu` for futures).
+    pub expected: u64,
+    pub got: u64,
+    /// The seq of the `book_gap` event recorded in the stream.
+    pub seq: u64,
+}
+
+/// What an import did.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct ImportSummary {
+    pub lines: u64,
+    pub events: u64,
+    /// Events by stream, then event type.
+    pub by_stream: BTreeMap<String, BTreeMap<String, u64>>,
+    /// Diffs older than the snapshot they were waiting for (dropped by the procedure).
+    pub superseded_diffs: u64,
+    /// Diffs seen while no snapshot was available (before the first, or after a gap).
+    pub unsynced_diffs: u64,
+    pub snapshots: u64,
+    pub gaps: Vec<GapFinding>,
+    pub quarantined: u64,
+    pub quarantine_file: Option<PathBuf>,
+}
+
+/// Per stream: the next seq and the book's sync state.
+#[derive(Debug, Default)]
+struct StreamState {
+    next_seq: u64,
+    /// The last applied update id while in sync.
+    last_u: Option<u64>,
+    /// A snapshot we have, whose first straddling diff has not come yet.
+    snapshot_id: Option<u64>,
+    /// Diffs buffered while waiting for a snapshot (bounded).
+    pending: Vec<(Diff, i64, i64)>,
+}
+
+#[derive(Debug, Clone)]
+struct Diff {
+    first: u64,
+    last: u64,
+    prev: Option<u64>,
+    bids: Vec<LevelPair>,
+    asks: Vec<LevelPair>,
+}
+
+const MAX_PENDING: usize = 10_000;
+const APPEND_BATCH: usize = 8192;
+
+pub struct Importer<'s> {
+    store: &'s mut FileStore,
+    market: Option<Market>,
+    symbol: Option<String>,
+    streams: BTreeMap<String, StreamState>,
+    out: Vec<Envelope>,
+    summary: ImportSummary,
+    quarantine: Option<File>,
+}
+
+fn levels(v: &Value) -> std::result::Result<Vec<LevelPair>, String> {
+    let arr = v.as_array().ok_or("levels are not an array")?;
+    arr.iter()
+        .map(|l| {
+            let p = l
+                .get(0)
+                .and_then(Value::as_str)
+                .ok_or("level without a price string")?;
+            let q = l
+                .get(1)
+                .and_then(Value::as_str)
+                .ok_or("level without a quantity string")?;
+            Ok([p.parse()?, q.parse()?])
+        })
+        .collect()
+}
+
+fn u64_of(v: &Value, k: &str) -> std::result::Result<u64, String> {
+    v.get(k)
+        .and_then(Value::as_u64)
+        .ok_or_else(|| format!("missing or non-integer `{k}`"))
+}
+
+fn dec_of(v: &Value, k: &str) -> std::result::Result<Dec, String> {
+    v.get(k)
+        .and_then(Value::as_str)
+        .ok_or_else(|| format!("missing `{k}`"))?
+        .parse()
+}
+
+impl<'s> Importer<'s> {
+    /// `market` and `symbol` override what the capture says (needed only when it cannot say).
+    pub fn new(store: &'s mut FileStore, market: Option<Market>, symbol: Option<String>) -> Self {
+        Importer {
+            store,
+            market,
+            symbol,
+            streams: BTreeMap::new(),
+            out: Vec::new(),
+            summary: ImportSummary::default(),
+            quarantine: None,
+        }
+    }
+
+    /// Imports one capture (gzip or plain), continuing streams from earlier files and from
+    /// what the store already holds.
+    pub fn import_file(&mut self, path: &Path) -> Result<()> {
+        let file = File::open(path).map_err(|e| Error::io(path, e))?;
+        let reader: Box<dyn Read> = if path.extension().is_some_and(|e| e == "gz") {
+            Box::new(flate2::read::MultiGzDecoder::new(file))
+        } else {
+            Box::new(file)
+        };
+        let name = path.display().to_string();
+        for (i, line) in BufReader::with_capacity(1 << 20, reader)
+            .lines()
+            .enumerate()
+        {
+            let line = line.map_err(|e| Error::io(path, e))?;
+            let lineno = i as u64 + 1;
+            self.summary.lines += 1;
+            if line.trim().is_empty() {
+                continue;
+            }
+            if let Err(message) = self.line(&name, lineno, &line) {
+                self.quarantine(&name, lineno, &line, &message)?;
+            }
+            if self.out.len() >= APPEND_BATCH {
+                self.flush()?;
+            }
+        }
+        self.flush()
+    }
+
+    pub fn finish(mut self) -> Result<ImportSummary> {
+        self.flush()?;
+        for st in self.streams.values() {
+            self.summary.unsynced_diffs += st.pending.len() as u64;
+        }
+        Ok(self.summary)
+    }
+
+    fn quarantine(&mut self, file: &str, line: u64, text: &str, error: &str) -> Result<()> {
+        self.summary.quarantined += 1;
+        if self.quarantine.is_none() {
+            let dir = self.store.root().join("quarantine");
+            std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
+            let path = dir.join("import-binance.jsonl");
+            let f = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&path)
+                .map_err(|e| Error::io(&path, e))?;
+            self.summary.quarantine_file = Some(path);
+            self.quarantine = Some(f);
+        }
+        let rec = serde_json::json!({ "file": file, "line": line, "error": error, "text": text });
+        let path = self.summary.quarantine_file.clone().unwrap();
+        let f = self.quarantine.as_mut().unwrap();
+        writeln!(f, "{rec}").map_err(|e| Error::io(&path, e))
+    }
+
+    fn flush(&mut self) -> Result<()> {
+        if self.out.is_empty() {
+            return Ok(());
+        }
+        self.store.append(&self.out)?;
+        self.summary.events += self.out.len() as u64;
+        self.out.clear();
+        if let Some(q) = self.quarantine.as_mut() {
+            let _ = q.sync_data();
+        }
+        Ok(())
+    }
+
+    /// The state of a stream, picking up where the store left it.
+    fn state(&mut self, key: &str) -> Result<&mut StreamState> {
+        if !self.streams.contains_key(key) {
+            let mut st = StreamState {
+                next_seq: 1,
+                ..Default::default()
+            };
+            if let Some(info) = self.store.streams()?.into_iter().find(|s| s.key == key) {
+                st.next_seq = info.last_seq + 1;
+                // Continue the book from its last update id, unless it ended on a gap.
+                self.store.read(key, SeqRange::ALL, &mut |e| {
+                    match e.body {
+                        Body::BookSnapshot { update_id, .. } => st.last_u = Some(update_id),
+                        Body::BookDelta {
+                            final_update_id, ..
+                        } => st.last_u = Some(final_update_id),
+                        Body::Custom { ref type_name, .. } if type_name == "book_gap" => {
+                            st.last_u = None
+                        }
+                        _ => {}
+                    }
+                    Ok(())
+                })?;
+            }
+            self.streams.insert(key.to_string(), st);
+        }
+        Ok(self.streams.get_mut(key).unwrap())
+    }
+
+    fn emit(&mut self, key: &str, occurred_at: i64, ingested_at: i64, body: Body) -> Result<u64> {
+        let symbol = key.rsplit(':').next().map(str::to_string);
+        let st = self.state(key)?;
+        let seq = st.next_seq;
+        st.next_seq += 1;
+        let mut e = Envelope::new(key, seq, occurred_at, symbol.as_deref(), body);
+        e.ingested_at = ingested_at;
+        *self
+            .summary
+            .by_stream
+            .entry(key.to_string())
+            .or_default()
+            .entry(e.body.event_type().to_string())
+            .or_default() += 1;
+        self.out.push(e);
+        Ok(seq)
+    }
+
+    fn key(&self, market: Market, symbol: &str) -> String {
+        format!(
+            "md:binance-{}:{}",
+            market.name(),
+            symbol.to_ascii_uppercase()
+        )
+    }
+
+    fn line(&mut self, file: &str, lineno: u64, line: &str) -> std::result::Result<(), String> {
+        let (ts, json) = line
+            .split_once(' ')
+            .ok_or("expected `<local_ts_ns> <json>`")?;
+        let local: i64 = ts
+            .parse()
+            .map_err(|_| format!("bad local timestamp {ts:?}"))?;
+        let v: Value = serde_json::from_str(json).map_err(|e| format!("bad JSON: {e}"))?;
+        if let Some(id) = v.get("lastUpdateId") {
+            let id = id.as_u64().ok_or("non-integer lastUpdateId")?;
+            let (bids, asks) = (levels(&v["bids"])?, levels(&v["asks"])?);
+            let market = self.market.unwrap_or(Market::Spot);
+            let symbol = self
+                .symbol
+                .clone()
+                .ok_or("a REST snapshot before any message naming the symbol: pass --symbol")?;
+            let key = self.key(market, &symbol);
+            return self
+                .snapshot(&key, local, id, bids, asks)
+                .map_err(|e| e.to_string());
+        }
+        let data = v.get("data").unwrap_or(&v);
+        let symbol = data
+            .get("s")
+            .and_then(Value::as_str)
+            .ok_or("message without a symbol `s`")?
+            .to_string();
+        if self.symbol.is_none() {
+            self.symbol = Some(symbol.clone());
+        }
+        let kind = data.get("e").and_then(Value::as_str);
+        // Futures messages carry `pu` (depth) or an `e` of "bookTicker"; spot ones do not.
+        let futures = data.get("pu").is_some() || kind == Some("bookTicker");
+        let market = self
+            .market
+            .unwrap_or(if futures { Market::Usdm } else { Market::Spot });
+        if self.market.is_none() && (kind == Some("depthUpdate") || futures) {
+            self.market = Some(market);
+        }
+        let key = self.key(market, &symbol);
+        let event_ms = data
+            .get("E")
+            .and_then(Value::as_i64)
+            .map(|ms| ms * 1_000_000);
+        match kind {
+            Some("depthUpdate") => {
+                let diff = Diff {
+                    first: u64_of(data, "U")?,
+                    last: u64_of(data, "u")?,
+                    prev: data.get("pu").and_then(Value::as_u64),
+                    bids: levels(&data["b"])?,
+                    asks: levels(&data["a"])?,
+                };
+                self.diff(&key, file, lineno, event_ms.unwrap_or(local), local, diff)
+                    .map_err(|e| e.to_string())
+            }
+            Some("trade") => {
+                let maker_is_buyer = data.get("m").and_then(Value::as_bool);
+                let body = Body::Trade {
+                    price: dec_of(data, "p")?,
+                    qty: dec_of(data, "q")?,
+                    trade_id: u64_of(data, "t")?,
+                    aggressor: maker_is_buyer
+                        .map(|m| if m { SideName::Sell } else { SideName::Buy }),
+                };
+                let t = data
+                    .get("T")
+                    .and_then(Value::as_i64)
+                    .map(|ms| ms * 1_000_000)
+                    .or(event_ms)
+                    .unwrap_or(local);
+                self.emit(&key, t, local, body)
+                    .map(drop)
+                    .map_err(|e| e.to_string())
+            }
+            None | Some("bookTicker") if data.get("b").is_some_and(Value::is_string) => {
+                let body = Body::Quote {
+                    bid_px: dec_of(data, "b")?,
+                    bid_qty: dec_of(data, "B")?,
+                    ask_px: dec_of(data, "a")?,
+                    ask_qty: dec_of(data, "A")?,
+                    update_id: data.get("u").and_then(Value::as_u64),
+                };
+                self.emit(&key, event_ms.unwrap_or(local), local, body)
+                    .map(drop)
+                    .map_err(|e| e.to_string())
+            }
+            other => Err(format!("unsupported message type {other:?}")),
+        }
+    }
+
+    fn snapshot(
+        &mut self,
+        key: &str,
+        local: i64,
+        id: u64,
+        bids: Vec<LevelPair>,
+        asks: Vec<LevelPair>,
+    ) -> Result<()> {
+        self.summary.snapshots += 1;
+        self.emit(
+            key,
+            local,
+            local,
+            Body::BookSnapshot {
+                update_id: id,
+                bids,
+                asks,
+            },
+        )?;
+        let st = self.state(key)?;
+        st.last_u = None;
+        st.snapshot_id = Some(id);
+        // Replay buffered diffs against the new snapshot.
+        let pending = std::mem::take(&mut st.pending);
+        for (d, t, l) in pending {
+            self.diff(key, "(buffered)", 0, t, l, d)?;
+        }
+        Ok(())
+    }
+
+    fn diff(
+        &mut self,
+        key: &str,
+        file: &str,
+        line: u64,
+        t: i64,
+        local: i64,
+        d: Diff,
+    ) -> Result<()> {
+        let st = self.state(key)?;
+        let expected_ok = match (st.last_u, st.snapshot_id) {
+            // In sync: the chain must continue.
+            (Some(last), _) => {
+                let ok = match d.prev {
+                    Some(pu) => pu == last,
+                    None => d.first == last + 1,
+                };
+                if !ok {
+                    let expected = if d.prev.is_some() { last } else { last + 1 };
+                    let got = d.prev.unwrap_or(d.first);
+                    st.last_u = None;
+                    st.snapshot_id = None;
+                    st.pending.push((d, t, local));
+                    let seq = self.emit(
+                        key,
+                        t,
+                        local,
+                        Body::Custom {
+                            type_name: "book_gap".into(),
+                            data: serde_json::json!({ "expected": expected, "got": got }),
+                        },
+                    )?;
+                    self.summary.gaps.push(GapFinding {
+                        stream: key.to_string(),
+                        file: file.to_string(),
+                        line,
+                        expected,
+                        got,
+                        seq,
+                    });
+                    return Ok(());
+                }
+                true
+            }
+            // Waiting for the first diff after a snapshot.
+            (None, Some(id)) => {
+                if d.last <= id {
+                    self.summary.superseded_diffs += 1;
+                    return Ok(());
+                }
+                if d.first > id + 1 {
+                    // The snapshot is older than this diff's start: still a gap; wait for the next.
+                    st.snapshot_id = None;
+                    st.pending.push((d, t, local));
+                    if st.pending.len() > MAX_PENDING {
+                        st.pending.remove(0);
+                        self.summary.unsynced_diffs += 1;
+                    }
+                    return Ok(());
+                }
+                true
+            }
+            // No snapshot yet: buffer.
+            (None, None) => {
+                st.pending.push((d, t, local));
+                if st.pending.len() > MAX_PENDING {
+                    st.pending.remove(0);
+                    self.summary.unsynced_diffs += 1;
+                }
+                return Ok(());
+            }
+        };
+        debug_assert!(expected_ok);
+        st.last_u = Some(d.last);
+        st.snapshot_id = None;
+        self.emit(
+            key,
+            t,
+            local,
+            Body::BookDelta {
+                first_update_id: d.first,
+                final_update_id: d.last,
+                prev_final_update_id: d.prev.unwrap_or(0),
+                bids: d.bids,
+                asks: d.asks,
+            },
+        )?;
+        Ok(())
+    }
+}
