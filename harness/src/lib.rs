@@ -7,9 +7,13 @@
 //! - [`bench`]: the figures `tapedeck bench` prints.
 
 pub mod bench;
+pub mod diff;
 pub mod error;
 pub mod event;
 pub mod import;
+pub mod outputs;
+pub mod replay;
+pub mod report;
 pub mod runtime;
 pub mod sim;
 pub mod store;

@@ -22,6 +22,8 @@ enum Command {
     Inspect(commands::inspect::Inspect),
     Import(commands::import::Import),
     Streams(commands::streams::Streams),
+    Replay(commands::replay::Replay),
+    State(commands::replay::State),
 }
 
 fn main() -> ExitCode {
@@ -32,6 +34,8 @@ fn main() -> ExitCode {
         Command::Inspect(c) => c.run(),
         Command::Import(c) => c.run(),
         Command::Streams(c) => c.run(),
+        Command::Replay(c) => c.run(),
+        Command::State(c) => c.run(),
     };
     match result {
         Ok(code) => code,

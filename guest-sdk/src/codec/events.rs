@@ -146,8 +146,8 @@ impl<'a> EventBatch<'a> {
         })
     }
 
-    /// Number of events the header announces.
-    pub fn count(&self) -> u32 {
+    /// Number of events the header announces (`count()` would consume the iterator).
+    pub fn announced(&self) -> u32 {
         self.cur.count
     }
 

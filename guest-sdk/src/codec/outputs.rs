@@ -133,7 +133,8 @@ impl<'a> OutputBatch<'a> {
         })
     }
 
-    pub fn count(&self) -> u32 {
+    /// Number of records the header announces.
+    pub fn announced(&self) -> u32 {
         self.cur.count
     }
 }

@@ -5,6 +5,7 @@ pub mod bench;
 pub mod build;
 pub mod import;
 pub mod inspect;
+pub mod replay;
 pub mod streams;
 
 use std::path::PathBuf;

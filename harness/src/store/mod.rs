@@ -60,7 +60,12 @@ pub struct StoredSnapshot {
     pub stream: String,
     pub seq: u64,
     pub projector: String,
+    /// The projector's `state()`: what replays are diffed against.
     pub state: serde_json::Value,
+    /// The projector's own `snapshot()`, when it differs from its state (a replay restores
+    /// from it; without it, from `state`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub guest_snapshot: Option<serde_json::Value>,
 }
 
 /// An inclusive seq range.

@@ -1,0 +1,194 @@
+//! `tapedeck replay` and `tapedeck state`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context, Result, bail};
+
+use tapedeck::replay::{Plugin, Point, ReplayOptions, replay};
+use tapedeck::report::{Timing, describe, load_tolerances, run_card, write_run_dir};
+use tapedeck::runtime::{ModuleKind, Runtime, RuntimeConfig};
+
+/// Replay strategies and projectors over recorded streams, diffing projector state against
+/// every stored snapshot in range. Exit code 0 clean, 1 findings, 2 error.
+#[derive(clap::Args, Debug)]
+pub struct Replay {
+    /// Store URI: a file store directory (or file://DIR).
+    #[arg(long)]
+    pub store: String,
+    /// A strategy module (repeatable).
+    #[arg(long = "strategy")]
+    pub strategies: Vec<PathBuf>,
+    /// A projector module (repeatable).
+    #[arg(long = "projector")]
+    pub projectors: Vec<PathBuf>,
+    /// Streams to replay (glob with `*` and `?`).
+    #[arg(long, default_value = "*")]
+    pub streams: String,
+    /// Start: a seq, `t:<ns>`, or a UTC time like 2024-08-08T23:55:00Z. Replay starts from the
+    /// newest stored snapshot at or before it.
+    #[arg(long)]
+    pub from: Option<Point>,
+    /// End (inclusive), same forms as --from.
+    #[arg(long)]
+    pub to: Option<Point>,
+    /// Streams replayed in parallel.
+    #[arg(long, default_value_t = 1)]
+    pub jobs: usize,
+    /// Events per guest call.
+    #[arg(long, default_value_t = 1024)]
+    pub batch: usize,
+    /// Numeric tolerances by path, JSON: {"numeric": [[".positions.*.avg_price", 1e-9]]}.
+    #[arg(long)]
+    pub tolerances: Option<PathBuf>,
+    /// Write the run directory here.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+}
+
+/// Load modules, checking each is of the expected kind.
+pub fn plugins(rt: &Runtime, paths: &[PathBuf], kind: ModuleKind) -> Result<Vec<Plugin>> {
+    paths
+        .iter()
+        .map(|p| {
+            let module = rt
+                .load(p)
+                .with_context(|| format!("loading {}", p.display()))?;
+            if module.kind() != kind {
+                bail!(
+                    "{} is a {}, given as a {}",
+                    p.display(),
+                    module.kind().as_str(),
+                    kind.as_str()
+                );
+            }
+            Ok(Plugin {
+                module,
+                config: String::new(),
+            })
+        })
+        .collect()
+}
+
+impl Replay {
+    pub fn run(self) -> Result<ExitCode> {
+        let started = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_millis())
+            .unwrap_or(0);
+        let t0 = Instant::now();
+        let rt = Runtime::new(RuntimeConfig::default())?;
+        let mut all = plugins(&rt, &self.strategies, ModuleKind::Strategy)?;
+        all.extend(plugins(&rt, &self.projectors, ModuleKind::Projector)?);
+        if all.is_empty() {
+            bail!("nothing to replay: give at least one --strategy or --projector");
+        }
+        let store = tapedeck::store::open(&self.store)?;
+        let opts = ReplayOptions {
+            streams: self.streams,
+            from: self.from,
+            to: self.to,
+            jobs: self.jobs,
+            batch: self.batch.max(1),
+            tolerances: load_tolerances(self.tolerances.as_deref())?,
+            keep_outputs: false,
+        };
+        let report = replay(&rt, store.as_ref(), &all, &opts)?;
+        for s in &report.streams {
+            eprintln!(
+                "{}: seq {}..{}, {} events, {} snapshots checked, {} findings",
+                s.stream,
+                s.start_seq,
+                s.last_seq,
+                s.events,
+                s.snapshots_checked,
+                s.findings.len()
+            );
+        }
+        for f in report.findings() {
+            println!("{}", describe(f));
+        }
+        if let Some(out) = &self.out {
+            let card = run_card(&store.describe(), &all, &opts, rt.config());
+            let timing = Timing {
+                started_at_unix_ms: started,
+                elapsed_ms: t0.elapsed().as_millis(),
+                jobs: opts.jobs,
+            };
+            write_run_dir(out, &card, &report, &timing)?;
+            eprintln!("report: {}", out.join("report.md").display());
+        }
+        Ok(if report.is_clean() {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::from(1)
+        })
+    }
+}
+
+/// Print a projector's state for one stream at a point in its history (time travel).
+#[derive(clap::Args, Debug)]
+pub struct State {
+    /// Store URI.
+    #[arg(long)]
+    pub store: String,
+    /// The projector module.
+    #[arg(long)]
+    pub projector: PathBuf,
+    /// The stream key.
+    #[arg(long)]
+    pub stream: String,
+    /// The point: a seq, `t:<ns>`, or a UTC time [default: the end of the stream].
+    #[arg(long)]
+    pub at: Option<Point>,
+}
+
+impl State {
+    pub fn run(self) -> Result<ExitCode> {
+        let rt = Runtime::new(RuntimeConfig {
+            max_instances: 8,
+            ..RuntimeConfig::default()
+        })?;
+        let all = plugins(
+            &rt,
+            std::slice::from_ref(&self.projector),
+            ModuleKind::Projector,
+        )?;
+        let store = tapedeck::store::open(&self.store)?;
+        if !store.streams()?.iter().any(|s| s.key == self.stream) {
+            bail!(
+                "no stream {:?} in {} (`tapedeck streams --store ...` lists them)",
+                self.stream,
+                store.describe()
+            );
+        }
+        // Anchor at the newest snapshot at or before the point, then apply up to it.
+        let from = self.at.map(|p| match p {
+            Point::Seq(s) => Point::Seq(s + 1),
+            t => t,
+        });
+        let opts = ReplayOptions {
+            streams: self.stream.clone(),
+            from,
+            to: self.at,
+            ..ReplayOptions::default()
+        };
+        let report = replay(&rt, store.as_ref(), &all, &opts)?;
+        let s = report.streams.first().context("stream vanished")?;
+        if let Some(f) = s
+            .findings
+            .iter()
+            .find(|f| matches!(f, tapedeck::replay::Finding::GuestTrap { .. }))
+        {
+            bail!("{}", describe(f));
+        }
+        let state = s
+            .final_states
+            .values()
+            .next()
+            .context("the projector produced no state")?;
+        println!("{}", serde_json::to_string_pretty(state)?);
+        Ok(ExitCode::SUCCESS)
+    }
+}
