@@ -79,7 +79,9 @@ fn walk(path: String, e: &Value, a: &Value, tol: &Tolerances, out: &mut Vec<Diff
                 y.as_f64().unwrap_or(f64::NAN),
             );
             let t = tol.for_path(if path.is_empty() { "." } else { &path });
-            if !((x - y).abs() <= t) {
+            // NaN (a number JSON cannot hold exactly) never counts as within tolerance.
+            let within = (x - y).abs() <= t;
+            if !within {
                 out.push(Difference {
                     path: display(path),
                     expected: e.clone(),
