@@ -502,6 +502,7 @@ mod tests {
                 seq,
                 projector: p.into(),
                 state: serde_json::json!({"seq": seq}),
+                guest_snapshot: None,
             })
             .unwrap();
         }
