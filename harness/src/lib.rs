@@ -10,6 +10,7 @@ pub mod bench;
 pub mod diff;
 pub mod error;
 pub mod event;
+pub mod fixtures;
 pub mod import;
 pub mod outputs;
 pub mod replay;

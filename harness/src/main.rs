@@ -24,6 +24,7 @@ enum Command {
     Streams(commands::streams::Streams),
     Replay(commands::replay::Replay),
     State(commands::replay::State),
+    Fixtures(commands::fixtures::Fixtures),
 }
 
 fn main() -> ExitCode {
@@ -36,6 +37,7 @@ fn main() -> ExitCode {
         Command::Streams(c) => c.run(),
         Command::Replay(c) => c.run(),
         Command::State(c) => c.run(),
+        Command::Fixtures(c) => c.run(),
     };
     match result {
         Ok(code) => code,

@@ -308,8 +308,7 @@ fn replay_stream(
         v
     };
 
-    let mut instruments: BTreeMap<String, u32> = BTreeMap::new();
-    let mut scratch = Scratch::default();
+    let mut encoder = StreamEncoder::new(stream_id);
     let mut writer = EventBatchWriter::new(Vec::new());
     let mut times: Vec<i64> = Vec::new();
     let mut first_in_batch = 0;
@@ -320,17 +319,7 @@ fn replay_stream(
             done = true;
             return Ok(());
         }
-        let next_id = instruments.len() as u32 + 1;
-        let inst_id = match &e.instrument {
-            Some(sym) => *instruments.entry(sym.clone()).or_insert(next_id),
-            None => 0,
-        };
-        e.encode_into(&mut writer, stream_id, inst_id, &mut scratch)
-            .map_err(|message| Error::BadEvent {
-                stream: key.to_string(),
-                seq: e.seq,
-                message,
-            })?;
+        encoder.encode(&e, &mut writer)?;
         if writer.count() == 1 {
             first_in_batch = e.seq;
         }
@@ -389,6 +378,53 @@ fn replay_stream(
         }
     }
     Ok(report)
+}
+
+/// The id guests see for an instrument symbol: the first four bytes of its SHA-256 (never 0,
+/// which means "no instrument"). A pure function of the symbol, so a projector's state does
+/// not depend on where a replay starts, which streams run with it, or which store it reads.
+pub fn instrument_id(symbol: &str) -> u32 {
+    use sha2::{Digest, Sha256};
+    let d = Sha256::digest(symbol.as_bytes());
+    u32::from_le_bytes([d[0], d[1], d[2], d[3]]).max(1)
+}
+
+/// Encodes one stream's envelopes into guest batches with the run's ids: the stream's id and
+/// [`instrument_id`] of each event's instrument.
+#[derive(Debug)]
+pub struct StreamEncoder {
+    stream_id: u32,
+    instruments: BTreeMap<String, u32>,
+    scratch: Scratch,
+}
+
+impl StreamEncoder {
+    pub fn new(stream_id: u32) -> Self {
+        StreamEncoder {
+            stream_id,
+            instruments: BTreeMap::new(),
+            scratch: Scratch::default(),
+        }
+    }
+
+    pub fn encode(&mut self, e: &Envelope, w: &mut EventBatchWriter) -> Result<()> {
+        let inst = match &e.instrument {
+            Some(sym) => match self.instruments.get(sym) {
+                Some(id) => *id,
+                None => *self
+                    .instruments
+                    .entry(sym.clone())
+                    .or_insert_with(|| instrument_id(sym)),
+            },
+            None => 0,
+        };
+        e.encode_into(w, self.stream_id, inst, &mut self.scratch)
+            .map_err(|message| Error::BadEvent {
+                stream: e.stream_key.clone(),
+                seq: e.seq,
+                message,
+            })
+    }
 }
 
 /// The first seq of `key` at or after time `t` (one past the end if none).

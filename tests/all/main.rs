@@ -4,6 +4,7 @@
 mod binance;
 mod parity;
 mod projectors;
+mod replay;
 mod runtime;
 
 use std::sync::OnceLock;

@@ -3,6 +3,7 @@
 
 pub mod bench;
 pub mod build;
+pub mod fixtures;
 pub mod import;
 pub mod inspect;
 pub mod replay;
