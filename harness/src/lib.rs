@@ -13,10 +13,12 @@ pub mod event;
 pub mod fixtures;
 pub mod import;
 pub mod outputs;
+pub mod regress;
 pub mod replay;
 pub mod report;
 pub mod runtime;
 pub mod sim;
+pub mod venue;
 pub mod store;
 pub mod synth;
 

@@ -79,12 +79,23 @@ fn parse_rfc3339(s: &str) -> Option<i64> {
 pub struct Plugin {
     pub module: Module,
     pub config: String,
+    /// What reports call it; defaults to the module's name (a regression run says
+    /// "baseline" and "candidate", which may be two builds of one module).
+    pub label: Option<String>,
 }
 
 impl Plugin {
-    /// The name findings and snapshots use: the module's own name.
+    pub fn new(module: Module, config: impl Into<String>) -> Self {
+        Plugin { module, config: config.into(), label: None }
+    }
+
+    /// The name stored snapshots use: the module's own name.
     pub fn name(&self) -> &str {
         &self.module.info().name
+    }
+
+    pub fn label(&self) -> &str {
+        self.label.as_deref().unwrap_or_else(|| self.name())
     }
 }
 
@@ -164,9 +175,9 @@ pub struct StreamReport {
     /// Stored snapshots diffed.
     pub snapshots_checked: u64,
     pub findings: Vec<Finding>,
-    /// Per strategy: outputs emitted.
+    /// Per strategy label: outputs emitted.
     pub output_counts: BTreeMap<String, u64>,
-    /// Per strategy, when `keep_outputs`: every output.
+    /// Per strategy label, when `keep_outputs`: every output.
     #[serde(skip)]
     pub outputs: BTreeMap<String, Vec<Decision>>,
     /// Per projector: state at the end of the range.
@@ -480,7 +491,7 @@ fn trap_finding(report: &mut StreamReport, key: &str, l: &Live, e: &Error, first
     };
     report.findings.push(Finding::GuestTrap {
         stream: key.to_string(),
-        module: l.plugin.name().to_string(),
+        module: l.plugin.label().to_string(),
         message: e.to_string(),
         first_seq,
         last_seq,
@@ -506,7 +517,7 @@ fn run_batch(
                 if l.plugin.module.kind() != ModuleKind::Strategy {
                     continue;
                 }
-                let name = l.plugin.name().to_string();
+                let name = l.plugin.label().to_string();
                 let records = tapedeck_guest::codec::OutputBatch::new(&out)
                     .expect("validated by the runtime");
                 let n = records.announced() as u64;

@@ -21,10 +21,7 @@ fn fixtures() -> PathBuf {
 fn projectors() -> Vec<Plugin> {
     [guests::BOOK, guests::POSITIONS, guests::ORDERS]
         .into_iter()
-        .map(|p| Plugin {
-            module: load(p),
-            config: String::new(),
-        })
+        .map(|p| Plugin::new(load(p), String::new()))
         .collect()
 }
 
@@ -193,10 +190,7 @@ fn replay_starts_from_the_newest_snapshot_before_from_and_ends_the_same() {
 #[test]
 fn a_trapping_strategy_is_a_finding_and_the_projectors_go_on() {
     let mut plugins = projectors();
-    plugins.push(Plugin {
-        module: load(guests::MISBEHAVE),
-        config: r#"{"mode":"panic","at_seq":300}"#.into(),
-    });
+    plugins.push(Plugin::new(load(guests::MISBEHAVE), r#"{"mode":"panic","at_seq":300}"#));
     let report = run(
         &fixtures(),
         &plugins,
@@ -233,10 +227,7 @@ fn a_trapping_strategy_is_a_finding_and_the_projectors_go_on() {
 #[test]
 fn run_directories_are_identical_whatever_the_jobs() {
     let mut plugins = projectors();
-    plugins.push(Plugin {
-        module: load(guests::EMA_CROSS),
-        config: String::new(),
-    });
+    plugins.push(Plugin::new(load(guests::EMA_CROSS), String::new()));
     let dirs: Vec<PathBuf> = [1, 2]
         .into_iter()
         .map(|jobs| {

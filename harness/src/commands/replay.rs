@@ -63,10 +63,7 @@ pub fn plugins(rt: &Runtime, paths: &[PathBuf], kind: ModuleKind) -> Result<Vec<
                     kind.as_str()
                 );
             }
-            Ok(Plugin {
-                module,
-                config: String::new(),
-            })
+            Ok(Plugin::new(module, ""))
         })
         .collect()
 }
