@@ -6,11 +6,13 @@
 //! - [`sim`]: a minimal market-order fill simulator for PnL.
 //! - [`bench`]: the figures `tapedeck bench` prints.
 
+pub mod artifacts;
 pub mod bench;
 pub mod diff;
 pub mod error;
 pub mod event;
 pub mod fixtures;
+pub mod html;
 pub mod import;
 pub mod outputs;
 pub mod regress;
@@ -18,9 +20,9 @@ pub mod replay;
 pub mod report;
 pub mod runtime;
 pub mod sim;
-pub mod venue;
 pub mod store;
 pub mod synth;
+pub mod venue;
 
 pub use error::{Error, Result};
 

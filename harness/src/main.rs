@@ -25,6 +25,7 @@ enum Command {
     Replay(commands::replay::Replay),
     State(commands::replay::State),
     Fixtures(commands::fixtures::Fixtures),
+    Regress(commands::regress::Regress),
 }
 
 fn main() -> ExitCode {
@@ -38,6 +39,7 @@ fn main() -> ExitCode {
         Command::Replay(c) => c.run(),
         Command::State(c) => c.run(),
         Command::Fixtures(c) => c.run(),
+        Command::Regress(c) => c.run(),
     };
     match result {
         Ok(code) => code,

@@ -39,6 +39,9 @@ pub struct StreamRegress {
     pub baseline: Performance,
     pub candidate: Performance,
     pub findings: Vec<Finding>,
+    /// Every output of each side, for the decisions artifact.
+    #[serde(skip)]
+    pub decisions: [Vec<Decision>; 2],
 }
 
 /// Sums over streams.
@@ -97,22 +100,35 @@ pub enum FailOn {
 impl FailOn {
     /// Parses `divergence,pnl-drop:100,pnl-drop:5%,drawdown-increase:50,finding`.
     pub fn parse_list(spec: &str) -> std::result::Result<Vec<FailOn>, String> {
-        spec.split(',').map(str::trim).filter(|s| !s.is_empty()).map(FailOn::parse).collect()
+        spec.split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(FailOn::parse)
+            .collect()
     }
 
     fn parse(s: &str) -> std::result::Result<FailOn, String> {
         let (name, arg) = s.split_once(':').map_or((s, None), |(n, a)| (n, Some(a)));
         let number = |a: Option<&str>| -> std::result::Result<(f64, bool), String> {
-            let a = a.ok_or_else(|| format!("`{name}` needs a value, like {name}:100 or {name}:5%"))?;
+            let a =
+                a.ok_or_else(|| format!("`{name}` needs a value, like {name}:100 or {name}:5%"))?;
             let (num, pct) = a.strip_suffix('%').map_or((a, false), |n| (n, true));
-            num.parse::<f64>().ok().filter(|v| v.is_finite() && *v >= 0.0).map(|v| (v, pct)).ok_or_else(|| format!("bad value {a:?} in `{s}`"))
+            num.parse::<f64>()
+                .ok()
+                .filter(|v| v.is_finite() && *v >= 0.0)
+                .map(|v| (v, pct))
+                .ok_or_else(|| format!("bad value {a:?} in `{s}`"))
         };
         match name {
             "divergence" | "any-divergence" => Ok(FailOn::Divergence),
             "finding" | "findings" | "trap" => Ok(FailOn::Finding),
             "pnl-drop" => number(arg).map(|(amount, percent)| FailOn::PnlDrop { amount, percent }),
-            "drawdown-increase" => number(arg).map(|(amount, _)| FailOn::DrawdownIncrease { amount }),
-            _ => Err(format!("unknown --fail-on rule `{name}`: use divergence, pnl-drop:X[%], drawdown-increase:X, finding")),
+            "drawdown-increase" => {
+                number(arg).map(|(amount, _)| FailOn::DrawdownIncrease { amount })
+            }
+            _ => Err(format!(
+                "unknown --fail-on rule `{name}`: use divergence, pnl-drop:X[%], drawdown-increase:X, finding"
+            )),
         }
     }
 
@@ -120,42 +136,89 @@ impl FailOn {
     pub fn check(&self, r: &RegressReport) -> Option<String> {
         let (b, c) = (&r.baseline, &r.candidate);
         match self {
-            FailOn::Divergence => (r.diverged_streams > 0).then(|| format!("decisions diverge on {} stream(s)", r.diverged_streams)),
+            FailOn::Divergence => (r.diverged_streams > 0)
+                .then(|| format!("decisions diverge on {} stream(s)", r.diverged_streams)),
             FailOn::Finding => {
                 let n = r.findings().count();
                 (n > 0).then(|| format!("{n} finding(s)"))
             }
             FailOn::PnlDrop { amount, percent } => {
-                let limit = if *percent { b.pnl.abs() * amount / 100.0 } else { *amount };
+                let limit = if *percent {
+                    b.pnl.abs() * amount / 100.0
+                } else {
+                    *amount
+                };
                 (b.pnl - c.pnl > limit).then(|| format!("PnL dropped by {:.6} (baseline {:.6}, candidate {:.6}; allowed {limit:.6})", b.pnl - c.pnl, b.pnl, c.pnl))
             }
             FailOn::DrawdownIncrease { amount } => (c.max_drawdown - b.max_drawdown > *amount)
-                .then(|| format!("max drawdown grew by {:.6} (baseline {:.6}, candidate {:.6})", c.max_drawdown - b.max_drawdown, b.max_drawdown, c.max_drawdown)),
+                .then(|| {
+                    format!(
+                        "max drawdown grew by {:.6} (baseline {:.6}, candidate {:.6})",
+                        c.max_drawdown - b.max_drawdown,
+                        b.max_drawdown,
+                        c.max_drawdown
+                    )
+                }),
         }
     }
 }
 
 /// Runs the regression. `baseline` and `candidate` are strategies; their labels are set here.
-pub fn regress(rt: &Runtime, source: &dyn EventSource, baseline: &Plugin, candidate: &Plugin, opts: &ReplayOptions, venue: &VenueConfig) -> Result<RegressReport> {
+pub fn regress(
+    rt: &Runtime,
+    source: &dyn EventSource,
+    baseline: &Plugin,
+    candidate: &Plugin,
+    opts: &ReplayOptions,
+    venue: &VenueConfig,
+) -> Result<RegressReport> {
     let plugins = [
-        Plugin { label: Some(BASELINE.into()), ..baseline.clone() },
-        Plugin { label: Some(CANDIDATE.into()), ..candidate.clone() },
+        Plugin {
+            label: Some(BASELINE.into()),
+            ..baseline.clone()
+        },
+        Plugin {
+            label: Some(CANDIDATE.into()),
+            ..candidate.clone()
+        },
     ];
-    let replayed = replay(rt, source, &plugins, &ReplayOptions { keep_outputs: true, ..opts.clone() })?;
+    let replayed = replay(
+        rt,
+        source,
+        &plugins,
+        &ReplayOptions {
+            keep_outputs: true,
+            ..opts.clone()
+        },
+    )?;
     let results: Vec<Result<StreamRegress>> = {
         use rayon::prelude::*;
-        let pool = rayon::ThreadPoolBuilder::new().num_threads(opts.jobs.max(1)).build().map_err(|e| Error::engine("starting the thread pool", e))?;
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(opts.jobs.max(1))
+            .build()
+            .map_err(|e| Error::engine("starting the thread pool", e))?;
         pool.install(|| {
             replayed
                 .streams
                 .par_iter()
                 .map(|s| {
                     let mut events: Vec<Envelope> = Vec::new();
-                    source.read(&s.stream, SeqRange { from: s.start_seq, to: s.last_seq }, &mut |e| {
-                        events.push(e);
-                        Ok(())
-                    })?;
-                    let ids: BTreeMap<u32, String> = events.iter().filter_map(|e| e.instrument.as_ref()).map(|sym| (instrument_id(sym), sym.clone())).collect();
+                    source.read(
+                        &s.stream,
+                        SeqRange {
+                            from: s.start_seq,
+                            to: s.last_seq,
+                        },
+                        &mut |e| {
+                            events.push(e);
+                            Ok(())
+                        },
+                    )?;
+                    let ids: BTreeMap<u32, String> = events
+                        .iter()
+                        .filter_map(|e| e.instrument.as_ref())
+                        .map(|sym| (instrument_id(sym), sym.clone()))
+                        .collect();
                     let none = Vec::new();
                     let b = s.outputs.get(BASELINE).unwrap_or(&none);
                     let c = s.outputs.get(CANDIDATE).unwrap_or(&none);
@@ -166,13 +229,19 @@ pub fn regress(rt: &Runtime, source: &dyn EventSource, baseline: &Plugin, candid
                         baseline: simulate(&events, b, &ids, venue),
                         candidate: simulate(&events, c, &ids, venue),
                         findings: s.findings.clone(),
+                        decisions: [b.clone(), c.clone()],
                     })
                 })
                 .collect()
         })
     };
     let streams = results.into_iter().collect::<Result<Vec<_>>>()?;
-    let mut report = RegressReport { baseline: Totals::default(), candidate: Totals::default(), diverged_streams: 0, streams: Vec::new() };
+    let mut report = RegressReport {
+        baseline: Totals::default(),
+        candidate: Totals::default(),
+        diverged_streams: 0,
+        streams: Vec::new(),
+    };
     for s in &streams {
         report.baseline.add(&s.baseline);
         report.candidate.add(&s.candidate);
@@ -193,13 +262,20 @@ pub fn first_divergence(b: &[Decision], c: &[Decision], events: &[Envelope]) -> 
         (Some(x), None) | (None, Some(x)) => x.seq,
         (None, None) => unreachable!("i is below the longer length"),
     };
-    let at = |d: &[Decision]| d.iter().filter(|x| x.seq == seq).map(|x| x.output.clone()).collect::<Vec<_>>();
+    let at = |d: &[Decision]| {
+        d.iter()
+            .filter(|x| x.seq == seq)
+            .map(|x| x.output.clone())
+            .collect::<Vec<_>>()
+    };
     let event = events.iter().find(|e| e.seq == seq);
     Some(Divergence {
         seq,
         time_ns: event.map_or(0, |e| e.occurred_at),
         event_type: event.map_or_else(String::new, |e| e.body.event_type().to_string()),
-        event: event.map_or(Value::Null, |e| serde_json::to_value(&e.body).unwrap_or(Value::Null)),
+        event: event.map_or(Value::Null, |e| {
+            serde_json::to_value(&e.body).unwrap_or(Value::Null)
+        }),
         baseline: at(b),
         candidate: at(c),
     })
@@ -211,13 +287,29 @@ mod tests {
     use serde_json::json;
 
     fn d(seq: u64, side: &str) -> Decision {
-        Decision { seq, time_ns: seq as i64, output: json!({"output": "new_order", "side": side}) }
+        Decision {
+            seq,
+            time_ns: seq as i64,
+            output: json!({"output": "new_order", "side": side}),
+        }
     }
 
     #[test]
     fn divergence_is_the_first_differing_decision() {
-        assert_eq!(first_divergence(&[d(1, "buy"), d(5, "sell")], &[d(1, "buy"), d(5, "sell")], &[]), None);
-        let x = first_divergence(&[d(1, "buy"), d(5, "sell")], &[d(1, "buy"), d(7, "sell")], &[]).unwrap();
+        assert_eq!(
+            first_divergence(
+                &[d(1, "buy"), d(5, "sell")],
+                &[d(1, "buy"), d(5, "sell")],
+                &[]
+            ),
+            None
+        );
+        let x = first_divergence(
+            &[d(1, "buy"), d(5, "sell")],
+            &[d(1, "buy"), d(7, "sell")],
+            &[],
+        )
+        .unwrap();
         assert_eq!(x.seq, 5);
         assert_eq!(x.baseline.len(), 1);
         assert!(x.candidate.is_empty(), "the candidate did nothing at seq 5");
@@ -228,10 +320,35 @@ mod tests {
     #[test]
     fn fail_on_rules_parse_and_say_why() {
         let rules = FailOn::parse_list("divergence, pnl-drop:5%,drawdown-increase:10").unwrap();
-        assert_eq!(rules[1], FailOn::PnlDrop { amount: 5.0, percent: true });
-        assert!(FailOn::parse_list("pnl-drop").unwrap_err().contains("needs a value"));
-        assert!(FailOn::parse_list("vibes").unwrap_err().contains("unknown --fail-on rule"));
-        let mut r = RegressReport { streams: vec![], baseline: Totals { pnl: 100.0, ..Default::default() }, candidate: Totals { pnl: 94.0, ..Default::default() }, diverged_streams: 0 };
+        assert_eq!(
+            rules[1],
+            FailOn::PnlDrop {
+                amount: 5.0,
+                percent: true
+            }
+        );
+        assert!(
+            FailOn::parse_list("pnl-drop")
+                .unwrap_err()
+                .contains("needs a value")
+        );
+        assert!(
+            FailOn::parse_list("vibes")
+                .unwrap_err()
+                .contains("unknown --fail-on rule")
+        );
+        let mut r = RegressReport {
+            streams: vec![],
+            baseline: Totals {
+                pnl: 100.0,
+                ..Default::default()
+            },
+            candidate: Totals {
+                pnl: 94.0,
+                ..Default::default()
+            },
+            diverged_streams: 0,
+        };
         assert!(rules[0].check(&r).is_none());
         assert!(rules[1].check(&r).unwrap().contains("PnL dropped by 6"));
         r.candidate.pnl = 96.0;

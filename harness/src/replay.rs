@@ -86,7 +86,11 @@ pub struct Plugin {
 
 impl Plugin {
     pub fn new(module: Module, config: impl Into<String>) -> Self {
-        Plugin { module, config: config.into(), label: None }
+        Plugin {
+            module,
+            config: config.into(),
+            label: None,
+        }
     }
 
     /// The name stored snapshots use: the module's own name.

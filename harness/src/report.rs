@@ -257,3 +257,189 @@ pub fn load_tolerances(path: Option<&Path>) -> Result<Tolerances> {
         }
     }
 }
+
+/// The run card of a regression: a replay card plus the venue.
+pub fn regress_card(
+    store: &str,
+    baseline: &Plugin,
+    candidate: &Plugin,
+    opts: &ReplayOptions,
+    rt: &RuntimeConfig,
+    venue: &crate::venue::VenueConfig,
+    fail_on: &[crate::regress::FailOn],
+) -> Value {
+    let mut card = run_card(store, &[baseline.clone(), candidate.clone()], opts, rt);
+    card["venue"] = serde_json::to_value(venue).expect("venue config serializes");
+    card["fail_on"] = serde_json::to_value(fail_on).expect("rules serialize");
+    card
+}
+
+/// Writes a regression run directory: summary.json, config.json, report.md, report.html,
+/// junit.xml (one case per stream) and the Parquet artifacts.
+pub fn write_regress_dir(
+    dir: &Path,
+    card: &Value,
+    r: &crate::regress::RegressReport,
+    verdict: &[String],
+    timing: &Timing,
+) -> Result<()> {
+    let w = |name: &str, bytes: Vec<u8>| crate::runtime::write_atomic(&dir.join(name), &bytes);
+    let streams: Vec<Value> = r
+        .streams
+        .iter()
+        .map(|s| {
+            json!({
+                "stream": s.stream,
+                "events": s.events,
+                "first_divergence": s.first_divergence,
+                "baseline": s.baseline,
+                "candidate": s.candidate,
+                "findings": s.findings,
+            })
+        })
+        .collect();
+    let summary = json!({
+        "passed": verdict.is_empty(),
+        "failures": verdict,
+        "diverged_streams": r.diverged_streams,
+        "baseline": r.baseline,
+        "candidate": r.candidate,
+        "streams": streams,
+        "timing": {
+            "started_at_unix_ms": timing.started_at_unix_ms as u64,
+            "elapsed_ms": timing.elapsed_ms as u64,
+            "jobs": timing.jobs,
+        },
+    });
+    w("summary.json", pretty(&summary))?;
+    w("config.json", pretty(card))?;
+    w("report.md", regress_markdown(card, r, verdict).into_bytes())?;
+    w(
+        "report.html",
+        crate::html::regress_html(card, r, verdict).into_bytes(),
+    )?;
+    w("junit.xml", regress_junit(r).into_bytes())?;
+    crate::artifacts::write_regress_artifacts(dir, r)
+}
+
+fn regress_markdown(card: &Value, r: &crate::regress::RegressReport, verdict: &[String]) -> String {
+    let mut s = String::new();
+    let m = |i: usize| {
+        let m = &card["modules"][i];
+        let sha = m["sha256"].as_str().unwrap_or("");
+        format!(
+            "`{}` {} (`{}`)",
+            m["name"].as_str().unwrap_or(""),
+            m["version"].as_str().unwrap_or(""),
+            &sha[..sha.len().min(12)]
+        )
+    };
+    let _ = writeln!(
+        s,
+        "## Tapedeck regression: {}\n",
+        if verdict.is_empty() { "PASS" } else { "FAIL" }
+    );
+    for v in verdict {
+        let _ = writeln!(s, "- **{v}**");
+    }
+    let _ = writeln!(
+        s,
+        "\nbaseline {} vs candidate {} on `{}` (streams `{}`).\n",
+        m(0),
+        m(1),
+        card["store"].as_str().unwrap_or(""),
+        card["streams"].as_str().unwrap_or("")
+    );
+    let (b, c) = (&r.baseline, &r.candidate);
+    let _ = writeln!(
+        s,
+        "| | baseline | candidate | change |\n| --- | ---: | ---: | ---: |"
+    );
+    for (name, x, y) in [
+        ("decisions", b.decisions, c.decisions),
+        ("orders", b.orders, c.orders),
+        ("trades", b.trades, c.trades),
+    ] {
+        let _ = writeln!(s, "| {name} | {x} | {y} | {:+} |", y as i64 - x as i64);
+    }
+    let rows: [(&str, f64, f64); 4] = [
+        ("PnL", b.pnl, c.pnl),
+        ("max drawdown", b.max_drawdown, c.max_drawdown),
+        ("fees", b.fees, c.fees),
+        ("turnover", b.turnover, c.turnover),
+    ];
+    for (name, x, y) in rows {
+        // `+ 0.0` turns a negative zero into zero.
+        let _ = writeln!(
+            s,
+            "| {name} | {:.4} | {:.4} | {:+.4} |",
+            x + 0.0,
+            y + 0.0,
+            y - x + 0.0
+        );
+    }
+    let _ = writeln!(
+        s,
+        "\n| stream | events | first divergence | PnL baseline | PnL candidate | findings |\n| --- | ---: | --- | ---: | ---: | ---: |"
+    );
+    for st in &r.streams {
+        let div = st.first_divergence.as_ref().map_or("-".to_string(), |d| {
+            format!("seq {} ({})", d.seq, d.event_type)
+        });
+        let _ = writeln!(
+            s,
+            "| `{}` | {} | {div} | {:.4} | {:.4} | {} |",
+            st.stream,
+            st.events,
+            st.baseline.pnl + 0.0,
+            st.candidate.pnl + 0.0,
+            st.findings.len()
+        );
+    }
+    let findings: Vec<&Finding> = r.findings().collect();
+    if !findings.is_empty() {
+        let _ = writeln!(s, "\n### Findings\n");
+        for f in findings.iter().take(MAX_LISTED) {
+            let _ = writeln!(s, "- {}", describe(f));
+        }
+    }
+    s
+}
+
+fn regress_junit(r: &crate::regress::RegressReport) -> String {
+    let failing =
+        |s: &crate::regress::StreamRegress| s.first_divergence.is_some() || !s.findings.is_empty();
+    let mut s = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
+    let _ = writeln!(
+        s,
+        "<testsuite name=\"tapedeck-regress\" tests=\"{}\" failures=\"{}\">",
+        r.streams.len(),
+        r.streams.iter().filter(|s| failing(s)).count()
+    );
+    for st in &r.streams {
+        let _ = write!(
+            s,
+            "  <testcase classname=\"tapedeck.regress\" name=\"{}\"",
+            xml_escape(&st.stream)
+        );
+        if !failing(st) {
+            s.push_str("/>\n");
+            continue;
+        }
+        let mut text: Vec<String> = st.findings.iter().map(describe).collect();
+        if let Some(d) = &st.first_divergence {
+            text.insert(
+                0,
+                format!("decisions diverge at seq {} ({})", d.seq, d.event_type),
+            );
+        }
+        let _ = writeln!(
+            s,
+            ">\n    <failure message=\"{}\">{}</failure>\n  </testcase>",
+            xml_escape(&text[0]),
+            xml_escape(&text.join("\n"))
+        );
+    }
+    s.push_str("</testsuite>\n");
+    s
+}

@@ -37,7 +37,12 @@ pub struct VenueConfig {
 
 impl Default for VenueConfig {
     fn default() -> Self {
-        VenueConfig { latency_ns: 0, maker_fee_bps: 1.0, taker_fee_bps: 5.0, sample_every: 1000 }
+        VenueConfig {
+            latency_ns: 0,
+            maker_fee_bps: 1.0,
+            taker_fee_bps: 5.0,
+            sample_every: 1000,
+        }
     }
 }
 
@@ -113,7 +118,11 @@ struct Account {
 fn to9(d: Dec) -> i128 {
     let s = d.scale();
     let m = d.0.mantissa as i128;
-    if s <= SCALE { m * 10i128.pow((SCALE - s) as u32) } else { m / 10i128.pow((s - SCALE) as u32) }
+    if s <= SCALE {
+        m * 10i128.pow((SCALE - s) as u32)
+    } else {
+        m / 10i128.pow((s - SCALE) as u32)
+    }
 }
 
 fn parse9(s: &str) -> Option<i128> {
@@ -122,8 +131,16 @@ fn parse9(s: &str) -> Option<i128> {
 
 /// Runs the venue over one stream's events and one strategy's decisions on it.
 /// `instruments` maps guest instrument ids back to symbols.
-pub fn simulate(events: &[Envelope], decisions: &[Decision], instruments: &BTreeMap<u32, String>, cfg: &VenueConfig) -> Performance {
-    let mut perf = Performance { decisions: decisions.len() as u64, ..Default::default() };
+pub fn simulate(
+    events: &[Envelope],
+    decisions: &[Decision],
+    instruments: &BTreeMap<u32, String>,
+    cfg: &VenueConfig,
+) -> Performance {
+    let mut perf = Performance {
+        decisions: decisions.len() as u64,
+        ..Default::default()
+    };
     let mut tops: BTreeMap<String, Top> = BTreeMap::new();
     let mut accounts: BTreeMap<String, Account> = BTreeMap::new();
     let mut resting: Vec<Resting> = Vec::new();
@@ -137,10 +154,22 @@ pub fn simulate(events: &[Envelope], decisions: &[Decision], instruments: &BTree
         let mut trade_px: Option<i128> = None;
         match &e.body {
             Body::Quote { bid_px, ask_px, .. } => {
-                tops.insert(sym.clone(), Top { bid: Some(to9(*bid_px)), ask: Some(to9(*ask_px)) });
+                tops.insert(
+                    sym.clone(),
+                    Top {
+                        bid: Some(to9(*bid_px)),
+                        ask: Some(to9(*ask_px)),
+                    },
+                );
             }
             Body::BookSnapshot { bids, asks, .. } => {
-                tops.insert(sym.clone(), Top { bid: bids.first().map(|l| to9(l[0])), ask: asks.first().map(|l| to9(l[0])) });
+                tops.insert(
+                    sym.clone(),
+                    Top {
+                        bid: bids.first().map(|l| to9(l[0])),
+                        ask: asks.first().map(|l| to9(l[0])),
+                    },
+                );
             }
             Body::Trade { price, .. } => trade_px = Some(to9(*price)),
             _ => {}
@@ -150,11 +179,20 @@ pub fn simulate(events: &[Envelope], decisions: &[Decision], instruments: &BTree
             let d = &decisions[next_decision];
             next_decision += 1;
             let o = &d.output;
-            let inst = o["instrument"].as_u64().and_then(|i| instruments.get(&(i as u32))).cloned().unwrap_or_else(|| sym.clone());
+            let inst = o["instrument"]
+                .as_u64()
+                .and_then(|i| instruments.get(&(i as u32)))
+                .cloned()
+                .unwrap_or_else(|| sym.clone());
             match o["output"].as_str() {
                 Some("new_order") => {
                     perf.orders += 1;
-                    let (Some(price), Some(qty)) = (o["price"].as_str().and_then(parse9), o["qty"].as_str().and_then(parse9)) else { continue };
+                    let (Some(price), Some(qty)) = (
+                        o["price"].as_str().and_then(parse9),
+                        o["qty"].as_str().and_then(parse9),
+                    ) else {
+                        continue;
+                    };
                     resting.push(Resting {
                         order_seq: d.seq,
                         client_order_id: o["client_order_id"].as_u64().unwrap_or(0),
@@ -190,9 +228,15 @@ pub fn simulate(events: &[Envelope], decisions: &[Decision], instruments: &BTree
                     None => (None, "taker"),
                 }
             } else {
-                let crosses_book = opposite.is_some_and(|p| if o.buy { p <= o.price } else { p >= o.price });
-                let crosses_trade = o.order_seq < e.seq && trade_px.is_some_and(|p| if o.buy { p < o.price } else { p > o.price });
-                if crosses_book || crosses_trade { (Some(o.price), "maker") } else { (None, "maker") }
+                let crosses_book =
+                    opposite.is_some_and(|p| if o.buy { p <= o.price } else { p >= o.price });
+                let crosses_trade = o.order_seq < e.seq
+                    && trade_px.is_some_and(|p| if o.buy { p < o.price } else { p > o.price });
+                if crosses_book || crosses_trade {
+                    (Some(o.price), "maker")
+                } else {
+                    (None, "maker")
+                }
             };
             let Some(px) = fill_px else {
                 i += 1;
@@ -200,7 +244,14 @@ pub fn simulate(events: &[Envelope], decisions: &[Decision], instruments: &BTree
             };
             let o = resting.remove(i);
             let notional = px * o.qty; // scale 18
-            let f = fee(notional, if liquidity == "taker" { cfg.taker_fee_bps } else { cfg.maker_fee_bps });
+            let f = fee(
+                notional,
+                if liquidity == "taker" {
+                    cfg.taker_fee_bps
+                } else {
+                    cfg.maker_fee_bps
+                },
+            );
             let acct = accounts.entry(o.instrument.clone()).or_default();
             let sign = if o.buy { 1 } else { -1 };
             acct.position += sign * o.qty;
@@ -225,15 +276,24 @@ pub fn simulate(events: &[Envelope], decisions: &[Decision], instruments: &BTree
         let equity: f64 = accounts
             .iter()
             .map(|(s, a)| {
-                let mid = tops.get(s).and_then(|t| Some((t.bid? + t.ask?) / 2)).unwrap_or(0);
+                let mid = tops
+                    .get(s)
+                    .and_then(|t| Some((t.bid? + t.ask?) / 2))
+                    .unwrap_or(0);
                 (a.cash + a.position * mid) as f64 / E18
             })
             .sum();
         peak = peak.max(equity);
         max_dd = max_dd.max(peak - equity);
         let filled_now = perf.fills.last().is_some_and(|t| t.seq == e.seq);
-        if filled_now || (n as u64).is_multiple_of(cfg.sample_every.max(1)) || n + 1 == events.len() {
-            perf.equity.push(EquityPoint { seq: e.seq, time_ns: e.occurred_at, equity, drawdown: peak - equity });
+        if filled_now || (n as u64).is_multiple_of(cfg.sample_every.max(1)) || n + 1 == events.len()
+        {
+            perf.equity.push(EquityPoint {
+                seq: e.seq,
+                time_ns: e.occurred_at,
+                equity,
+                drawdown: peak - equity,
+            });
         }
         perf.pnl = equity;
     }
@@ -250,17 +310,34 @@ mod tests {
     use serde_json::json;
 
     fn quote(seq: u64, bid: &str, ask: &str) -> Envelope {
-        Envelope::new("s", seq, seq as i64 * 1000, Some("X"), Body::Quote {
-            bid_px: bid.parse().unwrap(),
-            bid_qty: "1".parse().unwrap(),
-            ask_px: ask.parse().unwrap(),
-            ask_qty: "1".parse().unwrap(),
-            update_id: None,
-        })
+        Envelope::new(
+            "s",
+            seq,
+            seq as i64 * 1000,
+            Some("X"),
+            Body::Quote {
+                bid_px: bid.parse().unwrap(),
+                bid_qty: "1".parse().unwrap(),
+                ask_px: ask.parse().unwrap(),
+                ask_qty: "1".parse().unwrap(),
+                update_id: None,
+            },
+        )
     }
 
     fn trade(seq: u64, px: &str) -> Envelope {
-        Envelope::new("s", seq, seq as i64 * 1000, Some("X"), Body::Trade { price: px.parse().unwrap(), qty: "1".parse().unwrap(), trade_id: seq, aggressor: None })
+        Envelope::new(
+            "s",
+            seq,
+            seq as i64 * 1000,
+            Some("X"),
+            Body::Trade {
+                price: px.parse().unwrap(),
+                qty: "1".parse().unwrap(),
+                trade_id: seq,
+                aggressor: None,
+            },
+        )
     }
 
     fn order(seq: u64, side: &str, kind: &str, price: &str, qty: &str) -> Decision {
@@ -277,9 +354,24 @@ mod tests {
 
     #[test]
     fn market_orders_fill_at_the_opposite_best_and_pnl_is_exact() {
-        let events = [quote(1, "100", "101"), quote(2, "110", "111"), quote(3, "110", "111")];
-        let cfg = VenueConfig { taker_fee_bps: 10.0, ..Default::default() };
-        let p = simulate(&events, &[order(1, "buy", "market", "0", "2"), order(2, "sell", "market", "0", "2")], &ids(), &cfg);
+        let events = [
+            quote(1, "100", "101"),
+            quote(2, "110", "111"),
+            quote(3, "110", "111"),
+        ];
+        let cfg = VenueConfig {
+            taker_fee_bps: 10.0,
+            ..Default::default()
+        };
+        let p = simulate(
+            &events,
+            &[
+                order(1, "buy", "market", "0", "2"),
+                order(2, "sell", "market", "0", "2"),
+            ],
+            &ids(),
+            &cfg,
+        );
         assert_eq!(p.trades, 2);
         assert_eq!((p.fills[0].price, p.fills[1].price), (101.0, 110.0));
         // Bought 2 @ 101, sold 2 @ 110: +18, fees 0.1% of 202 + 220 = 0.422.
@@ -290,21 +382,55 @@ mod tests {
 
     #[test]
     fn latency_delays_arrival_and_limits_rest_until_crossed() {
-        let events = [quote(1, "100", "101"), quote(2, "100", "101"), trade(3, "99.5"), quote(4, "98", "99")];
+        let events = [
+            quote(1, "100", "101"),
+            quote(2, "100", "101"),
+            trade(3, "99.5"),
+            quote(4, "98", "99"),
+        ];
         // A buy at 99.8 rests; the trade at 99.5 trades through it (maker, at the limit).
-        let p = simulate(&events, &[order(1, "buy", "limit", "99.8", "1")], &ids(), &VenueConfig::default());
+        let p = simulate(
+            &events,
+            &[order(1, "buy", "limit", "99.8", "1")],
+            &ids(),
+            &VenueConfig::default(),
+        );
         assert_eq!(p.trades, 1);
-        assert_eq!((p.fills[0].seq, p.fills[0].price, p.fills[0].liquidity), (3, 99.8, "maker"));
+        assert_eq!(
+            (p.fills[0].seq, p.fills[0].price, p.fills[0].liquidity),
+            (3, 99.8, "maker")
+        );
         // With 2.5 events of latency the market order arrives at seq 4 and pays that ask.
-        let cfg = VenueConfig { latency_ns: 2500, ..Default::default() };
-        let p = simulate(&events, &[order(1, "buy", "market", "0", "1")], &ids(), &cfg);
+        let cfg = VenueConfig {
+            latency_ns: 2500,
+            ..Default::default()
+        };
+        let p = simulate(
+            &events,
+            &[order(1, "buy", "market", "0", "1")],
+            &ids(),
+            &cfg,
+        );
         assert_eq!((p.fills[0].seq, p.fills[0].price), (4, 99.0));
     }
 
     #[test]
     fn drawdown_is_peak_to_trough_of_marked_equity() {
-        let events = [quote(1, "100", "100"), quote(2, "110", "110"), quote(3, "90", "90"), quote(4, "95", "95")];
-        let p = simulate(&events, &[order(1, "buy", "market", "0", "1")], &ids(), &VenueConfig { taker_fee_bps: 0.0, ..Default::default() });
+        let events = [
+            quote(1, "100", "100"),
+            quote(2, "110", "110"),
+            quote(3, "90", "90"),
+            quote(4, "95", "95"),
+        ];
+        let p = simulate(
+            &events,
+            &[order(1, "buy", "market", "0", "1")],
+            &ids(),
+            &VenueConfig {
+                taker_fee_bps: 0.0,
+                ..Default::default()
+            },
+        );
         assert!((p.max_drawdown - 20.0).abs() < 1e-12, "{}", p.max_drawdown);
         assert!((p.pnl + 5.0).abs() < 1e-12);
     }

@@ -190,7 +190,10 @@ fn replay_starts_from_the_newest_snapshot_before_from_and_ends_the_same() {
 #[test]
 fn a_trapping_strategy_is_a_finding_and_the_projectors_go_on() {
     let mut plugins = projectors();
-    plugins.push(Plugin::new(load(guests::MISBEHAVE), r#"{"mode":"panic","at_seq":300}"#));
+    plugins.push(Plugin::new(
+        load(guests::MISBEHAVE),
+        r#"{"mode":"panic","at_seq":300}"#,
+    ));
     let report = run(
         &fixtures(),
         &plugins,

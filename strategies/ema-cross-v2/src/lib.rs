@@ -24,7 +24,7 @@ impl Default for Config {
             slow: 0.05,
             qty: 1.0,
             warmup: 32,
-            band_bps: 1.0,
+            band_bps: 0.25,
         }
     }
 }
@@ -40,7 +40,9 @@ struct Leg {
 #[derive(Serialize, Deserialize)]
 pub struct EmaCrossV2 {
     cfg: Config,
-    legs: Vec<Leg>,
+    /// Per instrument id (a hash of the symbol): a short list, searched linearly, which
+    /// beats a map for the handful of instruments a strategy trades.
+    legs: Vec<(u32, Leg)>,
 }
 
 impl Strategy for EmaCrossV2 {
@@ -63,11 +65,15 @@ impl Strategy for EmaCrossV2 {
         let Payload::Quote(q) = ev.payload else {
             return;
         };
-        let i = ev.header.instrument as usize;
-        if i >= self.legs.len() {
-            self.legs.resize(i + 1, Leg::default());
-        }
-        let (c, leg) = (&self.cfg, &mut self.legs[i]);
+        let id = ev.header.instrument;
+        let i = match self.legs.iter().position(|(k, _)| *k == id) {
+            Some(i) => i,
+            None => {
+                self.legs.push((id, Leg::default()));
+                self.legs.len() - 1
+            }
+        };
+        let (c, leg) = (&self.cfg, &mut self.legs[i].1);
         let mid = ev.px(q.bid_px + q.ask_px) * 0.5;
         if leg.seen == 0 {
             (leg.fast, leg.slow) = (mid, mid);

@@ -37,7 +37,9 @@ struct Leg {
 #[derive(Serialize, Deserialize)]
 pub struct EmaCross {
     cfg: Config,
-    legs: Vec<Leg>,
+    /// Per instrument id (a hash of the symbol): a short list, searched linearly, which
+    /// beats a map for the handful of instruments a strategy trades.
+    legs: Vec<(u32, Leg)>,
 }
 
 impl Strategy for EmaCross {
@@ -60,11 +62,15 @@ impl Strategy for EmaCross {
         let Payload::Quote(q) = ev.payload else {
             return;
         };
-        let i = ev.header.instrument as usize;
-        if i >= self.legs.len() {
-            self.legs.resize(i + 1, Leg::default());
-        }
-        let (c, leg) = (&self.cfg, &mut self.legs[i]);
+        let id = ev.header.instrument;
+        let i = match self.legs.iter().position(|(k, _)| *k == id) {
+            Some(i) => i,
+            None => {
+                self.legs.push((id, Leg::default()));
+                self.legs.len() - 1
+            }
+        };
+        let (c, leg) = (&self.cfg, &mut self.legs[i].1);
         let mid = ev.px(q.bid_px + q.ask_px) * 0.5;
         if leg.seen == 0 {
             (leg.fast, leg.slow) = (mid, mid);

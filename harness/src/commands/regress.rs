@@ -1,0 +1,161 @@
+//! `tapedeck regress`: baseline vs candidate strategy on recorded history.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context, Result};
+
+use tapedeck::regress::{FailOn, regress};
+use tapedeck::replay::{Point, ReplayOptions};
+use tapedeck::report::{Timing, describe, load_tolerances, regress_card, write_regress_dir};
+use tapedeck::runtime::{ModuleKind, Runtime, RuntimeConfig};
+use tapedeck::venue::VenueConfig;
+
+/// Run a baseline and a candidate strategy on the same streams with the same batch
+/// boundaries, execute both against the recorded market (simulated venue), and report where
+/// they first diverge and what changes: trades, PnL, drawdown, fees, turnover.
+/// Exit code 0 clean, 1 when a --fail-on rule triggers, 2 error.
+#[derive(clap::Args, Debug)]
+pub struct Regress {
+    /// Store URI: a file store directory (or file://DIR).
+    #[arg(long)]
+    pub store: String,
+    /// The current strategy module.
+    #[arg(long)]
+    pub baseline: PathBuf,
+    /// The changed strategy module.
+    #[arg(long)]
+    pub candidate: PathBuf,
+    /// Config JSON for both strategies ("" = their defaults).
+    #[arg(long, default_value = "")]
+    pub config: String,
+    /// Streams (glob with `*` and `?`).
+    #[arg(long, default_value = "*")]
+    pub streams: String,
+    #[arg(long)]
+    pub from: Option<Point>,
+    #[arg(long)]
+    pub to: Option<Point>,
+    #[arg(long, default_value_t = 1)]
+    pub jobs: usize,
+    #[arg(long, default_value_t = 1024)]
+    pub batch: usize,
+    /// Order latency in the simulated venue, microseconds.
+    #[arg(long, default_value_t = 0)]
+    pub latency_us: i64,
+    #[arg(long, default_value_t = 1.0)]
+    pub maker_fee_bps: f64,
+    #[arg(long, default_value_t = 5.0)]
+    pub taker_fee_bps: f64,
+    /// Comma-separated rules: divergence, pnl-drop:X (or X%), drawdown-increase:X.
+    /// Findings (a guest trap) always fail the run.
+    #[arg(long, default_value = "")]
+    pub fail_on: String,
+    /// Write the run directory here.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Numeric tolerances for projector diffs (unused without projectors).
+    #[arg(long, hide = true)]
+    pub tolerances: Option<PathBuf>,
+}
+
+impl Regress {
+    pub fn run(self) -> Result<ExitCode> {
+        let started = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_millis())
+            .unwrap_or(0);
+        let t0 = Instant::now();
+        let rules = FailOn::parse_list(&self.fail_on).map_err(anyhow::Error::msg)?;
+        let rt = Runtime::new(RuntimeConfig::default())?;
+        let mut mods = super::replay::plugins(
+            &rt,
+            &[self.baseline.clone(), self.candidate.clone()],
+            ModuleKind::Strategy,
+        )?;
+        for m in &mut mods {
+            m.config = self.config.clone();
+        }
+        let store = tapedeck::store::open(&self.store)?;
+        let opts = ReplayOptions {
+            streams: self.streams,
+            from: self.from,
+            to: self.to,
+            jobs: self.jobs,
+            batch: self.batch.max(1),
+            tolerances: load_tolerances(self.tolerances.as_deref())?,
+            keep_outputs: true,
+        };
+        let venue = VenueConfig {
+            latency_ns: self.latency_us * 1000,
+            maker_fee_bps: self.maker_fee_bps,
+            taker_fee_bps: self.taker_fee_bps,
+            ..VenueConfig::default()
+        };
+        let report = regress(&rt, store.as_ref(), &mods[0], &mods[1], &opts, &venue)
+            .context("regression run")?;
+        // Findings (traps, state mismatches) always fail a run; the rules add thresholds.
+        let mut verdict: Vec<String> = rules
+            .iter()
+            .filter(|r| **r != FailOn::Finding)
+            .filter_map(|r| r.check(&report))
+            .collect();
+        if let Some(v) = FailOn::Finding.check(&report) {
+            verdict.insert(0, v);
+        }
+        let (b, c) = (&report.baseline, &report.candidate);
+        println!(
+            "streams {}, diverged {}",
+            report.streams.len(),
+            report.diverged_streams
+        );
+        println!("            {:>16} {:>16}", "baseline", "candidate");
+        println!("decisions   {:>16} {:>16}", b.decisions, c.decisions);
+        println!("trades      {:>16} {:>16}", b.trades, c.trades);
+        println!("PnL         {:>16.4} {:>16.4}", b.pnl, c.pnl);
+        println!(
+            "max DD      {:>16.4} {:>16.4}",
+            b.max_drawdown, c.max_drawdown
+        );
+        println!("fees        {:>16.4} {:>16.4}", b.fees, c.fees);
+        println!("turnover    {:>16.4} {:>16.4}", b.turnover, c.turnover);
+        for s in &report.streams {
+            if let Some(d) = &s.first_divergence {
+                println!(
+                    "{}: first divergence at seq {} ({})",
+                    s.stream, d.seq, d.event_type
+                );
+            }
+        }
+        for f in report.findings() {
+            println!("{}", describe(f));
+        }
+        for v in &verdict {
+            println!("FAIL: {v}");
+        }
+        if let Some(out) = &self.out {
+            let card = regress_card(
+                &store.describe(),
+                &mods[0],
+                &mods[1],
+                &opts,
+                rt.config(),
+                &venue,
+                &rules,
+            );
+            let timing = Timing {
+                started_at_unix_ms: started,
+                elapsed_ms: t0.elapsed().as_millis(),
+                jobs: opts.jobs,
+            };
+            write_regress_dir(out, &card, &report, &verdict, &timing)?;
+            println!("report: {}", out.join("report.html").display());
+        }
+        Ok(if verdict.is_empty() {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::from(1)
+        })
+    }
+}
