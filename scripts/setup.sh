@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what Tapedeck needs on a fresh Debian 12 machine, idempotently:
 # a Rust toolchain that can build wasm32 guests (rustup's target if it can be added, else
-# Debian's rustc-web + std source + lld), and cargo's target dir outside the clone.
+# Debian's rustc-web + std source + lld), and Chromium for the HTML report test.
 set -euo pipefail
 
 if rustup target list --installed 2>/dev/null | grep -qx wasm32-unknown-unknown; then
@@ -15,4 +15,11 @@ else
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
   apt-get install -y -qq rustc-web cargo-web rust-web-src lld-22 >/dev/null
+fi
+
+if [ "${1:-}" = "--with-chromium" ] && ! command -v chromium >/dev/null; then
+  echo "setup: installing Debian's chromium (the HTML report test opens report.html in it)"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq chromium >/dev/null
 fi

@@ -3,7 +3,7 @@
 # tapedeck-test-guests build script), then checks formatting, clippy, and runs every test.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-./scripts/setup.sh
+./scripts/setup.sh --with-chromium
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/tapedeck-target}"
 export INSTA_UPDATE=no
 cargo fmt --all -- --check

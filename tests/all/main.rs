@@ -4,6 +4,7 @@
 mod binance;
 mod parity;
 mod projectors;
+mod regress;
 mod replay;
 mod runtime;
 
