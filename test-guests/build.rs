@@ -23,6 +23,10 @@ fn main() {
     }
     println!("cargo:rerun-if-env-changed=TAPEDECK_WASM_RUSTC");
     println!("cargo:rerun-if-env-changed=TAPEDECK_WASM_CARGO");
+    // Two checkouts sharing one target dir share this script's output, and with it the paths
+    // above: rerun when cargo is started from somewhere else (the inner builds are no-ops
+    // when nothing changed).
+    println!("cargo:rerun-if-env-changed=PWD");
 
     let tc = tapedeck_guest_build::detect().unwrap_or_else(|e| panic!("{e}"));
     let target_dir = guest_target_dir(&out_dir);
