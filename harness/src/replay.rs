@@ -114,6 +114,8 @@ pub struct ReplayOptions {
     pub tolerances: Tolerances,
     /// Keep every strategy output (decisions), not only counts.
     pub keep_outputs: bool,
+    /// Counts events as batches complete, for a progress display (never for results).
+    pub progress: Option<std::sync::Arc<std::sync::atomic::AtomicU64>>,
 }
 
 impl Default for ReplayOptions {
@@ -126,6 +128,7 @@ impl Default for ReplayOptions {
             batch: 1024,
             tolerances: Tolerances::default(),
             keep_outputs: false,
+            progress: None,
         }
     }
 }
@@ -511,6 +514,12 @@ fn run_batch(
     opts: &ReplayOptions,
     report: &mut StreamReport,
 ) {
+    if let Some(p) = &opts.progress {
+        let n = batch
+            .get(8..12)
+            .map_or(0, |c| u32::from_le_bytes(c.try_into().unwrap()));
+        p.fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
+    }
     let last_seq = report.last_seq;
     for l in live.iter_mut() {
         let Some(inst) = l.inst.as_mut() else {

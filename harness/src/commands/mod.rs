@@ -6,6 +6,7 @@ pub mod build;
 pub mod fixtures;
 pub mod import;
 pub mod inspect;
+pub mod progress;
 pub mod regress;
 pub mod replay;
 pub mod streams;

@@ -86,6 +86,18 @@ impl Regress {
             batch: self.batch.max(1),
             tolerances: load_tolerances(self.tolerances.as_deref())?,
             keep_outputs: true,
+            progress: None,
+        };
+        let total: u64 = store
+            .streams()?
+            .iter()
+            .filter(|s| tapedeck::store::glob_match(&opts.streams, &s.key))
+            .map(|s| s.events())
+            .sum();
+        let progress = super::progress::Progress::start("regress", total);
+        let opts = ReplayOptions {
+            progress: Some(progress.counter.clone()),
+            ..opts
         };
         let venue = VenueConfig {
             latency_ns: self.latency_us * 1000,

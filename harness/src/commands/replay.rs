@@ -90,8 +90,21 @@ impl Replay {
             batch: self.batch.max(1),
             tolerances: load_tolerances(self.tolerances.as_deref())?,
             keep_outputs: false,
+            progress: None,
+        };
+        let total: u64 = store
+            .streams()?
+            .iter()
+            .filter(|s| tapedeck::store::glob_match(&opts.streams, &s.key))
+            .map(|s| s.events())
+            .sum();
+        let progress = super::progress::Progress::start("replay", total);
+        let opts = ReplayOptions {
+            progress: Some(progress.counter.clone()),
+            ..opts
         };
         let report = replay(&rt, store.as_ref(), &all, &opts)?;
+        drop(progress);
         for s in &report.streams {
             eprintln!(
                 "{}: seq {}..{}, {} events, {} snapshots checked, {} findings",
