@@ -26,6 +26,7 @@ enum Command {
     State(commands::replay::State),
     Fixtures(commands::fixtures::Fixtures),
     Regress(commands::regress::Regress),
+    Index(commands::index::Index),
 }
 
 fn main() -> ExitCode {
@@ -40,6 +41,7 @@ fn main() -> ExitCode {
         Command::State(c) => c.run(),
         Command::Fixtures(c) => c.run(),
         Command::Regress(c) => c.run(),
+        Command::Index(c) => c.run(),
     };
     match result {
         Ok(code) => code,

@@ -326,44 +326,54 @@ fn replay_stream(
         v
     };
 
-    let mut encoder = StreamEncoder::new(stream_id);
     let mut writer = EventBatchWriter::new(Vec::new());
     let mut times: Vec<i64> = Vec::new();
     let mut first_in_batch = 0;
     let mut pending_snaps = snap_seqs.iter().peekable();
     let mut done = false;
-    source.read(key, SeqRange { from: first, to }, &mut |e: Envelope| {
-        if done || end_time.is_some_and(|t| e.occurred_at > t) {
-            done = true;
-            return Ok(());
-        }
-        encoder.encode(&e, &mut writer)?;
-        if writer.count() == 1 {
-            first_in_batch = e.seq;
-        }
-        times.push(e.occurred_at);
-        report.events += 1;
-        report.last_seq = e.seq;
-        let at_snapshot = pending_snaps.peek().is_some_and(|s| **s == e.seq);
-        if at_snapshot || writer.count() as usize >= opts.batch {
-            let batch = std::mem::replace(&mut writer, EventBatchWriter::new(Vec::new())).finish();
-            run_batch(
-                &mut live,
-                &batch,
-                key,
-                first_in_batch,
-                &times,
-                opts,
-                &mut report,
-            );
-            times.clear();
-            if at_snapshot {
-                pending_snaps.next();
-                check_snapshots(&mut live, &snapshots, e.seq, key, opts, &mut report);
+    source.read_records(
+        key,
+        SeqRange { from: first, to },
+        &mut |seq, time, record| {
+            if done || end_time.is_some_and(|t| time > t) {
+                done = true;
+                return Ok(());
             }
-        }
-        Ok(())
-    })?;
+            writer
+                .push_record(record, stream_id)
+                .map_err(|err| Error::BadEvent {
+                    stream: key.to_string(),
+                    seq,
+                    message: format!("store gave a bad record: {err}"),
+                })?;
+            if writer.count() == 1 {
+                first_in_batch = seq;
+            }
+            times.push(time);
+            report.events += 1;
+            report.last_seq = seq;
+            let at_snapshot = pending_snaps.peek().is_some_and(|s| **s == seq);
+            if at_snapshot || writer.count() as usize >= opts.batch {
+                let batch =
+                    std::mem::replace(&mut writer, EventBatchWriter::new(Vec::new())).finish();
+                run_batch(
+                    &mut live,
+                    &batch,
+                    key,
+                    first_in_batch,
+                    &times,
+                    opts,
+                    &mut report,
+                );
+                times.clear();
+                if at_snapshot {
+                    pending_snaps.next();
+                    check_snapshots(&mut live, &snapshots, seq, key, opts, &mut report);
+                }
+            }
+            Ok(())
+        },
+    )?;
     if writer.count() > 0 {
         let batch = writer.finish();
         run_batch(

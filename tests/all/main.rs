@@ -2,6 +2,7 @@
 //! repository's sources by the `tapedeck-test-guests` build script.
 
 mod binance;
+mod index;
 mod parity;
 mod projectors;
 mod regress;

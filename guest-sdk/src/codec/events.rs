@@ -32,6 +32,44 @@ impl EventBatchWriter {
         self.w.count
     }
 
+    /// Appends a record encoded earlier (by `push` into another batch, as a store index keeps
+    /// them), setting its stream id. The record is checked as a whole: length and kind.
+    pub fn push_record(&mut self, record: &[u8], stream: u32) -> Result<(), CodecError> {
+        if record.len() < EVENT_HEADER_LEN
+            || u32::from_le_bytes(record[0..4].try_into().unwrap()) as usize != record.len()
+        {
+            return Err(CodecError::BadLength {
+                at: 0,
+                len: record.len() as u32,
+            });
+        }
+        if EventKind::from_u8(record[4]).is_none() {
+            return Err(CodecError::UnknownKind {
+                at: 0,
+                kind: record[4],
+            });
+        }
+        let start = self.w.buf.len();
+        self.w.buf.extend_from_slice(record);
+        self.w.buf[start + 8..start + 12].copy_from_slice(&stream.to_le_bytes());
+        self.w.count += 1;
+        let count = self.w.count;
+        self.w.buf[8..12].copy_from_slice(&count.to_le_bytes());
+        Ok(())
+    }
+
+    /// The bytes of each record pushed so far (header excluded), in order.
+    pub fn records(&self) -> impl Iterator<Item = &[u8]> {
+        let buf = &self.w.buf;
+        let mut pos = BATCH_HEADER_LEN;
+        std::iter::from_fn(move || {
+            let len = u32::from_le_bytes(buf.get(pos..pos + 4)?.try_into().unwrap()) as usize;
+            let rec = &buf[pos..pos + len];
+            pos += len;
+            Some(rec)
+        })
+    }
+
     pub fn push(&mut self, header: &EventHeader, payload: &Payload<'_>) {
         let start = self.w.buf.len();
         let b = &mut self.w.buf;

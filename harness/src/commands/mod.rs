@@ -5,6 +5,7 @@ pub mod bench;
 pub mod build;
 pub mod fixtures;
 pub mod import;
+pub mod index;
 pub mod inspect;
 pub mod progress;
 pub mod regress;

@@ -43,6 +43,8 @@ pub struct FileStore {
     opts: FileStoreOptions,
     /// Stream summaries, from one scan of the log (on first use).
     streams: OnceLock<BTreeMap<String, StreamInfo>>,
+    /// The index manifest, if the index matches the log (checked on first use).
+    index: OnceLock<Option<super::index::Manifest>>,
 }
 
 fn io<T>(path: &Path, r: std::io::Result<T>) -> Result<T> {
@@ -65,6 +67,7 @@ impl FileStore {
             root,
             opts: FileStoreOptions::default(),
             streams: OnceLock::new(),
+            index: OnceLock::new(),
         })
     }
 
@@ -86,6 +89,7 @@ impl FileStore {
             root,
             opts,
             streams: OnceLock::new(),
+            index: OnceLock::new(),
         };
         for part in store.parts()? {
             store.quarantine_torn_tail(&part)?;
@@ -274,6 +278,29 @@ impl EventSource for FileStore {
     fn describe(&self) -> String {
         format!("file://{}", self.root.display())
     }
+
+    fn read_records(
+        &self,
+        stream: &str,
+        range: SeqRange,
+        f: &mut dyn FnMut(u64, i64, &[u8]) -> Result<()>,
+    ) -> Result<()> {
+        match self.fresh_index()? {
+            Some(m) => super::index::read_records(&self.root, m, stream, range, f),
+            None => super::records_from_envelopes(self, stream, range, f),
+        }
+    }
+}
+
+impl FileStore {
+    /// The index manifest when the index is up to date with the log.
+    pub fn fresh_index(&self) -> Result<Option<&super::index::Manifest>> {
+        if self.index.get().is_none() {
+            let m = super::index::fresh_manifest(&self.root)?;
+            let _ = self.index.set(m);
+        }
+        Ok(self.index.get().and_then(Option::as_ref))
+    }
 }
 
 impl EventSink for FileStore {
@@ -316,6 +343,8 @@ impl EventSink for FileStore {
             }
         }
         let _ = self.streams.set(map);
+        // The log moved on: whether the index still matches is decided afresh.
+        self.index.take();
         Ok(())
     }
 
@@ -329,7 +358,7 @@ impl EventSink for FileStore {
 }
 
 /// Directory entries sorted by name (empty if the directory does not exist).
-fn sorted_entries(dir: &Path) -> Result<Vec<PathBuf>> {
+pub(super) fn sorted_entries(dir: &Path) -> Result<Vec<PathBuf>> {
     if !dir.is_dir() {
         return Ok(Vec::new());
     }

@@ -3,6 +3,7 @@
 //! implementation.
 
 mod file;
+pub mod index;
 mod memory;
 
 use std::collections::BTreeMap;
@@ -104,6 +105,40 @@ pub trait EventSource: Send + Sync {
 
     /// A description for run cards and errors.
     fn describe(&self) -> String;
+
+    /// The events of `stream` in `range` already packed as guest codec records (stream id 0,
+    /// instrument ids from [`crate::replay::instrument_id`]), in seq order: what replay feeds
+    /// guests. Stores with a columnar index serve these without parsing envelopes.
+    fn read_records(
+        &self,
+        stream: &str,
+        range: SeqRange,
+        f: &mut dyn FnMut(u64, i64, &[u8]) -> Result<()>,
+    ) -> Result<()> {
+        records_from_envelopes(self, stream, range, f)
+    }
+}
+
+/// `read_records` by encoding each envelope `read` gives.
+pub fn records_from_envelopes<S: EventSource + ?Sized>(
+    source: &S,
+    stream: &str,
+    range: SeqRange,
+    f: &mut dyn FnMut(u64, i64, &[u8]) -> Result<()>,
+) -> Result<()> {
+    let mut enc = crate::replay::StreamEncoder::new(0);
+    let mut buf = Vec::new();
+    source.read(stream, range, &mut |e| {
+        let mut w = tapedeck_guest::codec::EventBatchWriter::new(std::mem::take(&mut buf));
+        enc.encode(&e, &mut w)?;
+        f(
+            e.seq,
+            e.occurred_at,
+            w.records().next().expect("one record"),
+        )?;
+        buf = w.finish();
+        Ok(())
+    })
 }
 
 /// Appends to a store.

@@ -1,0 +1,300 @@
+//! The file store's columnar index: derived from the log, rebuildable at any time, never the
+//! source of truth (seed 002).
+//!
+//! `index/day=YYYY-MM-DD.parquet` holds a day's events sorted by (stream, seq) with the columns
+//! `stream_key`, `seq`, `occurred_at`, `event_type`, `instrument`, `record` (the event already
+//! packed in the guest codec, stream id 0) and `envelope` (the log line). Row groups carry
+//! min/max statistics, so a stream's rows are found without reading the others.
+//! `index/manifest.json` records, per day, the sizes of the log parts it was built from; an
+//! index whose day no longer matches the log is stale and not used.
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use arrow_array::{
+    Array, ArrayRef, BinaryArray, Int64Array, RecordBatch, StringArray, UInt64Array,
+};
+use arrow_schema::{DataType, Field, Schema};
+use parquet::arrow::ArrowWriter;
+use parquet::arrow::ProjectionMask;
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use parquet::basic::Compression;
+use parquet::data_type::AsBytes;
+use parquet::file::properties::{EnabledStatistics, WriterProperties};
+use parquet::file::statistics::Statistics;
+use serde::{Deserialize, Serialize};
+use tapedeck_guest::codec::EventBatchWriter;
+
+use super::SeqRange;
+use crate::error::{Error, Result};
+use crate::event::Envelope;
+use crate::replay::StreamEncoder;
+
+const ROW_GROUP: usize = 65_536;
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct Manifest {
+    pub version: u32,
+    /// Per day: (log part file name, its size when indexed), and the rows indexed.
+    pub days: BTreeMap<String, DayEntry>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct DayEntry {
+    pub parts: Vec<(String, u64)>,
+    pub rows: u64,
+}
+
+/// What a rebuild did.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct RebuildSummary {
+    pub days: Vec<String>,
+    pub rows: u64,
+}
+
+fn engine<E: std::fmt::Debug>(what: &Path) -> impl FnOnce(E) -> Error + '_ {
+    move |e| Error::engine(format!("index {}", what.display()), e)
+}
+
+/// The day directories of the log and their parts with sizes.
+pub(super) fn log_days(root: &Path) -> Result<BTreeMap<String, Vec<(String, u64, PathBuf)>>> {
+    let mut out = BTreeMap::new();
+    for day in super::file::sorted_entries(&root.join("events"))? {
+        let Some(name) = day
+            .file_name()
+            .and_then(|n| n.to_str())
+            .and_then(|n| n.strip_prefix("day="))
+            .map(str::to_string)
+        else {
+            continue;
+        };
+        let mut parts = Vec::new();
+        for p in super::file::sorted_entries(&day)? {
+            if p.extension().is_some_and(|e| e == "jsonl") {
+                let size = std::fs::metadata(&p).map_err(|e| Error::io(&p, e))?.len();
+                parts.push((
+                    p.file_name().unwrap().to_string_lossy().into_owned(),
+                    size,
+                    p,
+                ));
+            }
+        }
+        out.insert(name, parts);
+    }
+    Ok(out)
+}
+
+pub(super) fn read_manifest(root: &Path) -> Result<Option<Manifest>> {
+    let path = root.join("index/manifest.json");
+    if !path.is_file() {
+        return Ok(None);
+    }
+    let bytes = std::fs::read(&path).map_err(|e| Error::io(&path, e))?;
+    serde_json::from_slice(&bytes)
+        .map(Some)
+        .map_err(|e| Error::Corrupt {
+            path,
+            line: 1,
+            message: format!("bad index manifest: {e}"),
+        })
+}
+
+/// The manifest, if the index covers exactly the log as it is now.
+pub(super) fn fresh_manifest(root: &Path) -> Result<Option<Manifest>> {
+    let Some(m) = read_manifest(root)? else {
+        return Ok(None);
+    };
+    let log = log_days(root)?;
+    let matches = log.len() == m.days.len()
+        && log.iter().all(|(day, parts)| {
+            m.days.get(day).is_some_and(|e| {
+                e.parts.len() == parts.len()
+                    && e.parts
+                        .iter()
+                        .zip(parts)
+                        .all(|(a, b)| a.0 == b.0 && a.1 == b.1)
+            })
+        });
+    Ok(matches.then_some(m))
+}
+
+/// Rebuilds the index for every log day on or after `since` (all days if `None`), and drops
+/// index days the log no longer has.
+pub fn rebuild(root: &Path, since: Option<&str>) -> Result<RebuildSummary> {
+    let dir = root.join("index");
+    std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
+    let mut manifest = read_manifest(root)?.unwrap_or(Manifest {
+        version: 1,
+        days: BTreeMap::new(),
+    });
+    let log = log_days(root)?;
+    manifest.days.retain(|d, _| log.contains_key(d));
+    let mut summary = RebuildSummary::default();
+    for (day, parts) in &log {
+        if since.is_some_and(|s| day.as_str() < s) && manifest.days.contains_key(day) {
+            continue;
+        }
+        let rows = rebuild_day(&dir.join(format!("day={day}.parquet")), parts)?;
+        manifest.days.insert(
+            day.clone(),
+            DayEntry {
+                parts: parts.iter().map(|(n, s, _)| (n.clone(), *s)).collect(),
+                rows,
+            },
+        );
+        summary.days.push(day.clone());
+        summary.rows += rows;
+    }
+    let mut bytes = serde_json::to_vec_pretty(&manifest).expect("manifest serializes");
+    bytes.push(b'\n');
+    crate::runtime::write_atomic(&dir.join("manifest.json"), &bytes)?;
+    Ok(summary)
+}
+
+fn rebuild_day(out: &Path, parts: &[(String, u64, PathBuf)]) -> Result<u64> {
+    use std::io::BufRead;
+    let mut lines: Vec<(String, u64, String)> = Vec::new();
+    for (_, _, path) in parts {
+        let f = File::open(path).map_err(|e| Error::io(path, e))?;
+        for (i, line) in std::io::BufReader::new(f).lines().enumerate() {
+            let line = line.map_err(|e| Error::io(path, e))?;
+            // Only the sort key is needed here; the full parse happens once, below.
+            let e: Envelope = serde_json::from_str(&line).map_err(|e| Error::Corrupt {
+                path: path.clone(),
+                line: i as u64 + 1,
+                message: format!("not an event envelope: {e}"),
+            })?;
+            lines.push((e.stream_key.clone(), e.seq, line));
+        }
+    }
+    lines.sort_by(|a, b| (&a.0, a.1).cmp(&(&b.0, b.1)));
+    let n = lines.len();
+    let (mut keys, mut seqs, mut times, mut types, mut insts, mut records, mut envs) = (
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+    );
+    let mut enc = StreamEncoder::new(0);
+    let mut scratch = Vec::new();
+    for (key, seq, line) in lines {
+        let e: Envelope = serde_json::from_str(&line).expect("parsed above");
+        let mut w = EventBatchWriter::new(std::mem::take(&mut scratch));
+        enc.encode(&e, &mut w)?;
+        records.push(w.records().next().expect("one record").to_vec());
+        scratch = w.finish();
+        keys.push(key);
+        seqs.push(seq);
+        times.push(e.occurred_at);
+        types.push(e.body.event_type());
+        insts.push(e.instrument);
+        envs.push(line);
+    }
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("stream_key", DataType::Utf8, false),
+        Field::new("seq", DataType::UInt64, false),
+        Field::new("occurred_at", DataType::Int64, false),
+        Field::new("event_type", DataType::Utf8, false),
+        Field::new("instrument", DataType::Utf8, true),
+        Field::new("record", DataType::Binary, false),
+        Field::new("envelope", DataType::Utf8, false),
+    ]));
+    let cols: Vec<ArrayRef> = vec![
+        Arc::new(StringArray::from(keys)),
+        Arc::new(UInt64Array::from(seqs)),
+        Arc::new(Int64Array::from(times)),
+        Arc::new(StringArray::from(types)),
+        Arc::new(StringArray::from(insts)),
+        Arc::new(BinaryArray::from_iter_values(records.iter())),
+        Arc::new(StringArray::from(envs)),
+    ];
+    let batch = RecordBatch::try_new(schema.clone(), cols).map_err(engine(out))?;
+    let tmp = out.with_extension("parquet.tmp");
+    let file = File::create(&tmp).map_err(|e| Error::io(&tmp, e))?;
+    let props = WriterProperties::builder()
+        .set_compression(Compression::SNAPPY)
+        .set_max_row_group_row_count(Some(ROW_GROUP))
+        .set_statistics_enabled(EnabledStatistics::Chunk)
+        .build();
+    let mut w = ArrowWriter::try_new(file, schema, Some(props)).map_err(engine(out))?;
+    w.write(&batch).map_err(engine(out))?;
+    w.close().map_err(engine(out))?;
+    std::fs::rename(&tmp, out).map_err(|e| Error::io(out, e))?;
+    Ok(n as u64)
+}
+
+/// Reads `stream`'s packed records in `range` from the index days of `manifest`, in seq order.
+pub(super) fn read_records(
+    root: &Path,
+    manifest: &Manifest,
+    stream: &str,
+    range: SeqRange,
+    f: &mut dyn FnMut(u64, i64, &[u8]) -> Result<()>,
+) -> Result<()> {
+    for day in manifest.days.keys() {
+        let path = root.join(format!("index/day={day}.parquet"));
+        let file = File::open(&path).map_err(|e| Error::io(&path, e))?;
+        let builder = ParquetRecordBatchReaderBuilder::try_new(file).map_err(engine(&path))?;
+        let meta = builder.metadata().clone();
+        // Row groups whose stream_key range holds `stream`.
+        let groups: Vec<usize> = (0..meta.num_row_groups())
+            .filter(|&g| match meta.row_group(g).column(0).statistics() {
+                Some(Statistics::ByteArray(s)) => match (s.min_opt(), s.max_opt()) {
+                    (Some(lo), Some(hi)) => {
+                        lo.as_bytes() <= stream.as_bytes() && stream.as_bytes() <= hi.as_bytes()
+                    }
+                    _ => true,
+                },
+                _ => true,
+            })
+            .collect();
+        if groups.is_empty() {
+            continue;
+        }
+        let mask = ProjectionMask::roots(builder.parquet_schema(), [0, 1, 2, 5]);
+        let reader = builder
+            .with_row_groups(groups)
+            .with_projection(mask)
+            .with_batch_size(8192)
+            .build()
+            .map_err(engine(&path))?;
+        for batch in reader {
+            let batch = batch.map_err(engine(&path))?;
+            let keys = batch
+                .column(0)
+                .as_any()
+                .downcast_ref::<StringArray>()
+                .expect("schema");
+            let seqs = batch
+                .column(1)
+                .as_any()
+                .downcast_ref::<UInt64Array>()
+                .expect("schema");
+            let times = batch
+                .column(2)
+                .as_any()
+                .downcast_ref::<Int64Array>()
+                .expect("schema");
+            let recs = batch
+                .column(3)
+                .as_any()
+                .downcast_ref::<BinaryArray>()
+                .expect("schema");
+            for i in 0..batch.num_rows() {
+                if keys.value(i) != stream || keys.is_null(i) {
+                    continue;
+                }
+                let seq = seqs.value(i);
+                if range.contains(seq) {
+                    f(seq, times.value(i), recs.value(i))?;
+                }
+            }
+        }
+    }
+    Ok(())
+}
