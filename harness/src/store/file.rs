@@ -283,7 +283,7 @@ impl EventSource for FileStore {
         &self,
         stream: &str,
         range: SeqRange,
-        f: &mut dyn FnMut(u64, i64, &[u8]) -> Result<()>,
+        f: &mut super::RecordSink<'_>,
     ) -> Result<()> {
         match self.fresh_index()? {
             Some(m) => super::index::read_records(&self.root, m, stream, range, f),

@@ -58,8 +58,11 @@ fn engine<E: std::fmt::Debug>(what: &Path) -> impl FnOnce(E) -> Error + '_ {
     move |e| Error::engine(format!("index {}", what.display()), e)
 }
 
+/// One log part: file name, size, path.
+pub(super) type LogPart = (String, u64, PathBuf);
+
 /// The day directories of the log and their parts with sizes.
-pub(super) fn log_days(root: &Path) -> Result<BTreeMap<String, Vec<(String, u64, PathBuf)>>> {
+pub(super) fn log_days(root: &Path) -> Result<BTreeMap<String, Vec<LogPart>>> {
     let mut out = BTreeMap::new();
     for day in super::file::sorted_entries(&root.join("events"))? {
         let Some(name) = day
@@ -153,7 +156,7 @@ pub fn rebuild(root: &Path, since: Option<&str>) -> Result<RebuildSummary> {
     Ok(summary)
 }
 
-fn rebuild_day(out: &Path, parts: &[(String, u64, PathBuf)]) -> Result<u64> {
+fn rebuild_day(out: &Path, parts: &[LogPart]) -> Result<u64> {
     use std::io::BufRead;
     let mut lines: Vec<(String, u64, String)> = Vec::new();
     for (_, _, path) in parts {
@@ -234,7 +237,7 @@ pub(super) fn read_records(
     manifest: &Manifest,
     stream: &str,
     range: SeqRange,
-    f: &mut dyn FnMut(u64, i64, &[u8]) -> Result<()>,
+    f: &mut super::RecordSink<'_>,
 ) -> Result<()> {
     for day in manifest.days.keys() {
         let path = root.join(format!("index/day={day}.parquet"));

@@ -87,6 +87,9 @@ impl SeqRange {
     }
 }
 
+/// Receives packed records: (seq, event time, record bytes).
+pub type RecordSink<'a> = dyn FnMut(u64, i64, &[u8]) -> Result<()> + 'a;
+
 /// Reads recorded streams.
 pub trait EventSource: Send + Sync {
     /// Every stream, by key.
@@ -109,12 +112,7 @@ pub trait EventSource: Send + Sync {
     /// The events of `stream` in `range` already packed as guest codec records (stream id 0,
     /// instrument ids from [`crate::replay::instrument_id`]), in seq order: what replay feeds
     /// guests. Stores with a columnar index serve these without parsing envelopes.
-    fn read_records(
-        &self,
-        stream: &str,
-        range: SeqRange,
-        f: &mut dyn FnMut(u64, i64, &[u8]) -> Result<()>,
-    ) -> Result<()> {
+    fn read_records(&self, stream: &str, range: SeqRange, f: &mut RecordSink<'_>) -> Result<()> {
         records_from_envelopes(self, stream, range, f)
     }
 }
@@ -124,7 +122,7 @@ pub fn records_from_envelopes<S: EventSource + ?Sized>(
     source: &S,
     stream: &str,
     range: SeqRange,
-    f: &mut dyn FnMut(u64, i64, &[u8]) -> Result<()>,
+    f: &mut RecordSink<'_>,
 ) -> Result<()> {
     let mut enc = crate::replay::StreamEncoder::new(0);
     let mut buf = Vec::new();
