@@ -146,3 +146,144 @@ pub fn strategy(
         pnl: sim_wasm.pnl(),
     })
 }
+
+/// `tapedeck bench replay`: end to end from the file store (through its index) through
+/// `ema-cross` + `positions`, with 1 and 2 jobs in the same run.
+#[derive(Debug, Clone)]
+pub struct ReplayBenchOptions {
+    pub events: u64,
+    pub streams: u32,
+    pub batch: usize,
+    pub rounds: usize,
+    /// Where the generated store lives; reused while its spec matches.
+    pub store: std::path::PathBuf,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ReplayBenchReport {
+    pub events: u64,
+    pub streams: u32,
+    pub batch: usize,
+    pub events_per_sec_jobs1: f64,
+    pub events_per_sec_jobs2: f64,
+    pub speedup: f64,
+    /// Store generation plus index rebuild, when the store had to be made (0 when reused).
+    pub generate_secs: f64,
+}
+
+/// Generates (or reuses) the bench store: `streams` quote streams with a fill every 50 events.
+pub fn bench_store(opts: &ReplayBenchOptions) -> Result<f64> {
+    use crate::event::{Body, Dec, Envelope, SideName};
+    use crate::store::{EventSink, FileStore, FileStoreOptions};
+    let spec = serde_json::json!({ "events": opts.events, "streams": opts.streams, "version": 1 });
+    let spec_path = opts.store.join("bench-spec.json");
+    if std::fs::read(&spec_path)
+        .ok()
+        .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+        == Some(spec.clone())
+    {
+        return Ok(0.0);
+    }
+    let t = Instant::now();
+    let _ = std::fs::remove_dir_all(&opts.store);
+    let mut store = FileStore::create(&opts.store, FileStoreOptions::default())?;
+    let per_stream = opts.events / opts.streams as u64;
+    for s in 0..opts.streams {
+        let key = format!("md:bench:S{s}");
+        let sym = format!("BENCH{s}");
+        let mut quotes = QuoteGen::new(1000 + s as u64, 1);
+        let mut chunk = Vec::with_capacity(100_000);
+        for seq in 1..=per_stream {
+            let (h, q) = quotes.next_quote();
+            let t = 1_704_153_600_000_000_000 + seq as i64 * 5_000_000;
+            let body = if seq % 50 == 0 {
+                Body::Fill {
+                    client_order_id: seq,
+                    trade_id: seq,
+                    side: if seq % 100 == 0 {
+                        SideName::Sell
+                    } else {
+                        SideName::Buy
+                    },
+                    liquidity: None,
+                    is_final: true,
+                    price: Dec::new(q.ask_px, h.px_scale),
+                    qty: Dec::new(1000, h.qty_scale),
+                    fee: Dec::new(1, 2),
+                }
+            } else {
+                Body::Quote {
+                    bid_px: Dec::new(q.bid_px, h.px_scale),
+                    bid_qty: Dec::new(q.bid_qty, h.qty_scale),
+                    ask_px: Dec::new(q.ask_px, h.px_scale),
+                    ask_qty: Dec::new(q.ask_qty, h.qty_scale),
+                    update_id: None,
+                }
+            };
+            chunk.push(Envelope::new(&key, seq, t, Some(&sym), body));
+            if chunk.len() == chunk.capacity() {
+                store.append(&chunk)?;
+                chunk.clear();
+            }
+        }
+        store.append(&chunk)?;
+    }
+    crate::store::index::rebuild(&opts.store, None)?;
+    std::fs::write(&spec_path, spec.to_string()).map_err(|e| crate::Error::io(&spec_path, e))?;
+    Ok(t.elapsed().as_secs_f64())
+}
+
+pub fn replay_bench(
+    rt: &Runtime,
+    strategy: &Module,
+    projector: &Module,
+    opts: &ReplayBenchOptions,
+) -> Result<ReplayBenchReport> {
+    use crate::replay::{Plugin, ReplayOptions, replay};
+    let generate_secs = bench_store(opts)?;
+    let store = crate::store::FileStore::open(&opts.store)?;
+    if store.fresh_index()?.is_none() {
+        crate::store::index::rebuild(&opts.store, None)?;
+    }
+    let store = crate::store::FileStore::open(&opts.store)?;
+    let plugins = [
+        Plugin::new(strategy.clone(), ""),
+        Plugin::new(projector.clone(), ""),
+    ];
+    let (mut r1, mut r2) = (Vec::new(), Vec::new());
+    let mut events = 0;
+    for _ in 0..opts.rounds.max(1) {
+        for (jobs, rates) in [(1, &mut r1), (2, &mut r2)] {
+            let t = Instant::now();
+            let report = replay(
+                rt,
+                &store,
+                &plugins,
+                &ReplayOptions {
+                    jobs,
+                    batch: opts.batch,
+                    ..Default::default()
+                },
+            )?;
+            let secs = t.elapsed().as_secs_f64();
+            if !report.is_clean() {
+                return Err(crate::Error::engine(
+                    "bench replay",
+                    format!("{:?}", report.findings().collect::<Vec<_>>()),
+                ));
+            }
+            events = report.events();
+            rates.push(events as f64 / secs);
+        }
+    }
+    let (j1, j2) = (median(r1), median(r2));
+    Ok(ReplayBenchReport {
+        events,
+        streams: opts.streams,
+        batch: opts.batch,
+        events_per_sec_jobs1: j1,
+        events_per_sec_jobs2: j2,
+        speedup: j2 / j1,
+        generate_secs,
+    })
+}

@@ -19,6 +19,29 @@ pub struct Bench {
 pub enum What {
     /// EMA-cross over seeded synthetic quotes on 8 instruments, native vs Wasm, same run.
     Strategy(StrategyArgs),
+    /// End-to-end replay from a generated file store (through its index) through ema-cross +
+    /// positions, with --jobs 1 and --jobs 2 in the same run.
+    Replay(ReplayArgs),
+}
+
+#[derive(clap::Args, Debug)]
+pub struct ReplayArgs {
+    /// Events in the generated store (split evenly over the streams).
+    #[arg(long, default_value_t = 10_000_000)]
+    pub events: u64,
+    #[arg(long, default_value_t = 4)]
+    pub streams: u32,
+    #[arg(long, default_value_t = 1024)]
+    pub batch: usize,
+    #[arg(long, default_value_t = 3)]
+    pub rounds: usize,
+    /// The bench store [default: $CARGO_TARGET_DIR/tapedeck-bench/replay-store]; generated
+    /// once and reused while its spec matches.
+    #[arg(long)]
+    pub store: Option<PathBuf>,
+    /// Print one JSON object.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(clap::Args, Debug)]
@@ -47,6 +70,7 @@ impl Bench {
     pub fn run(self) -> Result<ExitCode> {
         match self.what {
             What::Strategy(a) => a.run(),
+            What::Replay(a) => a.run(),
         }
     }
 }
@@ -106,6 +130,61 @@ impl StrategyArgs {
         }
         if !r.identical {
             anyhow::bail!("native and Wasm runs diverged: outputs or PnL differ");
+        }
+        Ok(ExitCode::SUCCESS)
+    }
+}
+
+impl ReplayArgs {
+    fn run(self) -> Result<ExitCode> {
+        let rt = Runtime::new(RuntimeConfig {
+            max_instances: 64,
+            ..RuntimeConfig::default()
+        })?;
+        let tc = tapedeck_guest_build::detect()?;
+        let target = super::default_guest_target_dir();
+        let out = target.join("components");
+        std::fs::create_dir_all(&out)?;
+        let ema =
+            super::build::build_one(&tc, &rt, &super::repo_guest_dir("ema-cross"), &target, &out)?;
+        let pos =
+            super::build::build_one(&tc, &rt, &super::repo_guest_dir("positions"), &target, &out)?;
+        let store = self.store.unwrap_or_else(|| {
+            target
+                .parent()
+                .map_or_else(|| PathBuf::from("target"), PathBuf::from)
+                .join("tapedeck-bench/replay-store")
+        });
+        let opts = tapedeck::bench::ReplayBenchOptions {
+            events: self.events,
+            streams: self.streams,
+            batch: self.batch,
+            rounds: self.rounds,
+            store,
+        };
+        eprintln!(
+            "bench replay: {} events in {} streams at {}",
+            opts.events,
+            opts.streams,
+            opts.store.display()
+        );
+        let r = tapedeck::bench::replay_bench(&rt, &rt.load(&ema)?, &rt.load(&pos)?, &opts)?;
+        if self.json {
+            println!("{}", serde_json::to_string(&r)?);
+        } else {
+            if r.generate_secs > 0.0 {
+                println!("generated store + index in {:.1}s", r.generate_secs);
+            }
+            println!("events        {}", r.events);
+            println!(
+                "jobs 1        {:.2}M events/s",
+                r.events_per_sec_jobs1 / 1e6
+            );
+            println!(
+                "jobs 2        {:.2}M events/s",
+                r.events_per_sec_jobs2 / 1e6
+            );
+            println!("speedup       {:.2}x", r.speedup);
         }
         Ok(ExitCode::SUCCESS)
     }

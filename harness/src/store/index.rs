@@ -2,8 +2,8 @@
 //! source of truth (seed 002).
 //!
 //! `index/day=YYYY-MM-DD.parquet` holds a day's events sorted by (stream, seq) with the columns
-//! `stream_key`, `seq`, `occurred_at`, `event_type`, `instrument`, `record` (the event already
-//! packed in the guest codec, stream id 0) and `envelope` (the log line). Row groups carry
+//! `stream_key`, `seq`, `occurred_at`, `event_type`, `instrument` and `record` (the event already
+//! packed in the guest codec, stream id 0); full envelopes stay in the log. Row groups carry
 //! min/max statistics, so a stream's rows are found without reading the others.
 //! `index/manifest.json` records, per day, the sizes of the log parts it was built from; an
 //! index whose day no longer matches the log is stale and not used.
@@ -158,24 +158,38 @@ pub fn rebuild(root: &Path, since: Option<&str>) -> Result<RebuildSummary> {
 
 fn rebuild_day(out: &Path, parts: &[LogPart]) -> Result<u64> {
     use std::io::BufRead;
-    let mut lines: Vec<(String, u64, String)> = Vec::new();
+    // (stream_key, seq, occurred_at, event_type, instrument, record)
+    type Row = (String, u64, i64, &'static str, Option<String>, Vec<u8>);
+    let mut rows: Vec<Row> = Vec::new();
+    let mut enc = StreamEncoder::new(0);
+    let mut scratch = Vec::new();
     for (_, _, path) in parts {
         let f = File::open(path).map_err(|e| Error::io(path, e))?;
         for (i, line) in std::io::BufReader::new(f).lines().enumerate() {
             let line = line.map_err(|e| Error::io(path, e))?;
-            // Only the sort key is needed here; the full parse happens once, below.
             let e: Envelope = serde_json::from_str(&line).map_err(|e| Error::Corrupt {
                 path: path.clone(),
                 line: i as u64 + 1,
                 message: format!("not an event envelope: {e}"),
             })?;
-            lines.push((e.stream_key.clone(), e.seq, line));
+            let mut w = EventBatchWriter::new(std::mem::take(&mut scratch));
+            enc.encode(&e, &mut w)?;
+            let record = w.records().next().expect("one record").to_vec();
+            scratch = w.finish();
+            rows.push((
+                e.stream_key,
+                e.seq,
+                e.occurred_at,
+                e.body.event_type(),
+                e.instrument,
+                record,
+            ));
         }
     }
-    lines.sort_by(|a, b| (&a.0, a.1).cmp(&(&b.0, b.1)));
-    let n = lines.len();
-    let (mut keys, mut seqs, mut times, mut types, mut insts, mut records, mut envs) = (
-        Vec::with_capacity(n),
+    // Log order is seq order within a stream, so a stable sort by stream is enough.
+    rows.sort_by(|a, b| a.0.cmp(&b.0));
+    let n = rows.len();
+    let (mut keys, mut seqs, mut times, mut types, mut insts, mut records) = (
         Vec::with_capacity(n),
         Vec::with_capacity(n),
         Vec::with_capacity(n),
@@ -183,20 +197,13 @@ fn rebuild_day(out: &Path, parts: &[LogPart]) -> Result<u64> {
         Vec::with_capacity(n),
         Vec::with_capacity(n),
     );
-    let mut enc = StreamEncoder::new(0);
-    let mut scratch = Vec::new();
-    for (key, seq, line) in lines {
-        let e: Envelope = serde_json::from_str(&line).expect("parsed above");
-        let mut w = EventBatchWriter::new(std::mem::take(&mut scratch));
-        enc.encode(&e, &mut w)?;
-        records.push(w.records().next().expect("one record").to_vec());
-        scratch = w.finish();
+    for (key, seq, time, ty, inst, record) in rows {
         keys.push(key);
         seqs.push(seq);
-        times.push(e.occurred_at);
-        types.push(e.body.event_type());
-        insts.push(e.instrument);
-        envs.push(line);
+        times.push(time);
+        types.push(ty);
+        insts.push(inst);
+        records.push(record);
     }
     let schema = Arc::new(Schema::new(vec![
         Field::new("stream_key", DataType::Utf8, false),
@@ -205,7 +212,6 @@ fn rebuild_day(out: &Path, parts: &[LogPart]) -> Result<u64> {
         Field::new("event_type", DataType::Utf8, false),
         Field::new("instrument", DataType::Utf8, true),
         Field::new("record", DataType::Binary, false),
-        Field::new("envelope", DataType::Utf8, false),
     ]));
     let cols: Vec<ArrayRef> = vec![
         Arc::new(StringArray::from(keys)),
@@ -214,7 +220,6 @@ fn rebuild_day(out: &Path, parts: &[LogPart]) -> Result<u64> {
         Arc::new(StringArray::from(types)),
         Arc::new(StringArray::from(insts)),
         Arc::new(BinaryArray::from_iter_values(records.iter())),
-        Arc::new(StringArray::from(envs)),
     ];
     let batch = RecordBatch::try_new(schema.clone(), cols).map_err(engine(out))?;
     let tmp = out.with_extension("parquet.tmp");
