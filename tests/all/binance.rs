@@ -292,3 +292,180 @@ fn a_dropped_diff_is_a_gap_finding_then_a_resync_at_the_next_snapshot() {
         std::fs::remove_dir_all(d).unwrap();
     }
 }
+
+fn capture_lines(capture: &Path) -> Vec<String> {
+    use std::io::BufRead;
+    std::io::BufReader::new(flate2::read::GzDecoder::new(
+        std::fs::File::open(capture).unwrap(),
+    ))
+    .lines()
+    .map(Result::unwrap)
+    .collect()
+}
+
+fn write_lines(path: &Path, lines: &[String]) {
+    let mut f = std::fs::File::create(path).unwrap();
+    for l in lines {
+        writeln!(f, "{l}").unwrap();
+    }
+}
+
+fn bodies(events: &[Envelope]) -> Vec<(u64, String)> {
+    events
+        .iter()
+        .map(|e| (e.seq, serde_json::to_string(&e.body).unwrap()))
+        .collect()
+}
+
+#[test]
+fn a_capture_split_across_files_continues_the_book_without_a_new_snapshot() {
+    let Some(capture) = capture() else { return };
+    let lines = capture_lines(&capture);
+    let dir = tmp("split-files");
+    std::fs::create_dir_all(&dir).unwrap();
+    let (a, b) = (dir.join("day1.jsonl"), dir.join("day2.jsonl"));
+    let mid = lines.len() / 2;
+    write_lines(&a, &lines[..mid]);
+    write_lines(&b, &lines[mid..]);
+    let (whole, whole_events) = import(&[&capture], &tmp("whole"));
+    // Both files in one import, and the second file in a later import into the same store.
+    let (one, one_events) = import(&[&a, &b], &tmp("one-import"));
+    let two_dir = tmp("two-imports");
+    import(&[&a], &two_dir);
+    let (_, two_events) = import(&[&b], &two_dir);
+    for (summary, events) in [(&one, &one_events), (&whole, &two_events)] {
+        assert!(summary.gaps.is_empty(), "{:?}", summary.gaps);
+        assert_eq!(bodies(events), bodies(&whole_events));
+    }
+    assert_eq!(
+        one.snapshots, 1,
+        "the chain ran on from the first file's snapshot"
+    );
+    for d in [dir, tmp("whole"), tmp("one-import"), two_dir] {
+        let _ = std::fs::remove_dir_all(d);
+    }
+}
+
+#[test]
+fn usdm_futures_chains_by_pu_and_a_break_is_a_gap() {
+    let Some(capture) = capture() else { return };
+    // The spot capture made into a futures one: diffs carry `pu` (the previous diff's `u`),
+    // tickers an `e`, as USD-M streams do.
+    let mut prev_u: Option<u64> = None;
+    let mut lines: Vec<String> = Vec::new();
+    for l in capture_lines(&capture) {
+        let (ts, json) = l.split_once(' ').unwrap();
+        let mut v: Value = serde_json::from_str(json).unwrap();
+        if let Some(d) = v.get_mut("data") {
+            if d["e"] == "depthUpdate" {
+                let u = d["u"].as_u64().unwrap();
+                d["pu"] = serde_json::json!(prev_u.unwrap_or(d["U"].as_u64().unwrap() - 1));
+                prev_u = Some(u);
+            } else if d.get("e").is_none() {
+                d["e"] = "bookTicker".into();
+            }
+        }
+        lines.push(format!("{ts} {v}"));
+    }
+    let dir = tmp("usdm-src");
+    std::fs::create_dir_all(&dir).unwrap();
+    let clean = dir.join("usdm.jsonl");
+    write_lines(&clean, &lines);
+    let store = tmp("usdm");
+    let mut fs = FileStore::create(&store, FileStoreOptions::default()).unwrap();
+    let mut imp = Importer::new(&mut fs, None, None);
+    imp.import_file(&clean).unwrap();
+    let s = imp.finish().unwrap();
+    assert!(s.gaps.is_empty(), "{:?}", s.gaps);
+    let key = "md:binance-usdm:BTCUSDT";
+    assert!(
+        s.by_stream.contains_key(key),
+        "{:?}",
+        s.by_stream.keys().collect::<Vec<_>>()
+    );
+    let mut events = Vec::new();
+    fs.read(key, SeqRange::ALL, &mut |e| {
+        events.push(e);
+        Ok(())
+    })
+    .unwrap();
+    let (checks, _) = check_oracle(&events);
+    assert!(checks.len() > 500);
+    assert!(events.iter().any(|e| matches!(e.body, Body::BookDelta { prev_final_update_id, .. } if prev_final_update_id > 0)));
+    // Drop one diff well after the snapshot: its successor's `pu` no longer matches.
+    let drop = (lines.len() / 2..)
+        .find(|&i| lines[i].contains("depthUpdate"))
+        .unwrap();
+    let mut broken = lines.clone();
+    broken.remove(drop);
+    let bad = dir.join("usdm-broken.jsonl");
+    write_lines(&bad, &broken);
+    let store2 = tmp("usdm-broken");
+    let mut fs2 = FileStore::create(&store2, FileStoreOptions::default()).unwrap();
+    let mut imp = Importer::new(&mut fs2, None, None);
+    imp.import_file(&bad).unwrap();
+    let s = imp.finish().unwrap();
+    assert_eq!(s.gaps.len(), 1, "{:?}", s.gaps);
+    let dropped: Value = serde_json::from_str(lines[drop].split_once(' ').unwrap().1).unwrap();
+    assert_eq!(
+        s.gaps[0].got,
+        dropped["data"]["u"].as_u64().unwrap(),
+        "the successor's pu is the dropped diff's u"
+    );
+    for d in [dir, store, store2] {
+        std::fs::remove_dir_all(d).unwrap();
+    }
+}
+
+#[test]
+fn unparseable_lines_are_quarantined_with_file_and_line_and_counted() {
+    let Some(capture) = capture() else { return };
+    let mut lines = capture_lines(&capture);
+    lines.insert(100, "1723161254087891268 {\"stream\":\"btcusdt@trade\",\"data\":{\"e\":\"trade\",\"s\":\"BTCUSDT\",\"p\":\"x\"".into());
+    lines.insert(200, "no timestamp here".into());
+    let dir = tmp("quarantine-src");
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("with-garbage.jsonl");
+    write_lines(&path, &lines);
+    let store = tmp("quarantine");
+    let (s, events) = import(&[&path], &store);
+    let (_, clean_events) = import(&[&capture], &tmp("quarantine-clean"));
+    assert_eq!(s.quarantined, 2);
+    assert_eq!(
+        bodies(&events),
+        bodies(&clean_events),
+        "nothing else is lost or changed"
+    );
+    let q = std::fs::read_to_string(s.quarantine_file.as_ref().unwrap()).unwrap();
+    let recs: Vec<Value> = q
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(recs.len(), 2);
+    assert_eq!(
+        (recs[0]["line"].as_u64(), recs[1]["line"].as_u64()),
+        (Some(101), Some(201))
+    );
+    assert!(
+        recs[0]["file"]
+            .as_str()
+            .unwrap()
+            .ends_with("with-garbage.jsonl")
+    );
+    assert!(
+        recs[1]["error"]
+            .as_str()
+            .unwrap()
+            .contains("bad local timestamp"),
+        "{}",
+        recs[1]["error"]
+    );
+    assert!(
+        recs[0]["error"].as_str().unwrap().contains("bad JSON"),
+        "{}",
+        recs[0]["error"]
+    );
+    for d in [dir, store, tmp("quarantine-clean")] {
+        let _ = std::fs::remove_dir_all(d);
+    }
+}

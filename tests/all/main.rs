@@ -2,6 +2,7 @@
 //! repository's sources by the `tapedeck-test-guests` build script.
 
 mod binance;
+mod cli;
 mod index;
 mod parity;
 mod projectors;

@@ -1,0 +1,180 @@
+//! The `tapedeck` binary itself: exit codes (0 clean, 1 findings, 2 error) and what it writes.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use serde_json::Value;
+use tapedeck_test_guests as guests;
+
+fn tapedeck(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_tapedeck"))
+        .args(args)
+        .env(
+            "TAPEDECK_CACHE_DIR",
+            std::env::temp_dir().join("tapedeck-cli-cache"),
+        )
+        .output()
+        .unwrap()
+}
+
+fn fixtures() -> String {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../fixtures/store")
+        .display()
+        .to_string()
+}
+
+fn tmp(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("tapedeck-cli-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    d
+}
+
+#[test]
+fn replay_of_the_fixtures_is_clean_and_exits_0() {
+    let out = tmp("replay");
+    let o = tapedeck(&[
+        "replay",
+        "--store",
+        &fixtures(),
+        "--projector",
+        guests::BOOK,
+        "--projector",
+        guests::ORDERS,
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let summary: Value =
+        serde_json::from_slice(&std::fs::read(out.join("summary.json")).unwrap()).unwrap();
+    assert_eq!(summary["clean"], true);
+    assert_eq!(summary["events"], 3600);
+    std::fs::remove_dir_all(out).unwrap();
+}
+
+#[test]
+fn regress_fails_on_divergence_with_exit_1_and_writes_the_run_directory() {
+    let out = tmp("regress");
+    let o = tapedeck(&[
+        "regress",
+        "--store",
+        &fixtures(),
+        "--baseline",
+        guests::EMA_CROSS,
+        "--candidate",
+        guests::EMA_CROSS_V2,
+        "--fail-on",
+        "divergence",
+        "--jobs",
+        "2",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(
+        o.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(String::from_utf8_lossy(&o.stdout).contains("FAIL: decisions diverge"));
+    for f in [
+        "summary.json",
+        "config.json",
+        "report.md",
+        "report.html",
+        "junit.xml",
+        "decisions.parquet",
+        "trades.parquet",
+        "equity_curve.parquet",
+    ] {
+        assert!(out.join(f).is_file(), "{f} missing");
+    }
+    // Without the rule the same run passes.
+    let o = tapedeck(&[
+        "regress",
+        "--store",
+        &fixtures(),
+        "--baseline",
+        guests::EMA_CROSS,
+        "--candidate",
+        guests::EMA_CROSS_V2,
+    ]);
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    std::fs::remove_dir_all(out).unwrap();
+}
+
+#[test]
+fn errors_exit_2_and_say_what_is_wrong() {
+    let o = tapedeck(&["streams", "--store", "/nonexistent/store"]);
+    assert_eq!(o.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("/nonexistent/store") && err.contains("tapedeck import"),
+        "{err}"
+    );
+    let o = tapedeck(&[
+        "regress",
+        "--store",
+        &fixtures(),
+        "--baseline",
+        guests::BOOK,
+        "--candidate",
+        guests::EMA_CROSS,
+    ]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("is a projector, given as a strategy"));
+    let o = tapedeck(&[
+        "regress",
+        "--store",
+        &fixtures(),
+        "--baseline",
+        guests::EMA_CROSS,
+        "--candidate",
+        guests::EMA_CROSS,
+        "--fail-on",
+        "pnl-drop",
+    ]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("needs a value"));
+}
+
+#[test]
+fn state_travels_to_a_seq() {
+    let o = tapedeck(&[
+        "state",
+        "--store",
+        &fixtures(),
+        "--projector",
+        guests::POSITIONS,
+        "--stream",
+        "exec:sim:SYM2",
+        "--at",
+        "400",
+    ]);
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let state: Value = serde_json::from_slice(&o.stdout).unwrap();
+    let stored: Value = serde_json::from_slice(
+        &std::fs::read(
+            Path::new(&fixtures())
+                .join("snapshots/exec%3Asim%3ASYM2/00000000000000000400.positions.json"),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(state, stored["state"]);
+}
