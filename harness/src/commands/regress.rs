@@ -7,8 +7,7 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use anyhow::{Context, Result};
 
 use tapedeck::regress::{FailOn, regress};
-use tapedeck::replay::{Point, ReplayOptions};
-use tapedeck::report::{Timing, describe, load_tolerances, regress_card, write_regress_dir};
+use tapedeck::report::{Timing, describe, regress_card, write_regress_dir};
 use tapedeck::runtime::{ModuleKind, Runtime, RuntimeConfig};
 use tapedeck::venue::VenueConfig;
 
@@ -18,9 +17,8 @@ use tapedeck::venue::VenueConfig;
 /// Exit code 0 clean, 1 when a --fail-on rule triggers, 2 error.
 #[derive(clap::Args, Debug)]
 pub struct Regress {
-    /// Store URI: a file store directory (or file://DIR).
-    #[arg(long)]
-    pub store: String,
+    #[command(flatten)]
+    pub run: super::replay::RunArgs,
     /// The current strategy module.
     #[arg(long)]
     pub baseline: PathBuf,
@@ -30,22 +28,13 @@ pub struct Regress {
     /// Config JSON for both strategies ("" = their defaults).
     #[arg(long, default_value = "")]
     pub config: String,
-    /// Streams (glob with `*` and `?`).
-    #[arg(long, default_value = "*")]
-    pub streams: String,
-    #[arg(long)]
-    pub from: Option<Point>,
-    #[arg(long)]
-    pub to: Option<Point>,
-    #[arg(long, default_value_t = 1)]
-    pub jobs: usize,
-    #[arg(long, default_value_t = 1024)]
-    pub batch: usize,
     /// Order latency in the simulated venue, microseconds.
     #[arg(long, default_value_t = 0)]
     pub latency_us: i64,
+    /// Fee for fills of resting limit orders, basis points of notional.
     #[arg(long, default_value_t = 1.0)]
     pub maker_fee_bps: f64,
+    /// Fee for market orders and marketable limits, basis points of notional.
     #[arg(long, default_value_t = 5.0)]
     pub taker_fee_bps: f64,
     /// Comma-separated rules: divergence, pnl-drop:X (or X%), drawdown-increase:X.
@@ -55,9 +44,6 @@ pub struct Regress {
     /// Write the run directory here.
     #[arg(long)]
     pub out: Option<PathBuf>,
-    /// Numeric tolerances for projector diffs (unused without projectors).
-    #[arg(long, hide = true)]
-    pub tolerances: Option<PathBuf>,
 }
 
 impl Regress {
@@ -77,28 +63,7 @@ impl Regress {
         for m in &mut mods {
             m.config = self.config.clone();
         }
-        let store = tapedeck::store::open(&self.store)?;
-        let opts = ReplayOptions {
-            streams: self.streams,
-            from: self.from,
-            to: self.to,
-            jobs: self.jobs,
-            batch: self.batch.max(1),
-            tolerances: load_tolerances(self.tolerances.as_deref())?,
-            keep_outputs: true,
-            progress: None,
-        };
-        let total: u64 = store
-            .streams()?
-            .iter()
-            .filter(|s| tapedeck::store::glob_match(&opts.streams, &s.key))
-            .map(|s| s.events())
-            .sum();
-        let progress = super::progress::Progress::start("regress", total);
-        let opts = ReplayOptions {
-            progress: Some(progress.counter.clone()),
-            ..opts
-        };
+        let (store, opts, progress) = self.run.open("regress", true)?;
         let venue = VenueConfig {
             latency_ns: self.latency_us * 1000,
             maker_fee_bps: self.maker_fee_bps,
@@ -107,6 +72,7 @@ impl Regress {
         };
         let report = regress(&rt, store.as_ref(), &mods[0], &mods[1], &opts, &venue)
             .context("regression run")?;
+        drop(progress);
         // Findings (traps, state mismatches) always fail a run; the rules add thresholds.
         let mut verdict: Vec<String> = rules
             .iter()

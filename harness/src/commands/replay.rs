@@ -7,22 +7,18 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use anyhow::{Context, Result, bail};
 
 use tapedeck::replay::{Plugin, Point, ReplayOptions, replay};
+use tapedeck::store::{EventSource, glob_match};
+
+use super::progress::Progress;
 use tapedeck::report::{Timing, describe, load_tolerances, run_card, write_run_dir};
 use tapedeck::runtime::{ModuleKind, Runtime, RuntimeConfig};
 
-/// Replay strategies and projectors over recorded streams, diffing projector state against
-/// every stored snapshot in range. Exit code 0 clean, 1 findings, 2 error.
+/// What every run reads and how: store, streams, range, parallelism, batching, tolerances.
 #[derive(clap::Args, Debug)]
-pub struct Replay {
+pub struct RunArgs {
     /// Store URI: a file store directory (or file://DIR).
     #[arg(long)]
     pub store: String,
-    /// A strategy module (repeatable).
-    #[arg(long = "strategy")]
-    pub strategies: Vec<PathBuf>,
-    /// A projector module (repeatable).
-    #[arg(long = "projector")]
-    pub projectors: Vec<PathBuf>,
     /// Streams to replay (glob with `*` and `?`).
     #[arg(long, default_value = "*")]
     pub streams: String,
@@ -39,9 +35,54 @@ pub struct Replay {
     /// Events per guest call.
     #[arg(long, default_value_t = 1024)]
     pub batch: usize,
-    /// Numeric tolerances by path, JSON: {"numeric": [[".positions.*.avg_price", 1e-9]]}.
+    /// Numeric tolerances for projector diffs by path, JSON:
+    /// {"numeric": [[".positions.*.avg_price", 1e-9]]}.
     #[arg(long)]
     pub tolerances: Option<PathBuf>,
+}
+
+impl RunArgs {
+    /// Opens the store and builds the options, with a progress line (`what`) over the
+    /// selected streams' events; the line goes away when the returned `Progress` is dropped.
+    pub fn open(
+        &self,
+        what: &'static str,
+        keep_outputs: bool,
+    ) -> Result<(Box<dyn EventSource>, ReplayOptions, Progress)> {
+        let store = tapedeck::store::open(&self.store)?;
+        let total: u64 = store
+            .streams()?
+            .iter()
+            .filter(|s| glob_match(&self.streams, &s.key))
+            .map(|s| s.events())
+            .sum();
+        let progress = Progress::start(what, total);
+        let opts = ReplayOptions {
+            streams: self.streams.clone(),
+            from: self.from,
+            to: self.to,
+            jobs: self.jobs,
+            batch: self.batch.max(1),
+            tolerances: load_tolerances(self.tolerances.as_deref())?,
+            keep_outputs,
+            progress: Some(progress.counter.clone()),
+        };
+        Ok((store, opts, progress))
+    }
+}
+
+/// Replay strategies and projectors over recorded streams, diffing projector state against
+/// every stored snapshot in range. Exit code 0 clean, 1 findings, 2 error.
+#[derive(clap::Args, Debug)]
+pub struct Replay {
+    #[command(flatten)]
+    pub run: RunArgs,
+    /// A strategy module (repeatable).
+    #[arg(long = "strategy")]
+    pub strategies: Vec<PathBuf>,
+    /// A projector module (repeatable).
+    #[arg(long = "projector")]
+    pub projectors: Vec<PathBuf>,
     /// Write the run directory here.
     #[arg(long)]
     pub out: Option<PathBuf>,
@@ -81,28 +122,7 @@ impl Replay {
         if all.is_empty() {
             bail!("nothing to replay: give at least one --strategy or --projector");
         }
-        let store = tapedeck::store::open(&self.store)?;
-        let opts = ReplayOptions {
-            streams: self.streams,
-            from: self.from,
-            to: self.to,
-            jobs: self.jobs,
-            batch: self.batch.max(1),
-            tolerances: load_tolerances(self.tolerances.as_deref())?,
-            keep_outputs: false,
-            progress: None,
-        };
-        let total: u64 = store
-            .streams()?
-            .iter()
-            .filter(|s| tapedeck::store::glob_match(&opts.streams, &s.key))
-            .map(|s| s.events())
-            .sum();
-        let progress = super::progress::Progress::start("replay", total);
-        let opts = ReplayOptions {
-            progress: Some(progress.counter.clone()),
-            ..opts
-        };
+        let (store, opts, progress) = self.run.open("replay", false)?;
         let report = replay(&rt, store.as_ref(), &all, &opts)?;
         drop(progress);
         for s in &report.streams {
