@@ -27,6 +27,11 @@ pub fn canonical_json(value: &serde_json::Value) -> Vec<u8> {
     serde_json::to_vec(&sorted(value)).expect("JSON value serializes")
 }
 
+/// The same, pretty-printed (two-space indents): what snapshot files hold.
+pub fn canonical_json_pretty(value: &serde_json::Value) -> Vec<u8> {
+    serde_json::to_vec_pretty(&sorted(value)).expect("JSON value serializes")
+}
+
 fn sorted(value: &serde_json::Value) -> serde_json::Value {
     use serde_json::Value;
     match value {

@@ -20,8 +20,10 @@ pub mod replay;
 pub mod report;
 pub mod runtime;
 pub mod sim;
+pub mod snapshot;
 pub mod store;
 pub mod synth;
+pub mod testing;
 pub mod venue;
 
 pub use error::{Error, Result};

@@ -27,6 +27,7 @@ enum Command {
     Fixtures(commands::fixtures::Fixtures),
     Regress(commands::regress::Regress),
     Index(commands::index::Index),
+    Snapshot(commands::snapshot::Snapshot),
 }
 
 fn main() -> ExitCode {
@@ -42,6 +43,7 @@ fn main() -> ExitCode {
         Command::Fixtures(c) => c.run(),
         Command::Regress(c) => c.run(),
         Command::Index(c) => c.run(),
+        Command::Snapshot(c) => c.run(),
     };
     match result {
         Ok(code) => code,

@@ -9,6 +9,7 @@ mod projectors;
 mod regress;
 mod replay;
 mod runtime;
+mod snapshots;
 
 use std::sync::OnceLock;
 

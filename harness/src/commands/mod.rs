@@ -10,6 +10,7 @@ pub mod inspect;
 pub mod progress;
 pub mod regress;
 pub mod replay;
+pub mod snapshot;
 pub mod streams;
 
 use std::path::PathBuf;

@@ -66,6 +66,7 @@ impl RunArgs {
             tolerances: load_tolerances(self.tolerances.as_deref())?,
             keep_outputs,
             progress: Some(progress.counter.clone()),
+            check_stored: true,
         };
         Ok((store, opts, progress))
     }
