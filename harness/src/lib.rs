@@ -2,9 +2,16 @@
 //! WebAssembly components.
 //!
 //! - [`runtime`]: the wasmtime engine, module loading/caching, instances with fuel and memory caps.
-//! - [`synth`]: seeded synthetic market data for benches and tests.
-//! - [`sim`]: a minimal market-order fill simulator for PnL.
-//! - [`bench`]: the figures `tapedeck bench` prints.
+//! - [`event`]: the envelope every store holds, with exact decimal payloads.
+//! - [`store`]: the `EventSource` seam: the embedded file store (log, snapshots, Parquet
+//!   index) and a memory store.
+//! - [`import`]: venue captures into a store (Binance).
+//! - [`replay`] and [`diff`]: modules over streams, state diffed against stored snapshots.
+//! - [`venue`] and [`regress`]: the simulated venue and baseline-vs-candidate regression.
+//! - [`report`], [`html`], [`artifacts`]: run directories.
+//! - [`snapshot`] and [`testing`]: projections under insta-style snapshot tests.
+//! - [`fixtures`], [`synth`]: seeded generated data; [`sim`]: the codec-level market-order
+//!   PnL the strategy bench uses to compare native and Wasm runs; [`bench`]: `tapedeck bench`.
 
 pub mod artifacts;
 pub mod bench;
