@@ -73,6 +73,11 @@ fn log_index_and_memory_sources_give_the_same_report() {
     assert_eq!(summary.rows, 3600);
     let store = FileStore::open(&dir).unwrap();
     assert!(store.fresh_index().unwrap().is_some());
+    assert_eq!(
+        store.streams().unwrap(),
+        FileStore::open(fixtures()).unwrap().streams().unwrap(),
+        "stream summaries from the index = from the log"
+    );
     let from_index = run(&store);
     // The same events, copied into the memory store.
     let mut mem = MemoryStore::new();

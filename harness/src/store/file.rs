@@ -176,6 +176,11 @@ impl FileStore {
         if let Some(s) = self.streams.get() {
             return Ok(s);
         }
+        // An up-to-date index answers without parsing the log.
+        if let Some(m) = self.fresh_index()? {
+            let map = super::index::stream_infos(&self.root, m)?;
+            return Ok(self.streams.get_or_init(|| map));
+        }
         let mut map: BTreeMap<String, StreamInfo> = BTreeMap::new();
         self.scan(None, &mut |e, path, line| {
             match map.get_mut(&e.stream_key) {

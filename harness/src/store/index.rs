@@ -306,3 +306,73 @@ pub(super) fn read_records(
     }
     Ok(())
 }
+
+/// Stream summaries from the index alone (key, seq and time range, counts by event type).
+pub(super) fn stream_infos(
+    root: &Path,
+    manifest: &Manifest,
+) -> Result<BTreeMap<String, super::StreamInfo>> {
+    let mut out: BTreeMap<String, super::StreamInfo> = BTreeMap::new();
+    for day in manifest.days.keys() {
+        let path = root.join(format!("index/day={day}.parquet"));
+        let file = File::open(&path).map_err(|e| Error::io(&path, e))?;
+        let builder = ParquetRecordBatchReaderBuilder::try_new(file).map_err(engine(&path))?;
+        let mask = ProjectionMask::roots(builder.parquet_schema(), [0, 1, 2, 3]);
+        for batch in builder
+            .with_projection(mask)
+            .with_batch_size(65_536)
+            .build()
+            .map_err(engine(&path))?
+        {
+            let batch = batch.map_err(engine(&path))?;
+            let keys = batch
+                .column(0)
+                .as_any()
+                .downcast_ref::<StringArray>()
+                .expect("schema");
+            let seqs = batch
+                .column(1)
+                .as_any()
+                .downcast_ref::<UInt64Array>()
+                .expect("schema");
+            let times = batch
+                .column(2)
+                .as_any()
+                .downcast_ref::<Int64Array>()
+                .expect("schema");
+            let types = batch
+                .column(3)
+                .as_any()
+                .downcast_ref::<StringArray>()
+                .expect("schema");
+            for i in 0..batch.num_rows() {
+                let (key, seq, t) = (keys.value(i), seqs.value(i), times.value(i));
+                let info = out
+                    .entry(key.to_string())
+                    .or_insert_with(|| super::StreamInfo {
+                        key: key.to_string(),
+                        first_seq: seq,
+                        last_seq: seq,
+                        first_time: t,
+                        last_time: t,
+                        counts: BTreeMap::new(),
+                    });
+                if seq != info.last_seq + 1 && seq != info.first_seq {
+                    return Err(Error::Corrupt {
+                        path: path.clone(),
+                        line: 0,
+                        message: format!(
+                            "index: stream {key} seq {seq} follows seq {}; rebuild the index",
+                            info.last_seq
+                        ),
+                    });
+                }
+                info.last_seq = seq;
+                info.first_time = info.first_time.min(t);
+                info.last_time = info.last_time.max(t);
+                *info.counts.entry(types.value(i).to_string()).or_default() += 1;
+            }
+        }
+    }
+    Ok(out)
+}
