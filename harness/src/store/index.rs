@@ -273,26 +273,10 @@ pub(super) fn read_records(
             .map_err(engine(&path))?;
         for batch in reader {
             let batch = batch.map_err(engine(&path))?;
-            let keys = batch
-                .column(0)
-                .as_any()
-                .downcast_ref::<StringArray>()
-                .expect("schema");
-            let seqs = batch
-                .column(1)
-                .as_any()
-                .downcast_ref::<UInt64Array>()
-                .expect("schema");
-            let times = batch
-                .column(2)
-                .as_any()
-                .downcast_ref::<Int64Array>()
-                .expect("schema");
-            let recs = batch
-                .column(3)
-                .as_any()
-                .downcast_ref::<BinaryArray>()
-                .expect("schema");
+            let keys = col::<StringArray>(&batch, 0);
+            let seqs = col::<UInt64Array>(&batch, 1);
+            let times = col::<Int64Array>(&batch, 2);
+            let recs = col::<BinaryArray>(&batch, 3);
             for i in 0..batch.num_rows() {
                 if keys.value(i) != stream || keys.is_null(i) {
                     continue;
@@ -305,6 +289,15 @@ pub(super) fn read_records(
         }
     }
     Ok(())
+}
+
+/// Column `i` of an index batch, as the array type the schema gives it.
+fn col<T: 'static>(batch: &RecordBatch, i: usize) -> &T {
+    batch
+        .column(i)
+        .as_any()
+        .downcast_ref::<T>()
+        .expect("the index schema")
 }
 
 /// Stream summaries from the index alone (key, seq and time range, counts by event type).
@@ -325,26 +318,10 @@ pub(super) fn stream_infos(
             .map_err(engine(&path))?
         {
             let batch = batch.map_err(engine(&path))?;
-            let keys = batch
-                .column(0)
-                .as_any()
-                .downcast_ref::<StringArray>()
-                .expect("schema");
-            let seqs = batch
-                .column(1)
-                .as_any()
-                .downcast_ref::<UInt64Array>()
-                .expect("schema");
-            let times = batch
-                .column(2)
-                .as_any()
-                .downcast_ref::<Int64Array>()
-                .expect("schema");
-            let types = batch
-                .column(3)
-                .as_any()
-                .downcast_ref::<StringArray>()
-                .expect("schema");
+            let keys = col::<StringArray>(&batch, 0);
+            let seqs = col::<UInt64Array>(&batch, 1);
+            let times = col::<Int64Array>(&batch, 2);
+            let types = col::<StringArray>(&batch, 3);
             for i in 0..batch.num_rows() {
                 let (key, seq, t) = (keys.value(i), seqs.value(i), times.value(i));
                 let info = out
