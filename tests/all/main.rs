@@ -9,6 +9,7 @@ mod projectors;
 mod regress;
 mod replay;
 mod runtime;
+mod sdk;
 mod snapshots;
 
 use std::sync::OnceLock;
