@@ -194,15 +194,30 @@ code {{ background: #f4f4f4; padding: 0 .2rem; }}
         row("fees", fmt(b.fees), fmt(c.fees)),
         row("turnover", fmt(b.turnover), fmt(c.turnover)),
     );
+    // The plots carry no text (no font backend), so their value ranges are written here.
+    let range = |series: [&[(i64, f64)]; 2]| {
+        let vals = series.iter().flat_map(|s| s.iter().map(|p| p.1));
+        let (lo, hi) = vals.fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), v| {
+            (lo.min(v), hi.max(v))
+        });
+        if lo <= hi {
+            format!("from {} to {}", fmt(lo), fmt(hi))
+        } else {
+            "no values".into()
+        }
+    };
+    let (eqs, dds) = ([eq(&base), eq(&cand)], [dd(&base), dd(&cand)]);
     let _ = write!(
         h,
-        "<h2>Equity, all streams</h2><p>{span}; <span class=\"mark\">red lines</span>: first divergence of a stream.</p>{}",
-        chart([&eq(&base), &eq(&cand)], &markers)
+        "<h2>Equity, all streams</h2><p>{span}; values {}; <span class=\"mark\">red lines</span>: first divergence of a stream.</p>{}",
+        range([&eqs[0], &eqs[1]]),
+        chart([&eqs[0], &eqs[1]], &markers)
     );
     let _ = write!(
         h,
-        "<h2>Drawdown (below zero)</h2>{}",
-        chart([&dd(&base), &dd(&cand)], &markers)
+        "<h2>Drawdown (below zero)</h2><p>values {}</p>{}",
+        range([&dds[0], &dds[1]]),
+        chart([&dds[0], &dds[1]], &markers)
     );
     h.push_str("<h2>Streams</h2><table><tr><th>stream</th><th>events</th><th>first divergence</th><th>PnL baseline</th><th>PnL candidate</th><th>trades</th><th>findings</th></tr>");
     for s in &r.streams {
