@@ -467,10 +467,11 @@ impl StreamEncoder {
 fn first_seq_at(source: &dyn EventSource, key: &str, t: i64) -> Result<u64> {
     let mut found = None;
     let mut last = 0;
-    source.read(key, SeqRange::ALL, &mut |e| {
-        last = e.seq;
-        if found.is_none() && e.occurred_at >= t {
-            found = Some(e.seq);
+    // Records carry seq and time: with an index this parses no envelope.
+    source.read_records(key, SeqRange::ALL, &mut |seq, time, _| {
+        last = seq;
+        if found.is_none() && time >= t {
+            found = Some(seq);
         }
         Ok(())
     })?;

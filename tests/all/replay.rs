@@ -275,3 +275,25 @@ fn run_directories_are_identical_whatever_the_jobs() {
         std::fs::remove_dir_all(d).unwrap();
     }
 }
+
+#[test]
+fn a_time_start_resolves_to_the_first_event_at_or_after_it() {
+    // exec streams have an event every 250 ms from 2024-01-02T00:00:00.25x; seq 401 is at 100.25 s.
+    let plugins = projectors();
+    let at = run(
+        &fixtures(),
+        &plugins,
+        &ReplayOptions {
+            streams: "exec:sim:SYM1".into(),
+            from: Some("2024-01-02T00:01:40.2Z".parse().unwrap()),
+            ..Default::default()
+        },
+    );
+    let s = &at.streams[0];
+    assert_eq!(
+        s.anchor_seq,
+        Some(400),
+        "seq 401 is the first at or after the time; the anchor before it is 400"
+    );
+    assert_eq!(s.start_seq, 401);
+}
