@@ -69,131 +69,91 @@ fn write(path: &Path, cols: Vec<Col>) -> Result<()> {
 
 /// Writes the three artifacts into `dir`.
 pub fn write_regress_artifacts(dir: &Path, r: &RegressReport) -> Result<()> {
-    let roles = [BASELINE, CANDIDATE];
-    // decisions
-    let (mut stream, mut role, mut seq, mut time, mut kind, mut side, mut price, mut qty, mut json) = (
-        vec![],
-        vec![],
-        vec![],
-        vec![],
-        vec![],
-        vec![],
-        vec![],
-        vec![],
-        vec![],
-    );
-    for s in &r.streams {
-        for (k, ds) in s.decisions.iter().enumerate() {
-            for d in ds {
-                stream.push(s.stream.clone());
-                role.push(roles[k].to_string());
-                seq.push(d.seq);
-                time.push(d.time_ns);
-                kind.push(d.output["output"].as_str().unwrap_or("").to_string());
-                side.push(d.output["side"].as_str().map(str::to_string));
-                price.push(d.output["price"].as_str().map(str::to_string));
-                qty.push(d.output["qty"].as_str().map(str::to_string));
-                json.push(d.output.to_string());
+    // One row per item, tagged with its stream and role; each column is a map over the rows.
+    fn rows<'a, T>(
+        r: &'a RegressReport,
+        items: impl Fn(&'a crate::regress::StreamRegress, usize) -> &'a [T],
+    ) -> Vec<(&'a str, &'static str, &'a T)> {
+        let mut out = Vec::new();
+        for s in &r.streams {
+            for (k, role) in [BASELINE, CANDIDATE].into_iter().enumerate() {
+                out.extend(items(s, k).iter().map(|x| (s.stream.as_str(), role, x)));
             }
         }
+        out
     }
-    write(
-        &dir.join("decisions.parquet"),
-        vec![
-            Col::Str("stream", stream),
-            Col::Str("role", role),
-            Col::U64("seq", seq),
-            Col::I64("time_ns", time),
-            Col::Str("output", kind),
-            Col::OptStr("side", side),
-            Col::OptStr("price", price),
-            Col::OptStr("qty", qty),
-            Col::Str("json", json),
-        ],
-    )?;
-    // trades
-    let (
-        mut stream,
-        mut role,
-        mut seq,
-        mut time,
-        mut order_seq,
-        mut inst,
-        mut side,
-        mut price,
-        mut qty,
-        mut fee,
-        mut liq,
-    ) = (
-        vec![],
-        vec![],
-        vec![],
-        vec![],
-        vec![],
-        vec![],
-        vec![],
-        vec![],
-        vec![],
-        vec![],
-        vec![],
-    );
-    for s in &r.streams {
-        for (k, p) in [&s.baseline, &s.candidate].into_iter().enumerate() {
-            for t in &p.fills {
-                stream.push(s.stream.clone());
-                role.push(roles[k].to_string());
-                seq.push(t.seq);
-                time.push(t.time_ns);
-                order_seq.push(t.order_seq);
-                inst.push(t.instrument.clone());
-                side.push(t.side.clone());
-                price.push(t.price);
-                qty.push(t.qty);
-                fee.push(t.fee);
-                liq.push(t.liquidity.to_string());
-            }
+    fn tags<T>(rows: &[(&str, &str, &T)]) -> [Col; 2] {
+        [
+            Col::Str("stream", rows.iter().map(|r| r.0.to_string()).collect()),
+            Col::Str("role", rows.iter().map(|r| r.1.to_string()).collect()),
+        ]
+    }
+    macro_rules! col {
+        ($rows:expr, $kind:ident, $name:literal, |$x:ident| $e:expr) => {
+            Col::$kind(
+                $name,
+                $rows
+                    .iter()
+                    .map(|r| {
+                        let $x = r.2;
+                        $e
+                    })
+                    .collect(),
+            )
+        };
+    }
+
+    let d = rows(r, |s, k| &s.decisions[k]);
+    let text = |v: &serde_json::Value| v.as_str().map(str::to_string);
+    let mut cols = Vec::from(tags(&d));
+    cols.extend([
+        col!(d, U64, "seq", |x| x.seq),
+        col!(d, I64, "time_ns", |x| x.time_ns),
+        col!(d, Str, "output", |x| x.output["output"]
+            .as_str()
+            .unwrap_or("")
+            .to_string()),
+        col!(d, OptStr, "side", |x| text(&x.output["side"])),
+        col!(d, OptStr, "price", |x| text(&x.output["price"])),
+        col!(d, OptStr, "qty", |x| text(&x.output["qty"])),
+        col!(d, Str, "json", |x| x.output.to_string()),
+    ]);
+    write(&dir.join("decisions.parquet"), cols)?;
+
+    let t = rows(r, |s, k| {
+        if k == 0 {
+            &s.baseline.fills
+        } else {
+            &s.candidate.fills
         }
-    }
-    write(
-        &dir.join("trades.parquet"),
-        vec![
-            Col::Str("stream", stream),
-            Col::Str("role", role),
-            Col::U64("seq", seq),
-            Col::I64("time_ns", time),
-            Col::U64("order_seq", order_seq),
-            Col::Str("instrument", inst),
-            Col::Str("side", side),
-            Col::F64("price", price),
-            Col::F64("qty", qty),
-            Col::F64("fee", fee),
-            Col::Str("liquidity", liq),
-        ],
-    )?;
-    // equity curve
-    let (mut stream, mut role, mut seq, mut time, mut equity, mut dd) =
-        (vec![], vec![], vec![], vec![], vec![], vec![]);
-    for s in &r.streams {
-        for (k, p) in [&s.baseline, &s.candidate].into_iter().enumerate() {
-            for e in &p.equity {
-                stream.push(s.stream.clone());
-                role.push(roles[k].to_string());
-                seq.push(e.seq);
-                time.push(e.time_ns);
-                equity.push(e.equity);
-                dd.push(e.drawdown);
-            }
+    });
+    let mut cols = Vec::from(tags(&t));
+    cols.extend([
+        col!(t, U64, "seq", |x| x.seq),
+        col!(t, I64, "time_ns", |x| x.time_ns),
+        col!(t, U64, "order_seq", |x| x.order_seq),
+        col!(t, Str, "instrument", |x| x.instrument.clone()),
+        col!(t, Str, "side", |x| x.side.clone()),
+        col!(t, F64, "price", |x| x.price),
+        col!(t, F64, "qty", |x| x.qty),
+        col!(t, F64, "fee", |x| x.fee),
+        col!(t, Str, "liquidity", |x| x.liquidity.to_string()),
+    ]);
+    write(&dir.join("trades.parquet"), cols)?;
+
+    let e = rows(r, |s, k| {
+        if k == 0 {
+            &s.baseline.equity
+        } else {
+            &s.candidate.equity
         }
-    }
-    write(
-        &dir.join("equity_curve.parquet"),
-        vec![
-            Col::Str("stream", stream),
-            Col::Str("role", role),
-            Col::U64("seq", seq),
-            Col::I64("time_ns", time),
-            Col::F64("equity", equity),
-            Col::F64("drawdown", dd),
-        ],
-    )
+    });
+    let mut cols = Vec::from(tags(&e));
+    cols.extend([
+        col!(e, U64, "seq", |x| x.seq),
+        col!(e, I64, "time_ns", |x| x.time_ns),
+        col!(e, F64, "equity", |x| x.equity),
+        col!(e, F64, "drawdown", |x| x.drawdown),
+    ]);
+    write(&dir.join("equity_curve.parquet"), cols)
 }

@@ -14,7 +14,7 @@ use tapedeck::import::binance::{ImportSummary, Importer};
 use tapedeck::store::{EventSource, FileStore, FileStoreOptions, SeqRange};
 use tapedeck_test_guests as guests;
 
-use super::{load, rt};
+use super::{load, rt, tmp};
 
 fn capture() -> Option<PathBuf> {
     let p = Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -28,12 +28,6 @@ fn capture() -> Option<PathBuf> {
         );
         None
     }
-}
-
-fn tmp(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("tapedeck-binance-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    d
 }
 
 fn import(files: &[&Path], store_dir: &Path) -> (ImportSummary, Vec<Envelope>) {

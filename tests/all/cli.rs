@@ -1,34 +1,11 @@
 //! The `tapedeck` binary itself: exit codes (0 clean, 1 findings, 2 error) and what it writes.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use super::{fixtures_uri, tapedeck, tmp};
+
+use std::path::Path;
 
 use serde_json::Value;
 use tapedeck_test_guests as guests;
-
-fn tapedeck(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_tapedeck"))
-        .args(args)
-        .env(
-            "TAPEDECK_CACHE_DIR",
-            std::env::temp_dir().join("tapedeck-cli-cache"),
-        )
-        .output()
-        .unwrap()
-}
-
-fn fixtures() -> String {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../fixtures/store")
-        .display()
-        .to_string()
-}
-
-fn tmp(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("tapedeck-cli-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    d
-}
 
 #[test]
 fn replay_of_the_fixtures_is_clean_and_exits_0() {
@@ -36,7 +13,7 @@ fn replay_of_the_fixtures_is_clean_and_exits_0() {
     let o = tapedeck(&[
         "replay",
         "--store",
-        &fixtures(),
+        &fixtures_uri(),
         "--projector",
         guests::BOOK,
         "--projector",
@@ -63,7 +40,7 @@ fn regress_fails_on_divergence_with_exit_1_and_writes_the_run_directory() {
     let o = tapedeck(&[
         "regress",
         "--store",
-        &fixtures(),
+        &fixtures_uri(),
         "--baseline",
         guests::EMA_CROSS,
         "--candidate",
@@ -98,7 +75,7 @@ fn regress_fails_on_divergence_with_exit_1_and_writes_the_run_directory() {
     let o = tapedeck(&[
         "regress",
         "--store",
-        &fixtures(),
+        &fixtures_uri(),
         "--baseline",
         guests::EMA_CROSS,
         "--candidate",
@@ -125,7 +102,7 @@ fn errors_exit_2_and_say_what_is_wrong() {
     let o = tapedeck(&[
         "regress",
         "--store",
-        &fixtures(),
+        &fixtures_uri(),
         "--baseline",
         guests::BOOK,
         "--candidate",
@@ -136,7 +113,7 @@ fn errors_exit_2_and_say_what_is_wrong() {
     let o = tapedeck(&[
         "regress",
         "--store",
-        &fixtures(),
+        &fixtures_uri(),
         "--baseline",
         guests::EMA_CROSS,
         "--candidate",
@@ -153,7 +130,7 @@ fn state_travels_to_a_seq() {
     let o = tapedeck(&[
         "state",
         "--store",
-        &fixtures(),
+        &fixtures_uri(),
         "--projector",
         guests::POSITIONS,
         "--stream",
@@ -170,7 +147,7 @@ fn state_travels_to_a_seq() {
     let state: Value = serde_json::from_slice(&o.stdout).unwrap();
     let stored: Value = serde_json::from_slice(
         &std::fs::read(
-            Path::new(&fixtures())
+            Path::new(&fixtures_uri())
                 .join("snapshots/exec%3Asim%3ASYM2/00000000000000000400.positions.json"),
         )
         .unwrap(),

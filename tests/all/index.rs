@@ -1,7 +1,7 @@
 //! The file store's Parquet index and the `EventSource` seam: the same replay from the log,
 //! from the index, and from the memory store gives the same report; a stale index is not used.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use tapedeck::event::{Body, Envelope};
 use tapedeck::replay::{Plugin, ReplayOptions, ReplayReport, replay};
@@ -10,11 +10,7 @@ use tapedeck::store::{
 };
 use tapedeck_test_guests as guests;
 
-use super::{load, rt};
-
-fn fixtures() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/store")
-}
+use super::{fixtures, load, rt};
 
 fn copy_of_fixtures(name: &str) -> PathBuf {
     let d = std::env::temp_dir().join(format!("tapedeck-index-{name}-{}", std::process::id()));

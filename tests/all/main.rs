@@ -12,6 +12,7 @@ mod runtime;
 mod sdk;
 mod snapshots;
 
+use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
 use tapedeck::codec::{EventBatchWriter, EventHeader, Payload};
@@ -56,4 +57,40 @@ pub fn batch(first_seq: u64, events: &[(u32, Payload<'_>)]) -> Vec<u8> {
         w.push(&h, p);
     }
     w.finish()
+}
+
+/// The committed fixture store.
+pub fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/store")
+}
+
+/// The fixture store as a store URI argument.
+pub fn fixtures_uri() -> String {
+    fixtures().display().to_string()
+}
+
+/// A fresh (removed if present) temporary path, named after the calling test module and
+/// `name`, so parallel tests never share one.
+#[track_caller]
+pub fn tmp(name: &str) -> PathBuf {
+    let module = Path::new(std::panic::Location::caller().file())
+        .file_stem()
+        .unwrap()
+        .to_string_lossy()
+        .into_owned();
+    let d = std::env::temp_dir().join(format!("tapedeck-{module}-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    d
+}
+
+/// Runs the `tapedeck` binary, with a compile cache of its own.
+pub fn tapedeck(args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_tapedeck"))
+        .args(args)
+        .env(
+            "TAPEDECK_CACHE_DIR",
+            std::env::temp_dir().join("tapedeck-cli-cache"),
+        )
+        .output()
+        .unwrap()
 }

@@ -14,11 +14,7 @@ use tapedeck::store::FileStore;
 use tapedeck::venue::VenueConfig;
 use tapedeck_test_guests as guests;
 
-use super::{load, rt};
-
-fn fixtures() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/store")
-}
+use super::{fixtures, load, rt, tmp};
 
 fn run(baseline: &str, candidate: &str, jobs: usize) -> RegressReport {
     let store = FileStore::open(fixtures()).unwrap();
@@ -38,12 +34,6 @@ fn run(baseline: &str, candidate: &str, jobs: usize) -> RegressReport {
         &VenueConfig::default(),
     )
     .unwrap()
-}
-
-fn tmp(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("tapedeck-regress-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    d
 }
 
 fn write_dir(r: &RegressReport, name: &str, jobs: usize) -> PathBuf {

@@ -12,11 +12,7 @@ use tapedeck::report::{Timing, run_card, write_run_dir};
 use tapedeck::store::{EventSource, FileStore, FileStoreOptions};
 use tapedeck_test_guests as guests;
 
-use super::{load, rt};
-
-fn fixtures() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/store")
-}
+use super::{fixtures, load, rt, tmp};
 
 fn projectors() -> Vec<Plugin> {
     [guests::BOOK, guests::POSITIONS, guests::ORDERS]
@@ -40,12 +36,6 @@ fn copy_dir(from: &Path, to: &Path) {
             std::fs::copy(e.path(), dest).unwrap();
         }
     }
-}
-
-fn tmp(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("tapedeck-replay-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    d
 }
 
 #[test]

@@ -3,28 +3,20 @@
 //! different projector gives pending snapshots and a failing check at the right path, in files
 //! insta's own parser reads.
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use super::{fixtures_uri, tapedeck, tmp};
 
 use tapedeck_test_guests as guests;
 
-fn fixtures() -> String {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../fixtures/store")
-        .display()
-        .to_string()
-}
-
 #[test]
 fn positions_projection() {
-    tapedeck::assert_projection!(guests::POSITIONS, &fixtures(), "*");
+    tapedeck::assert_projection!(guests::POSITIONS, &fixtures_uri(), "*");
 }
 
 #[test]
 fn orders_projection() {
     tapedeck::assert_projection!(
         guests::ORDERS,
-        &fixtures(),
+        &fixtures_uri(),
         "*",
         redactions = [".orders.*.venue_order_id"]
     );
@@ -32,31 +24,14 @@ fn orders_projection() {
 
 #[test]
 fn book_projection() {
-    tapedeck::assert_projection!(guests::BOOK, &fixtures(), "*");
-}
-
-fn tapedeck(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_tapedeck"))
-        .args(args)
-        .env(
-            "TAPEDECK_CACHE_DIR",
-            std::env::temp_dir().join("tapedeck-cli-cache"),
-        )
-        .output()
-        .unwrap()
-}
-
-fn tmp(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("tapedeck-snap-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    d
+    tapedeck::assert_projection!(guests::BOOK, &fixtures_uri(), "*");
 }
 
 #[test]
 fn the_gate_fails_a_different_projector_at_the_right_path() {
     let dir = tmp("gate");
     let d = dir.to_str().unwrap();
-    let store = fixtures();
+    let store = fixtures_uri();
     let snap = |extra: &[&str]| {
         let mut args = vec![
             "snapshot",
