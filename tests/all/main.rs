@@ -94,3 +94,22 @@ pub fn tapedeck(args: &[&str]) -> std::process::Output {
         .output()
         .unwrap()
 }
+
+/// Asserts two run directories hold the same bytes in `files` and the same `summary.json` apart
+/// from its wall-clock `timing`.
+pub fn assert_same_run_dirs(a: &Path, b: &Path, files: &[&str]) {
+    for f in files {
+        assert_eq!(
+            std::fs::read(a.join(f)).unwrap(),
+            std::fs::read(b.join(f)).unwrap(),
+            "{f}"
+        );
+    }
+    let summary = |d: &Path| {
+        let mut v: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(d.join("summary.json")).unwrap()).unwrap();
+        v.as_object_mut().unwrap().remove("timing");
+        v
+    };
+    assert_eq!(summary(a), summary(b));
+}

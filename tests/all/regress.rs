@@ -6,7 +6,6 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use parquet::file::reader::{FileReader, SerializedFileReader};
-use serde_json::Value;
 use tapedeck::regress::{FailOn, RegressReport, regress};
 use tapedeck::replay::{Plugin, ReplayOptions};
 use tapedeck::report::{Timing, regress_card, write_regress_dir};
@@ -14,7 +13,7 @@ use tapedeck::store::FileStore;
 use tapedeck::venue::VenueConfig;
 use tapedeck_test_guests as guests;
 
-use super::{fixtures, load, rt, tmp};
+use super::{assert_same_run_dirs, fixtures, load, rt, tmp};
 
 fn run(baseline: &str, candidate: &str, jobs: usize) -> RegressReport {
     let store = FileStore::open(fixtures()).unwrap();
@@ -119,28 +118,19 @@ fn regress_run_directories_are_identical_whatever_the_jobs() {
             jobs,
         )
     });
-    for f in [
-        "config.json",
-        "report.md",
-        "report.html",
-        "junit.xml",
-        "decisions.parquet",
-        "trades.parquet",
-        "equity_curve.parquet",
-    ] {
-        assert_eq!(
-            std::fs::read(dirs[0].join(f)).unwrap(),
-            std::fs::read(dirs[1].join(f)).unwrap(),
-            "{f}"
-        );
-    }
-    let summary = |d: &Path| {
-        let mut v: Value =
-            serde_json::from_slice(&std::fs::read(d.join("summary.json")).unwrap()).unwrap();
-        v.as_object_mut().unwrap().remove("timing");
-        v
-    };
-    assert_eq!(summary(&dirs[0]), summary(&dirs[1]));
+    assert_same_run_dirs(
+        &dirs[0],
+        &dirs[1],
+        &[
+            "config.json",
+            "report.md",
+            "report.html",
+            "junit.xml",
+            "decisions.parquet",
+            "trades.parquet",
+            "equity_curve.parquet",
+        ],
+    );
     for d in dirs {
         std::fs::remove_dir_all(d).unwrap();
     }

@@ -12,7 +12,7 @@ use tapedeck::report::{Timing, run_card, write_run_dir};
 use tapedeck::store::{EventSource, FileStore, FileStoreOptions};
 use tapedeck_test_guests as guests;
 
-use super::{fixtures, load, rt, tmp};
+use super::{assert_same_run_dirs, fixtures, load, rt, tmp};
 
 fn projectors() -> Vec<Plugin> {
     [guests::BOOK, guests::POSITIONS, guests::ORDERS]
@@ -245,20 +245,11 @@ fn run_directories_are_identical_whatever_the_jobs() {
             out
         })
         .collect();
-    for f in ["config.json", "findings.json", "report.md", "junit.xml"] {
-        assert_eq!(
-            std::fs::read(dirs[0].join(f)).unwrap(),
-            std::fs::read(dirs[1].join(f)).unwrap(),
-            "{f}"
-        );
-    }
-    let summary = |d: &Path| {
-        let mut v: Value =
-            serde_json::from_slice(&std::fs::read(d.join("summary.json")).unwrap()).unwrap();
-        v.as_object_mut().unwrap().remove("timing");
-        v
-    };
-    assert_eq!(summary(&dirs[0]), summary(&dirs[1]));
+    assert_same_run_dirs(
+        &dirs[0],
+        &dirs[1],
+        &["config.json", "findings.json", "report.md", "junit.xml"],
+    );
     let junit = std::fs::read_to_string(dirs[0].join("junit.xml")).unwrap();
     assert_eq!(junit.matches("<testcase").count(), 6);
     for d in dirs {
