@@ -30,6 +30,7 @@ mod ctx;
 pub mod driver;
 #[doc(hidden)]
 pub mod glue;
+mod per_instrument;
 pub mod state;
 
 pub use codec::{
@@ -37,6 +38,7 @@ pub use codec::{
     OrderType, Payload, Side, TimeInForce,
 };
 pub use ctx::Ctx;
+pub use per_instrument::PerInstrument;
 
 /// Version of the host/guest contract: the WIT worlds plus the codec layouts. Every guest
 /// exports the version it was built with; the host refuses any other.

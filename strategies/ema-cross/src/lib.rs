@@ -2,7 +2,7 @@
 //! buy when the fast one crosses above the slow one, sell when it crosses below.
 
 use serde::{Deserialize, Serialize};
-use tapedeck_guest::{Ctx, Event, Payload, Side, Strategy};
+use tapedeck_guest::{Ctx, Event, Payload, PerInstrument, Side, Strategy};
 
 #[derive(Serialize, Deserialize, Clone, Copy)]
 #[serde(default, deny_unknown_fields)]
@@ -37,9 +37,7 @@ struct Leg {
 #[derive(Serialize, Deserialize)]
 pub struct EmaCross {
     cfg: Config,
-    /// Per instrument id (a hash of the symbol): a short list, searched linearly, which
-    /// beats a map for the handful of instruments a strategy trades.
-    legs: Vec<(u32, Leg)>,
+    legs: PerInstrument<Leg>,
 }
 
 impl Strategy for EmaCross {
@@ -54,7 +52,7 @@ impl Strategy for EmaCross {
         }
         Ok(EmaCross {
             cfg,
-            legs: Vec::new(),
+            legs: PerInstrument::new(),
         })
     }
 
@@ -62,15 +60,7 @@ impl Strategy for EmaCross {
         let Payload::Quote(q) = ev.payload else {
             return;
         };
-        let id = ev.header.instrument;
-        let i = match self.legs.iter().position(|(k, _)| *k == id) {
-            Some(i) => i,
-            None => {
-                self.legs.push((id, Leg::default()));
-                self.legs.len() - 1
-            }
-        };
-        let (c, leg) = (&self.cfg, &mut self.legs[i].1);
+        let (c, leg) = (&self.cfg, self.legs.get_or_default(ev.header.instrument));
         let mid = ev.px(q.bid_px + q.ask_px) * 0.5;
         if leg.seen == 0 {
             (leg.fast, leg.slow) = (mid, mid);
