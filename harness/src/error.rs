@@ -77,6 +77,18 @@ pub enum Error {
     #[error("store {uri}: {reason}")]
     BadStoreUri { uri: String, reason: String },
 
+    #[error(
+        "stream {stream}: expected to append after seq {expected}, but the stream is at seq {actual} (another writer got there first); re-read and retry from seq {actual}"
+    )]
+    Conflict {
+        stream: String,
+        expected: u64,
+        actual: u64,
+    },
+
+    #[error("PostgreSQL, {context}: {message}")]
+    Postgres { context: String, message: String },
+
     #[error("stream {stream} seq {seq}: {message}")]
     BadEvent {
         stream: String,

@@ -28,6 +28,10 @@ enum Command {
     Regress(commands::regress::Regress),
     Index(commands::index::Index),
     Snapshot(commands::snapshot::Snapshot),
+    Migrate(commands::postgres::Migrate),
+    Partitions(commands::postgres::Partitions),
+    Events(commands::events::Events),
+    Copy(commands::copy::Copy),
 }
 
 fn main() -> ExitCode {
@@ -44,6 +48,10 @@ fn main() -> ExitCode {
         Command::Regress(c) => c.run(),
         Command::Index(c) => c.run(),
         Command::Snapshot(c) => c.run(),
+        Command::Migrate(c) => c.run(),
+        Command::Partitions(c) => c.run(),
+        Command::Events(c) => c.run(),
+        Command::Copy(c) => c.run(),
     };
     match result {
         Ok(code) => code,

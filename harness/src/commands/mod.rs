@@ -3,10 +3,13 @@
 
 pub mod bench;
 pub mod build;
+pub mod copy;
+pub mod events;
 pub mod fixtures;
 pub mod import;
 pub mod index;
 pub mod inspect;
+pub mod postgres;
 pub mod progress;
 pub mod regress;
 pub mod replay;

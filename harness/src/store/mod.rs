@@ -5,6 +5,7 @@
 mod file;
 pub mod index;
 mod memory;
+pub mod postgres;
 
 use std::collections::BTreeMap;
 
@@ -12,6 +13,7 @@ use serde::{Deserialize, Serialize};
 
 pub use file::{FileStore, FileStoreOptions};
 pub use memory::MemoryStore;
+pub use postgres::PgStore;
 
 use crate::error::{Error, Result};
 use crate::event::Envelope;
@@ -115,6 +117,86 @@ pub trait EventSource: Send + Sync {
     fn read_records(&self, stream: &str, range: SeqRange, f: &mut RecordSink<'_>) -> Result<()> {
         records_from_envelopes(self, stream, range, f)
     }
+
+    /// Events matching `q`, by stream then seq, at most `q.limit`. Stores with indexes
+    /// (PostgreSQL) answer in SQL; the default reads the matching streams.
+    fn query(&self, q: &EventQuery, f: &mut dyn FnMut(Envelope) -> Result<()>) -> Result<()> {
+        let mut left = q.limit;
+        for s in self.streams()? {
+            if left == 0 {
+                break;
+            }
+            if !q.stream.as_deref().is_none_or(|g| glob_match(g, &s.key)) {
+                continue;
+            }
+            let range = SeqRange {
+                from: q.from_seq.unwrap_or(1),
+                to: u64::MAX,
+            };
+            let mut err = None;
+            let r = self.read(&s.key, range, &mut |e| {
+                if left > 0 && q.matches(&e) {
+                    left -= 1;
+                    if let Err(x) = f(e) {
+                        err = Some(x);
+                    }
+                }
+                Ok(())
+            });
+            r?;
+            if let Some(e) = err {
+                return Err(e);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A search over events (`tapedeck events list|show|search`). Empty fields match everything.
+#[derive(Debug, Clone, Default)]
+pub struct EventQuery {
+    /// Stream key glob (`*`, `?`).
+    pub stream: Option<String>,
+    pub event_types: Vec<String>,
+    /// Event time bounds (ns, inclusive).
+    pub from_time: Option<i64>,
+    pub to_time: Option<i64>,
+    pub from_seq: Option<u64>,
+    pub trace_id: Option<String>,
+    pub event_id: Option<String>,
+    /// The payload contains this JSON (PostgreSQL's `@>`: objects by subset, arrays by
+    /// elements).
+    pub contains: Option<serde_json::Value>,
+    pub limit: usize,
+}
+
+impl EventQuery {
+    /// Whether `e` matches (the stream glob is the caller's).
+    pub fn matches(&self, e: &Envelope) -> bool {
+        (self.event_types.is_empty() || self.event_types.iter().any(|t| t == e.body.event_type()))
+            && self.from_time.is_none_or(|t| e.occurred_at >= t)
+            && self.to_time.is_none_or(|t| e.occurred_at <= t)
+            && self.from_seq.is_none_or(|s| e.seq >= s)
+            && (self.trace_id.is_none() || self.trace_id == e.correlation.trace_id)
+            && self.event_id.as_ref().is_none_or(|id| *id == e.event_id)
+            && self.contains.as_ref().is_none_or(|c| {
+                let v = serde_json::to_value(&e.body).expect("bodies serialize");
+                v.get("payload").is_some_and(|p| json_contains(p, c))
+            })
+    }
+}
+
+/// PostgreSQL's jsonb `@>`: objects contain a subset of keys (recursively), arrays contain
+/// every element of the other, scalars are equal.
+pub fn json_contains(doc: &serde_json::Value, pat: &serde_json::Value) -> bool {
+    use serde_json::Value::{Array, Object};
+    match (doc, pat) {
+        (Object(d), Object(p)) => p
+            .iter()
+            .all(|(k, pv)| d.get(k).is_some_and(|dv| json_contains(dv, pv))),
+        (Array(d), Array(p)) => p.iter().all(|pv| d.iter().any(|dv| json_contains(dv, pv))),
+        (d, p) => d == p,
+    }
 }
 
 /// `read_records` by encoding each envelope `read` gives.
@@ -172,16 +254,84 @@ pub(crate) fn check_seqs(
     Ok(next)
 }
 
-/// Opens a store by URI: a directory path (or `file://DIR`) is the file store.
+/// What [`copy`] moved.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct CopySummary {
+    pub streams: u64,
+    pub events: u64,
+    pub snapshots: u64,
+}
+
+/// Copies the streams matching `glob` (events, then stored snapshots) from one store to
+/// another, in batches of `batch` events; `progress` hears (stream, events copied so far).
+/// Seqs, ids and every envelope field are kept: the copy reads back identical.
+pub fn copy(
+    from: &dyn EventSource,
+    to: &mut dyn EventSink,
+    glob: &str,
+    batch: usize,
+    progress: &mut dyn FnMut(&str, u64),
+) -> Result<CopySummary> {
+    let mut sum = CopySummary::default();
+    for s in from.streams()? {
+        if !glob_match(glob, &s.key) {
+            continue;
+        }
+        sum.streams += 1;
+        let mut buf = Vec::with_capacity(batch);
+        from.read(&s.key, SeqRange::ALL, &mut |e| {
+            buf.push(e);
+            if buf.len() >= batch {
+                to.append(&buf)?;
+                sum.events += buf.len() as u64;
+                buf.clear();
+                progress(&s.key, sum.events);
+            }
+            Ok(())
+        })?;
+        if !buf.is_empty() {
+            to.append(&buf)?;
+            sum.events += buf.len() as u64;
+            progress(&s.key, sum.events);
+        }
+        for snap in from.snapshots(&s.key)? {
+            to.put_snapshot(&snap)?;
+            sum.snapshots += 1;
+        }
+    }
+    Ok(sum)
+}
+
+/// Opens a store by URI: `postgres://...` (or `postgresql://`) is PostgreSQL; a directory path
+/// (or `file://DIR`) is the file store.
 pub fn open(uri: &str) -> Result<Box<dyn EventSource>> {
-    let path = uri.strip_prefix("file://").unwrap_or(uri);
+    if postgres::is_postgres_uri(uri) {
+        return Ok(Box::new(PgStore::connect(uri)?));
+    }
+    Ok(Box::new(FileStore::open(file_path(uri)?)?))
+}
+
+/// Opens a store to write to: PostgreSQL (migrated), or a file store (created if missing).
+pub fn open_sink(uri: &str) -> Result<Box<dyn EventSink>> {
+    if postgres::is_postgres_uri(uri) {
+        return Ok(Box::new(PgStore::connect(uri)?));
+    }
+    Ok(Box::new(FileStore::create(
+        file_path(uri)?,
+        FileStoreOptions::default(),
+    )?))
+}
+
+fn file_path(uri: &str) -> Result<&str> {
     if uri.contains("://") && !uri.starts_with("file://") {
         return Err(Error::BadStoreUri {
-            uri: uri.to_string(),
-            reason: "only file stores (a directory, or file://DIR) are supported so far".into(),
+            uri: postgres::redact(uri),
+            reason:
+                "want a file store (a directory, or file://DIR) or postgres://USER@HOST:PORT/DB"
+                    .into(),
         });
     }
-    Ok(Box::new(FileStore::open(path)?))
+    Ok(uri.strip_prefix("file://").unwrap_or(uri))
 }
 
 /// `YYYY-MM-DDTHH:MM:SS.nnnnnnnnnZ` for a time in ns since the epoch.

@@ -1,0 +1,104 @@
+//! `tapedeck migrate` and `tapedeck partitions`: the PostgreSQL store's schema and its monthly
+//! event_log partitions.
+
+use std::process::ExitCode;
+
+use anyhow::{Result, bail};
+use tapedeck::store::PgStore;
+use tapedeck::store::postgres::is_postgres_uri;
+
+/// Create or update the PostgreSQL schema (migrations/ embedded in this binary; forward-only).
+#[derive(clap::Args, Debug)]
+pub struct Migrate {
+    /// postgres://USER[:PASSWORD]@HOST:PORT/DB
+    #[arg(long)]
+    pub store: String,
+}
+
+impl Migrate {
+    pub fn run(self) -> Result<ExitCode> {
+        require_postgres(&self.store)?;
+        let applied = PgStore::migrate(&self.store)?;
+        if applied.is_empty() {
+            println!("schema up to date");
+        } else {
+            let v: Vec<String> = applied.iter().map(|v| format!("{v:04}")).collect();
+            println!("applied migrations {}", v.join(", "));
+        }
+        Ok(ExitCode::SUCCESS)
+    }
+}
+
+/// Monthly event_log partitions: create ahead of time, check coverage (for monitoring).
+#[derive(clap::Args, Debug)]
+pub struct Partitions {
+    #[command(subcommand)]
+    pub what: PartitionsCmd,
+}
+
+#[derive(clap::Subcommand, Debug)]
+pub enum PartitionsCmd {
+    /// Create the partitions of this month and the next N (idempotent; run it monthly).
+    Create(PartitionArgs),
+    /// Report this month and the next N; exit 1 when any has no partition.
+    Check(PartitionArgs),
+}
+
+#[derive(clap::Args, Debug)]
+pub struct PartitionArgs {
+    /// postgres://USER[:PASSWORD]@HOST:PORT/DB
+    #[arg(long)]
+    pub store: String,
+    #[arg(long, default_value_t = 3)]
+    pub months_ahead: u32,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+impl Partitions {
+    pub fn run(self) -> Result<ExitCode> {
+        match self.what {
+            PartitionsCmd::Create(a) => {
+                require_postgres(&a.store)?;
+                let names = PgStore::connect(&a.store)?.create_partitions(a.months_ahead)?;
+                if a.json {
+                    println!("{}", serde_json::to_string_pretty(&names)?);
+                } else {
+                    println!("partitions present: {}", names.join(", "));
+                }
+                Ok(ExitCode::SUCCESS)
+            }
+            PartitionsCmd::Check(a) => {
+                require_postgres(&a.store)?;
+                let months = PgStore::connect(&a.store)?.partition_coverage(a.months_ahead)?;
+                let missing = months.iter().filter(|m| !m.present).count();
+                if a.json {
+                    println!("{}", serde_json::to_string_pretty(&months)?);
+                } else {
+                    for m in &months {
+                        let state = if m.present { "ok" } else { "MISSING" };
+                        println!("{}  {}  {state}", &m.month[..7], m.partition);
+                    }
+                    if missing > 0 {
+                        println!(
+                            "{missing} of {} months have no partition; run `tapedeck partitions create --store URI --months-ahead {}`",
+                            months.len(),
+                            a.months_ahead
+                        );
+                    }
+                }
+                Ok(ExitCode::from(u8::from(missing > 0)))
+            }
+        }
+    }
+}
+
+fn require_postgres(uri: &str) -> Result<()> {
+    if !is_postgres_uri(uri) {
+        bail!(
+            "--store {uri}: this command is for PostgreSQL stores (postgres://USER@HOST:PORT/DB)"
+        );
+    }
+    Ok(())
+}
