@@ -6,6 +6,9 @@ cd "$(dirname "$0")/.."
 ./scripts/setup.sh --with-chromium
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/tapedeck-target}"
 export INSTA_UPDATE=no
+# A real PostgreSQL 15 for the store tests (installed and started if needed; reused if up).
+TAPEDECK_PG_URL="$(./scripts/pg.sh start)"
+export TAPEDECK_PG_URL
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --quiet -- -D warnings
 log=$(mktemp)

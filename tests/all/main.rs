@@ -5,6 +5,7 @@ mod binance;
 mod cli;
 mod index;
 mod parity;
+mod postgres;
 mod projectors;
 mod regress;
 mod replay;

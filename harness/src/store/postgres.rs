@@ -212,8 +212,12 @@ impl PgStore {
             reason,
         };
         let opts: PgConnectOptions = uri.parse().map_err(|e| bad(format!("{e}")))?;
-        // Partition bounds and months are UTC whatever the server's zone.
-        let opts = opts.options([("timezone", "UTC")]);
+        // Partition bounds and months are UTC whatever the server's zone. Custom plans always:
+        // a generic plan prunes partitions only at executor start, after locking them all.
+        let opts = opts.options([
+            ("timezone", "UTC"),
+            ("plan_cache_mode", "force_custom_plan"),
+        ]);
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .thread_name("tapedeck-pg")
@@ -678,15 +682,14 @@ impl PgStore {
         Ok(out)
     }
 
-    /// The month bounds (`[lo, hi)` as `YYYY-MM-DD`) of the partitions holding `range` of
-    /// `stream`; `None` when it holds none of it.
-    async fn month_bounds(
-        &self,
-        stream: &str,
-        range: SeqRange,
-    ) -> Result<Option<(String, String)>> {
+    /// The bounds `[lo, hi)` (seconds since the epoch) of the months holding `range` of
+    /// `stream`; `None` when it holds none of it. Reads filter `ingested_at` by them through
+    /// `to_timestamp` (immutable, so the planner prunes the other partitions without opening
+    /// them).
+    async fn month_bounds(&self, stream: &str, range: SeqRange) -> Result<Option<(i64, i64)>> {
         let row = sqlx::query(
-            "SELECT min(month)::text, (max(month) + interval '1 month')::date::text
+            "SELECT extract(epoch FROM min(month)::timestamp)::bigint,
+                    extract(epoch FROM (max(month) + interval '1 month')::timestamp)::bigint
              FROM stream_months WHERE stream_key = $1 AND last_seq >= $2 AND first_seq <= $3",
         )
         .bind(stream)
@@ -695,8 +698,8 @@ impl PgStore {
         .fetch_one(&self.pool)
         .await
         .map_err(pg(format!("locating stream {stream}")))?;
-        let lo: Option<String> = row.get(0);
-        let hi: Option<String> = row.get(1);
+        let lo: Option<i64> = row.get(0);
+        let hi: Option<i64> = row.get(1);
         Ok(lo.zip(hi))
     }
 }
@@ -1065,11 +1068,7 @@ struct CopyRows {
 impl CopyRows {
     const SIGNATURE: &'static [u8] = b"PGCOPY\n\xff\r\n\0";
 
-    fn feed(
-        &mut self,
-        chunk: &[u8],
-        f: &mut dyn FnMut(u64, i64, &[u8]) -> Result<()>,
-    ) -> Result<()> {
+    fn feed(&mut self, chunk: &[u8], f: &mut RecordSink<'_>) -> Result<()> {
         self.buf.extend_from_slice(chunk);
         let bad = |m: &str| Error::Postgres {
             context: "reading packed events".into(),
@@ -1180,16 +1179,15 @@ impl EventSource for PgStore {
             let sql = format!(
                 "SELECT {ENVELOPE_COLUMNS} FROM event_log
                  WHERE stream_key = $1 AND seq BETWEEN $2 AND $3
-                     AND ingested_at >= $4::date::timestamp AT TIME ZONE 'UTC'
-                     AND ingested_at < $5::date::timestamp AT TIME ZONE 'UTC'
+                     AND ingested_at >= to_timestamp($4) AND ingested_at < to_timestamp($5)
                  ORDER BY seq"
             );
             let mut rows = sqlx::query(AssertSqlSafe(sql))
                 .bind(stream)
                 .bind(clamp(range.from))
                 .bind(clamp(range.to))
-                .bind(&lo)
-                .bind(&hi)
+                .bind(lo as f64)
+                .bind(hi as f64)
                 .fetch(&self.pool);
             let mut expect: Option<u64> = None;
             while let Some(r) = rows
@@ -1255,8 +1253,7 @@ impl EventSource for PgStore {
             let sql = format!(
                 "COPY (SELECT seq, occurred_at_ns, packed FROM event_log
                        WHERE stream_key = {} AND seq BETWEEN {} AND {}
-                           AND ingested_at >= '{lo}'::timestamp AT TIME ZONE 'UTC'
-                           AND ingested_at < '{hi}'::timestamp AT TIME ZONE 'UTC'
+                           AND ingested_at >= to_timestamp({lo}) AND ingested_at < to_timestamp({hi})
                        ORDER BY seq) TO STDOUT (FORMAT binary)",
                 literal(stream)?,
                 clamp(range.from),
