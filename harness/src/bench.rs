@@ -171,9 +171,46 @@ pub struct ReplayBenchReport {
     pub generate_secs: f64,
 }
 
+/// Stream `s` of the replay and store benches: seeded quotes on one instrument, a fill every
+/// 50 events, 5 ms apart from 2024-01-02.
+pub fn bench_events(s: u32, events: u64) -> impl Iterator<Item = crate::event::Envelope> {
+    use crate::event::{Body, Dec, Envelope, SideName};
+    let key = format!("md:bench:S{s}");
+    let sym = format!("BENCH{s}");
+    let mut quotes = QuoteGen::new(1000 + s as u64, 1);
+    (1..=events).map(move |seq| {
+        let (h, q) = quotes.next_quote();
+        let t = 1_704_153_600_000_000_000 + seq as i64 * 5_000_000;
+        let body = if seq % 50 == 0 {
+            Body::Fill {
+                client_order_id: seq,
+                trade_id: seq,
+                side: if seq % 100 == 0 {
+                    SideName::Sell
+                } else {
+                    SideName::Buy
+                },
+                liquidity: None,
+                is_final: true,
+                price: Dec::new(q.ask_px, h.px_scale),
+                qty: Dec::new(1000, h.qty_scale),
+                fee: Dec::new(1, 2),
+            }
+        } else {
+            Body::Quote {
+                bid_px: Dec::new(q.bid_px, h.px_scale),
+                bid_qty: Dec::new(q.bid_qty, h.qty_scale),
+                ask_px: Dec::new(q.ask_px, h.px_scale),
+                ask_qty: Dec::new(q.ask_qty, h.qty_scale),
+                update_id: None,
+            }
+        };
+        Envelope::new(&key, seq, t, Some(&sym), body)
+    })
+}
+
 /// Generates (or reuses) the bench store: `streams` quote streams with a fill every 50 events.
 pub fn bench_store(opts: &ReplayBenchOptions) -> Result<f64> {
-    use crate::event::{Body, Dec, Envelope, SideName};
     use crate::store::{EventSink, FileStore, FileStoreOptions};
     let spec = serde_json::json!({ "events": opts.events, "streams": opts.streams, "version": 1 });
     let spec_path = opts.store.join("bench-spec.json");
@@ -189,38 +226,9 @@ pub fn bench_store(opts: &ReplayBenchOptions) -> Result<f64> {
     let mut store = FileStore::create(&opts.store, FileStoreOptions::default())?;
     let per_stream = opts.events / opts.streams as u64;
     for s in 0..opts.streams {
-        let key = format!("md:bench:S{s}");
-        let sym = format!("BENCH{s}");
-        let mut quotes = QuoteGen::new(1000 + s as u64, 1);
         let mut chunk = Vec::with_capacity(100_000);
-        for seq in 1..=per_stream {
-            let (h, q) = quotes.next_quote();
-            let t = 1_704_153_600_000_000_000 + seq as i64 * 5_000_000;
-            let body = if seq % 50 == 0 {
-                Body::Fill {
-                    client_order_id: seq,
-                    trade_id: seq,
-                    side: if seq % 100 == 0 {
-                        SideName::Sell
-                    } else {
-                        SideName::Buy
-                    },
-                    liquidity: None,
-                    is_final: true,
-                    price: Dec::new(q.ask_px, h.px_scale),
-                    qty: Dec::new(1000, h.qty_scale),
-                    fee: Dec::new(1, 2),
-                }
-            } else {
-                Body::Quote {
-                    bid_px: Dec::new(q.bid_px, h.px_scale),
-                    bid_qty: Dec::new(q.bid_qty, h.qty_scale),
-                    ask_px: Dec::new(q.ask_px, h.px_scale),
-                    ask_qty: Dec::new(q.ask_qty, h.qty_scale),
-                    update_id: None,
-                }
-            };
-            chunk.push(Envelope::new(&key, seq, t, Some(&sym), body));
+        for e in bench_events(s, per_stream) {
+            chunk.push(e);
             if chunk.len() == chunk.capacity() {
                 store.append(&chunk)?;
                 chunk.clear();
@@ -286,4 +294,187 @@ pub fn replay_bench(
         speedup: j2 / j1,
         generate_secs,
     })
+}
+
+#[derive(Debug, Clone)]
+pub struct PostgresBenchOptions {
+    /// A migrated, empty database the bench may fill.
+    pub store: String,
+    pub events: u64,
+    pub streams: u32,
+    /// Events per append (one transaction each).
+    pub append_batch: usize,
+    /// Concurrent writers (streams are shared out between them).
+    pub writers: usize,
+    /// Streams replayed in parallel.
+    pub jobs: usize,
+    pub rounds: usize,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct PostgresBenchReport {
+    pub events: u64,
+    pub streams: u32,
+    pub append_batch: usize,
+    pub writers: usize,
+    pub jobs: usize,
+    /// Optimistic-concurrency appends with the idempotency keys, projections and the GIN
+    /// index on the payload in place.
+    pub append_events_per_sec: f64,
+    /// Replay through the projector, events read with COPY from the packed column (median).
+    pub replay_events_per_sec: f64,
+    /// The same replay reading with sqlx row by row, decoding the JSONB payload (median).
+    pub naive_events_per_sec: f64,
+}
+
+/// The PostgreSQL store bench: appends `events` generated events, then replays them through
+/// `projector` reading the packed column, and again reading row by row with JSONB decoding,
+/// rounds interleaved.
+pub fn postgres_bench(
+    rt: &Runtime,
+    projector: &Module,
+    opts: &PostgresBenchOptions,
+) -> Result<PostgresBenchReport> {
+    use crate::replay::{Plugin, ReplayOptions, replay};
+    use crate::store::PgStore;
+    use crate::store::postgres::AppendOptions;
+
+    let store = PgStore::connect(&opts.store)?;
+    let per_stream = opts.events / opts.streams as u64;
+    let streams: Vec<Vec<crate::event::Envelope>> = (0..opts.streams)
+        .map(|s| bench_events(s, per_stream).collect())
+        .collect();
+    let t = Instant::now();
+    let writers = opts.writers.clamp(1, streams.len().max(1));
+    std::thread::scope(|scope| -> Result<()> {
+        let handles: Vec<_> = (0..writers)
+            .map(|w| {
+                let (store, streams) = (&store, &streams);
+                scope.spawn(move || -> Result<()> {
+                    for events in streams.iter().skip(w).step_by(writers) {
+                        let mut last = 0;
+                        for chunk in events.chunks(opts.append_batch.max(1)) {
+                            let o = store.append(
+                                &chunk[0].stream_key,
+                                chunk,
+                                AppendOptions {
+                                    expected: Some(last),
+                                    ..Default::default()
+                                },
+                            )?;
+                            last = o.last_seq;
+                        }
+                    }
+                    Ok(())
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .try_for_each(|h| h.join().expect("writer thread"))
+    })?;
+    let appended: u64 = streams.iter().map(|s| s.len() as u64).sum();
+    let append_events_per_sec = appended as f64 / t.elapsed().as_secs_f64();
+    drop(streams);
+
+    let naive = NaivePg(&store);
+    let plugins = [Plugin::new(projector.clone(), "")];
+    let replay_opts = ReplayOptions {
+        jobs: opts.jobs,
+        ..Default::default()
+    };
+    let (mut fast, mut slow) = (Vec::new(), Vec::new());
+    for _ in 0..opts.rounds.max(1) {
+        for (source, rates) in [
+            (&store as &dyn crate::store::EventSource, &mut fast),
+            (&naive, &mut slow),
+        ] {
+            let t = Instant::now();
+            let report = replay(rt, source, &plugins, &replay_opts)?;
+            if report.events() != appended {
+                return Err(crate::Error::engine(
+                    "bench postgres",
+                    format!("replayed {} of {appended} events", report.events()),
+                ));
+            }
+            rates.push(appended as f64 / t.elapsed().as_secs_f64());
+        }
+    }
+    Ok(PostgresBenchReport {
+        events: appended,
+        streams: opts.streams,
+        append_batch: opts.append_batch,
+        writers,
+        jobs: opts.jobs,
+        append_events_per_sec,
+        replay_events_per_sec: median(fast),
+        naive_events_per_sec: median(slow),
+    })
+}
+
+/// The baseline reader: sqlx row by row, the payload decoded from JSONB into a
+/// `serde_json::Value` and from that into the typed body; everything else delegated.
+struct NaivePg<'a>(&'a crate::store::PgStore);
+
+impl crate::store::EventSource for NaivePg<'_> {
+    fn streams(&self) -> Result<Vec<crate::store::StreamInfo>> {
+        self.0.streams()
+    }
+
+    fn read(
+        &self,
+        stream: &str,
+        range: crate::store::SeqRange,
+        f: &mut dyn FnMut(crate::event::Envelope) -> Result<()>,
+    ) -> Result<()> {
+        use futures_util::TryStreamExt;
+        use sqlx::Row;
+        use sqlx::types::Json;
+        let err = |e: sqlx::Error| crate::Error::Postgres {
+            context: format!("naive read of {stream}"),
+            message: e.to_string(),
+        };
+        self.0.block_on(async {
+            let mut rows = sqlx::query(
+                "SELECT event_id, seq, occurred_at_ns, ingested_at_ns, instrument, event_type, payload
+                 FROM event_log WHERE stream_key = $1 AND seq BETWEEN $2 AND $3 ORDER BY seq",
+            )
+            .bind(stream)
+            .bind(range.from.min(i64::MAX as u64) as i64)
+            .bind(range.to.min(i64::MAX as u64) as i64)
+            .fetch(self.0.pg_pool());
+            while let Some(r) = rows.try_next().await.map_err(err)? {
+                let Json(payload): Json<serde_json::Value> = r.get(6);
+                let event_type: String = r.get(5);
+                let seq = r.get::<i64, _>(1) as u64;
+                let body = serde_json::from_value(serde_json::json!({
+                    "event_type": event_type, "payload": payload
+                }))
+                .map_err(|e| crate::Error::BadEvent {
+                    stream: stream.to_string(),
+                    seq,
+                    message: e.to_string(),
+                })?;
+                let mut e = crate::event::Envelope::new(
+                    stream,
+                    seq,
+                    r.get(2),
+                    r.get::<Option<&str>, _>(4),
+                    body,
+                );
+                e.event_id = r.get(0);
+                e.ingested_at = r.get(3);
+                f(e)?;
+            }
+            Ok(())
+        })
+    }
+
+    fn snapshots(&self, stream: &str) -> Result<Vec<crate::store::StoredSnapshot>> {
+        self.0.snapshots(stream)
+    }
+
+    fn describe(&self) -> String {
+        format!("{} (naive reader)", self.0.describe())
+    }
 }

@@ -22,6 +22,37 @@ pub enum What {
     /// End-to-end replay from a generated file store (through its index) through ema-cross +
     /// positions, with --jobs 1 and --jobs 2 in the same run.
     Replay(ReplayArgs),
+    /// The PostgreSQL store: append throughput (optimistic concurrency, idempotency keys,
+    /// projections, GIN index), then replay through the positions projector reading packed
+    /// events with COPY, beside a naive sqlx row-by-row JSONB reader, same run.
+    Postgres(PostgresArgs),
+}
+
+#[derive(clap::Args, Debug)]
+pub struct PostgresArgs {
+    /// The server: postgres://USER@HOST:PORT/DB of any database on it [default:
+    /// $TAPEDECK_PG_URL; `scripts/pg.sh start` prints one]. The bench drops and recreates
+    /// its own database `tapedeck_bench` there.
+    #[arg(long, env = "TAPEDECK_PG_URL")]
+    pub server: String,
+    #[arg(long, default_value_t = 1_000_000)]
+    pub events: u64,
+    #[arg(long, default_value_t = 4)]
+    pub streams: u32,
+    /// Events per append transaction.
+    #[arg(long, default_value_t = 5000)]
+    pub batch: usize,
+    /// Concurrent writers.
+    #[arg(long, default_value_t = 2)]
+    pub writers: usize,
+    /// Streams replayed in parallel.
+    #[arg(long, default_value_t = 2)]
+    pub jobs: usize,
+    #[arg(long, default_value_t = 3)]
+    pub rounds: usize,
+    /// Print one JSON object.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(clap::Args, Debug)]
@@ -71,6 +102,7 @@ impl Bench {
         match self.what {
             What::Strategy(a) => a.run(),
             What::Replay(a) => a.run(),
+            What::Postgres(a) => a.run(),
         }
     }
 }
@@ -185,6 +217,56 @@ impl ReplayArgs {
                 r.events_per_sec_jobs2 / 1e6
             );
             println!("speedup       {:.2}x", r.speedup);
+        }
+        Ok(ExitCode::SUCCESS)
+    }
+}
+
+impl PostgresArgs {
+    fn run(self) -> Result<ExitCode> {
+        let rt = Runtime::new(RuntimeConfig {
+            max_instances: 64,
+            ..RuntimeConfig::default()
+        })?;
+        let tc = tapedeck_guest_build::detect()?;
+        let target = super::default_guest_target_dir();
+        let out = target.join("components");
+        std::fs::create_dir_all(&out)?;
+        let pos =
+            super::build::build_one(&tc, &rt, &super::repo_guest_dir("positions"), &target, &out)?;
+        let store = tapedeck::store::postgres::recreate_database(&self.server, "tapedeck_bench")?;
+        tapedeck::store::PgStore::migrate(&store)?;
+        let opts = tapedeck::bench::PostgresBenchOptions {
+            store,
+            events: self.events,
+            streams: self.streams,
+            append_batch: self.batch,
+            writers: self.writers,
+            jobs: self.jobs,
+            rounds: self.rounds,
+        };
+        eprintln!(
+            "bench postgres: {} events in {} streams, appends of {} by {} writers, replay jobs {}",
+            opts.events, opts.streams, opts.append_batch, opts.writers, opts.jobs
+        );
+        let r = tapedeck::bench::postgres_bench(&rt, &rt.load(&pos)?, &opts)?;
+        if self.json {
+            println!("{}", serde_json::to_string(&r)?);
+        } else {
+            println!("events        {}", r.events);
+            println!("append        {:.0} events/s", r.append_events_per_sec);
+            println!(
+                "replay        {:.2}M events/s (COPY of packed events)",
+                r.replay_events_per_sec / 1e6
+            );
+            println!(
+                "naive         {:.2}M events/s (sqlx row by row, JSONB decoded)",
+                r.naive_events_per_sec / 1e6
+            );
+            println!(
+                "replay/naive  {:.2}x",
+                r.replay_events_per_sec / r.naive_events_per_sec
+            );
         }
         Ok(ExitCode::SUCCESS)
     }

@@ -54,6 +54,43 @@ pub fn redact(uri: &str) -> String {
     }
 }
 
+/// Drops (if present) and creates database `name` on the server `server_url` names; returns the
+/// new database's URL. For benches and demos: it destroys what the database held.
+pub fn recreate_database(server_url: &str, name: &str) -> Result<String> {
+    use sqlx::Connection;
+    if !name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_') {
+        return Err(Error::BadStoreUri {
+            uri: redact(server_url),
+            reason: format!("database name {name:?}: use lowercase letters, digits and _"),
+        });
+    }
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Error::io("tokio runtime", e))?;
+    rt.block_on(async {
+        let mut c = sqlx::PgConnection::connect(server_url)
+            .await
+            .map_err(pg(format!("connecting to {}", redact(server_url))))?;
+        for stmt in [
+            format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
+            format!("CREATE DATABASE {name}"),
+        ] {
+            sqlx::raw_sql(AssertSqlSafe(stmt.clone()))
+                .execute(&mut c)
+                .await
+                .map_err(pg(stmt))?;
+        }
+        Ok::<_, Error>(())
+    })?;
+    let base = server_url.split('?').next().unwrap_or(server_url);
+    let (host, _) = base.rsplit_once('/').ok_or_else(|| Error::BadStoreUri {
+        uri: redact(server_url),
+        reason: "want postgres://USER@HOST:PORT/DB".into(),
+    })?;
+    Ok(format!("{host}/{name}"))
+}
+
 /// How an append treats the stream's current last seq.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct AppendOptions<'a> {
