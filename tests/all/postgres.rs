@@ -636,6 +636,37 @@ fn copy_file_to_postgres_to_file_is_identical() {
     let found = search(&url);
     assert!(found.lines().count() > 50, "{found}");
     assert_eq!(found, search(&fixtures));
+    let first: Envelope = serde_json::from_str(found.lines().next().unwrap()).unwrap();
+    let seq = first.seq.to_string();
+    for uri in [&url, &fixtures] {
+        let by_id = run(&["events", "show", "--store", uri, &first.event_id]);
+        let by_seq = run(&[
+            "events",
+            "show",
+            "--store",
+            uri,
+            "--stream",
+            &first.stream_key,
+            "--seq",
+            &seq,
+        ]);
+        assert_eq!(serde_json::from_str::<Envelope>(&by_id).unwrap(), first);
+        assert_eq!(by_id, by_seq);
+        let traced = run(&[
+            "events",
+            "list",
+            "--store",
+            uri,
+            "--stream",
+            "md:sim:SYM2",
+            "--from-seq",
+            "590",
+            "--json",
+        ]);
+        assert_eq!(traced.lines().count(), 11, "{traced}");
+    }
+    let missing = tapedeck(&["events", "show", "--store", &url, "01NOSUCHEVENT"]);
+    assert_eq!(missing.status.code(), Some(1));
     std::fs::remove_dir_all(back).unwrap();
 }
 

@@ -16,7 +16,7 @@ use tapedeck::runtime::{ModuleKind, Runtime, RuntimeConfig};
 /// What every run reads and how: store, streams, range, parallelism, batching, tolerances.
 #[derive(clap::Args, Debug)]
 pub struct RunArgs {
-    /// Store URI: a file store directory (or file://DIR).
+    /// Store URI: a file store directory (or file://DIR), or postgres://USER@HOST:PORT/DB.
     #[arg(long)]
     pub store: String,
     /// Streams to replay (glob with `*` and `?`).

@@ -14,7 +14,7 @@ use tapedeck::snapshot::{Points, check_or_accept, take};
 /// code is 1; --accept writes the snapshots.
 #[derive(clap::Args, Debug)]
 pub struct Snapshot {
-    /// Store URI: a file store directory (or file://DIR).
+    /// Store URI: a file store directory (or file://DIR), or postgres://USER@HOST:PORT/DB.
     #[arg(long)]
     pub store: String,
     /// The projector module.

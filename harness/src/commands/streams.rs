@@ -7,7 +7,7 @@ use anyhow::Result;
 /// List the streams of a store: key, first/last seq and time, counts by event type.
 #[derive(clap::Args, Debug)]
 pub struct Streams {
-    /// Store URI: a file store directory (or file://DIR).
+    /// Store URI: a file store directory (or file://DIR), or postgres://USER@HOST:PORT/DB.
     #[arg(long)]
     pub store: String,
     /// Only streams matching this glob (`*`, `?`).

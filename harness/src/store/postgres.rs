@@ -58,7 +58,10 @@ pub fn redact(uri: &str) -> String {
 /// new database's URL. For benches and demos: it destroys what the database held.
 pub fn recreate_database(server_url: &str, name: &str) -> Result<String> {
     use sqlx::Connection;
-    if !name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_') {
+    if !name
+        .bytes()
+        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+    {
         return Err(Error::BadStoreUri {
             uri: redact(server_url),
             reason: format!("database name {name:?}: use lowercase letters, digits and _"),
@@ -522,6 +525,17 @@ impl PgStore {
             });
         }
         if opts.exact_seqs {
+            if let Some(d) = duplicates.first() {
+                return Err(Error::BadEvent {
+                    stream: stream.to_string(),
+                    seq: events[d.index].seq,
+                    message: format!(
+                        "has the idempotency key of the event at seq {} ({}) while the rest of its batch is new; \
+                         a copy keeps every event, so give such events distinct `idempotency_key`s",
+                        d.seq, d.event_id
+                    ),
+                });
+            }
             for (n, &i) in keep.iter().enumerate() {
                 let got = last + 1 + n as u64;
                 if events[i].seq != got {
