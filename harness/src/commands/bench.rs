@@ -117,16 +117,8 @@ impl StrategyArgs {
         let path = match self.wasm {
             Some(p) => p,
             None => {
-                let tc = tapedeck_guest_build::detect()?;
-                let out = super::default_guest_target_dir().join("components");
-                std::fs::create_dir_all(&out)?;
-                super::build::build_one(
-                    &tc,
-                    &rt,
-                    &super::repo_guest_dir("ema-cross"),
-                    &super::default_guest_target_dir(),
-                    &out,
-                )?
+                let [ema] = repo_guests(&rt, ["ema-cross"])?;
+                ema
             }
         };
         let module = rt.load(&path)?;
@@ -173,14 +165,8 @@ impl ReplayArgs {
             max_instances: 64,
             ..RuntimeConfig::default()
         })?;
-        let tc = tapedeck_guest_build::detect()?;
+        let [ema, pos] = repo_guests(&rt, ["ema-cross", "positions"])?;
         let target = super::default_guest_target_dir();
-        let out = target.join("components");
-        std::fs::create_dir_all(&out)?;
-        let ema =
-            super::build::build_one(&tc, &rt, &super::repo_guest_dir("ema-cross"), &target, &out)?;
-        let pos =
-            super::build::build_one(&tc, &rt, &super::repo_guest_dir("positions"), &target, &out)?;
         let store = self.store.unwrap_or_else(|| {
             target
                 .parent()
@@ -228,12 +214,7 @@ impl PostgresArgs {
             max_instances: 64,
             ..RuntimeConfig::default()
         })?;
-        let tc = tapedeck_guest_build::detect()?;
-        let target = super::default_guest_target_dir();
-        let out = target.join("components");
-        std::fs::create_dir_all(&out)?;
-        let pos =
-            super::build::build_one(&tc, &rt, &super::repo_guest_dir("positions"), &target, &out)?;
+        let [pos] = repo_guests(&rt, ["positions"])?;
         let store = tapedeck::store::postgres::recreate_database(&self.server, "tapedeck_bench")?;
         tapedeck::store::PgStore::migrate(&store)?;
         let opts = tapedeck::bench::PostgresBenchOptions {
@@ -270,4 +251,24 @@ impl PostgresArgs {
         }
         Ok(ExitCode::SUCCESS)
     }
+}
+
+/// Builds this source tree's guest crates `names` (into the default guest target dir); their
+/// component paths.
+fn repo_guests<const N: usize>(rt: &Runtime, names: [&str; N]) -> Result<[PathBuf; N]> {
+    let tc = tapedeck_guest_build::detect()?;
+    let target = super::default_guest_target_dir();
+    let out = target.join("components");
+    std::fs::create_dir_all(&out)?;
+    let mut paths = Vec::with_capacity(N);
+    for name in names {
+        paths.push(super::build::build_one(
+            &tc,
+            rt,
+            &super::repo_guest_dir(name),
+            &target,
+            &out,
+        )?);
+    }
+    Ok(paths.try_into().expect("one path per name"))
 }

@@ -786,7 +786,8 @@ async fn insert_snapshot(
 }
 
 /// Projection updates over the events just inserted: (event types that touch it, SQL, name).
-/// Binds: $1 stream, $2..$3 seq range, $4..$5 ingested_at_ns range (partition pruning).
+/// Binds: $1 stream, $2..$3 seq range, $4..$5 the batch's ingested_at_ns range (padded by a
+/// second for float rounding; it only lets the planner skip other months' partitions).
 const PROJECTIONS: &[(&[&str], &str, &str)] = &[
     (
         &["fill"],
@@ -799,7 +800,7 @@ const PROJECTIONS: &[(&[&str], &str, &str)] = &[
              coalesce((payload->>'fee')::numeric, 0), occurred_at_ns
          FROM event_log
          WHERE stream_key = $1 AND seq BETWEEN $2 AND $3 AND event_type = 'fill'
-             AND ingested_at_ns BETWEEN $4 AND $5
+             AND ingested_at BETWEEN to_timestamp($4::float8 / 1e9 - 1) AND to_timestamp($5::float8 / 1e9 + 1)
          ORDER BY coalesce(tenant_id, ''), (payload->>'trade_id')::bigint, seq
          ON CONFLICT (tenant_id, exchange_trade_id) DO NOTHING",
         "fills",
@@ -816,7 +817,7 @@ const PROJECTIONS: &[(&[&str], &str, &str)] = &[
              SELECT seq, event_type, instrument, tenant_id, payload,
                  (payload->>'client_order_id')::bigint AS coid
              FROM event_log
-             WHERE stream_key = $1 AND seq BETWEEN $2 AND $3 AND ingested_at_ns BETWEEN $4 AND $5
+             WHERE stream_key = $1 AND seq BETWEEN $2 AND $3 AND ingested_at BETWEEN to_timestamp($4::float8 / 1e9 - 1) AND to_timestamp($5::float8 / 1e9 + 1)
                  AND event_type IN ('order_submitted', 'order_acked', 'order_rejected',
                                     'order_cancelled', 'fill')),
          last AS (
@@ -869,7 +870,7 @@ const PROJECTIONS: &[(&[&str], &str, &str)] = &[
              coalesce((payload->>'realized_pnl')::numeric, 0), seq
          FROM event_log
          WHERE stream_key = $1 AND seq BETWEEN $2 AND $3 AND event_type = 'position'
-             AND ingested_at_ns BETWEEN $4 AND $5
+             AND ingested_at BETWEEN to_timestamp($4::float8 / 1e9 - 1) AND to_timestamp($5::float8 / 1e9 + 1)
          ORDER BY coalesce(instrument, ''), seq DESC
          ON CONFLICT (stream_key, instrument) DO UPDATE SET
              tenant_id = excluded.tenant_id, qty = excluded.qty, avg_price = excluded.avg_price,
@@ -884,7 +885,7 @@ const PROJECTIONS: &[(&[&str], &str, &str)] = &[
              coalesce((payload->>'locked')::numeric, 0), seq
          FROM event_log
          WHERE stream_key = $1 AND seq BETWEEN $2 AND $3 AND event_type = 'balance'
-             AND ingested_at_ns BETWEEN $4 AND $5
+             AND ingested_at BETWEEN to_timestamp($4::float8 / 1e9 - 1) AND to_timestamp($5::float8 / 1e9 + 1)
          ORDER BY coalesce(instrument, ''), seq DESC
          ON CONFLICT (stream_key, asset) DO UPDATE SET
              tenant_id = excluded.tenant_id, total = excluded.total, free = excluded.free,
