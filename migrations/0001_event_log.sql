@@ -25,11 +25,11 @@ CREATE TABLE event_log (
     causation_id    text,
     command_id      text,
     workflow_id     text,
-    -- SHA-256 over tenant + stream + command + normalized payload unless the writer gave one
-    -- (key_derived false). Globally unique through `event_keys`: a unique constraint on a
-    -- partitioned table must contain the partition key, which would make it per month.
-    idempotency_key text        NOT NULL,
-    key_derived     boolean     NOT NULL,
+    -- The idempotency key when the writer gave one; NULL when it is derived (SHA-256 over
+    -- tenant + stream + command + normalized payload, seed 003). Either way its hash is in
+    -- `event_keys`, which makes keys globally unique: a unique constraint on a partitioned
+    -- table must contain the partition key, which would make it unique per month only.
+    idempotency_key text,
     payload         jsonb       NOT NULL CHECK (jsonb_typeof(payload) = 'object'),
     -- The event as a packed guest codec record (layout `packed_layout` in tapedeck_meta):
     -- replay reads these with COPY instead of decoding JSONB.
@@ -44,12 +44,12 @@ CREATE INDEX event_log_tenant ON event_log (tenant_id, stream_key) WHERE tenant_
 -- Ad-hoc containment queries ("all fills with fee above ...", `payload @> '{...}'`).
 CREATE INDEX event_log_payload ON event_log USING gin (payload jsonb_path_ops);
 
--- The global uniqueness of idempotency keys (seed 003: a duplicate returns the existing id).
+-- The global uniqueness of idempotency keys (seed 003: a duplicate returns the existing event).
+-- key_hash is SHA-256 of the key text: 32 bytes whatever the key, so the index stays small.
 CREATE TABLE event_keys (
-    idempotency_key text   PRIMARY KEY,
-    event_id        text   NOT NULL,
-    stream_key      text   NOT NULL,
-    seq             bigint NOT NULL
+    key_hash   bytea  PRIMARY KEY,
+    stream_key text   NOT NULL,
+    seq        bigint NOT NULL
 );
 
 -- Per stream: the last seq (optimistic concurrency compares against it under a row lock).
@@ -115,21 +115,22 @@ CREATE TABLE commands (
     created_at timestamptz NOT NULL DEFAULT now()
 );
 
--- Exchange fills, deduplicated by the venue's trade id (seed 003).
+-- Exchange fills, deduplicated by the venue's trade id (seed 003). Venues number trades per
+-- symbol (Binance's tradeId), so the key is (tenant, instrument, trade id), not the trade id alone.
 CREATE TABLE fills (
     tenant_id         text    NOT NULL DEFAULT '',
+    instrument        text    NOT NULL DEFAULT '',
     exchange_trade_id bigint  NOT NULL,
     stream_key        text    NOT NULL,
     seq               bigint  NOT NULL,
     event_id          text    NOT NULL,
-    instrument        text,
     client_order_id   bigint  NOT NULL,
     side              text    NOT NULL,
     price             numeric NOT NULL,
     qty               numeric NOT NULL,
     fee               numeric NOT NULL,
     occurred_at_ns    bigint  NOT NULL,
-    CONSTRAINT uk_fills_exchange_trade_id UNIQUE (tenant_id, exchange_trade_id)
+    CONSTRAINT uk_fills_exchange_trade_id UNIQUE (tenant_id, instrument, exchange_trade_id)
 );
 CREATE INDEX fills_order ON fills (stream_key, client_order_id);
 

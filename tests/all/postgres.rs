@@ -461,7 +461,7 @@ fn bad_input_is_refused_with_its_line_and_nothing_half_written() {
         sqlx::query(
             "INSERT INTO event_log SELECT 'x', stream_key, 99, 'bogus', instrument, occurred_at_ns,
                  ingested_at_ns, ingested_at, tenant_id, owner_id, workspace_id, project_id,
-                 trace_id, causation_id, command_id, workflow_id, 'k', true, payload, packed
+                 trace_id, causation_id, command_id, workflow_id, 'k', payload, packed
              FROM event_log LIMIT 1",
         )
         .execute(&mut c)
@@ -842,4 +842,80 @@ fn reads_touch_only_the_partitions_that_hold_the_stream() {
         2,
         "one partition per month written"
     );
+}
+
+#[test]
+fn orders_current_agrees_with_the_orders_projector() {
+    let url = db("orders_proj");
+    // Small batches, so orders live across many append transactions.
+    let out = tapedeck(&[
+        "copy",
+        "--from",
+        &fixtures_uri(),
+        "--to",
+        &url,
+        "--batch",
+        "37",
+    ]);
+    assert_eq!(out.status.code(), Some(0));
+    for stream in ["exec:sim:SYM1", "exec:sim:SYM2", "exec:sim:SYM3"] {
+        let out = tapedeck(&[
+            "state",
+            "--store",
+            &fixtures_uri(),
+            "--projector",
+            guests::ORDERS,
+            "--stream",
+            stream,
+        ]);
+        let state: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(state["anomalies"], serde_json::json!([]), "{stream}");
+        let expected: Vec<String> = state["orders"]
+            .as_object()
+            .unwrap()
+            .iter()
+            .map(|(id, o)| {
+                format!(
+                    "{id} {} {} {} {} {} {}",
+                    o["status"].as_str().unwrap(),
+                    o["side"].as_str().unwrap(),
+                    o["qty"],
+                    o["filled_qty"],
+                    o["venue_order_id"],
+                    o["last_seq"]
+                )
+            })
+            .collect();
+        let rows = block_on(async {
+            let mut c = sqlx::PgConnection::connect(&url).await.unwrap();
+            sqlx::query(
+                "SELECT client_order_id::text, status, side, qty::float8, filled_qty::float8,
+                     venue_order_id, last_seq
+                 FROM orders_current WHERE stream_key = $1 ORDER BY client_order_id::text",
+            )
+            .bind(stream)
+            .fetch_all(&mut c)
+            .await
+            .unwrap()
+        });
+        let actual: Vec<String> = rows
+            .iter()
+            .map(|r| {
+                let f = |v: f64| serde_json::json!(v).to_string();
+                format!(
+                    "{} {} {} {} {} {} {}",
+                    r.get::<String, _>(0),
+                    r.get::<String, _>(1),
+                    r.get::<String, _>(2),
+                    f(r.get(3)),
+                    f(r.get(4)),
+                    r.get::<Option<i64>, _>(5)
+                        .map_or("null".into(), |v| v.to_string()),
+                    r.get::<i64, _>(6)
+                )
+            })
+            .collect();
+        assert!(expected.len() > 100, "{stream}: {}", expected.len());
+        assert_eq!(actual, expected, "{stream}");
+    }
 }

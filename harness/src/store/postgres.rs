@@ -472,10 +472,12 @@ impl PgStore {
         let last = last as u64;
 
         // Idempotency: stored keys, then repeats inside the batch.
-        let stored: BTreeMap<String, (String, i64)> = sqlx::query(
-            "SELECT idempotency_key, event_id, seq FROM event_keys WHERE idempotency_key = ANY($1)",
+        let stored: BTreeMap<Vec<u8>, (String, i64)> = sqlx::query(
+            "SELECT k.key_hash, coalesce(e.event_id, ''), k.seq FROM event_keys k
+             LEFT JOIN event_log e ON e.stream_key = k.stream_key AND e.seq = k.seq
+             WHERE k.key_hash = ANY($1)",
         )
-        .bind(&rows.key)
+        .bind(&rows.key_hash)
         .fetch_all(&mut *tx)
         .await
         .map_err(pg(ctx("idempotency keys")))?
@@ -483,17 +485,17 @@ impl PgStore {
         .map(|r| (r.get(0), (r.get(1), r.get(2))))
         .collect();
         let mut duplicates = Vec::new();
-        let mut seen: BTreeMap<&str, (String, u64)> = BTreeMap::new();
+        let mut seen: BTreeMap<&[u8], (String, u64)> = BTreeMap::new();
         let mut keep = Vec::with_capacity(events.len());
         let mut next = last;
-        for (i, key) in rows.key.iter().enumerate() {
+        for (i, key) in rows.key_hash.iter().enumerate() {
             if let Some((id, seq)) = stored.get(key) {
                 duplicates.push(Duplicate {
                     index: i,
                     event_id: id.clone(),
                     seq: *seq as u64,
                 });
-            } else if let Some((id, seq)) = seen.get(key.as_str()) {
+            } else if let Some((id, seq)) = seen.get(key.as_slice()) {
                 duplicates.push(Duplicate {
                     index: i,
                     event_id: id.clone(),
@@ -554,20 +556,18 @@ impl PgStore {
         sqlx::query(
             "INSERT INTO event_log (event_id, stream_key, seq, event_type, instrument, occurred_at_ns,
                  ingested_at_ns, ingested_at, tenant_id, owner_id, workspace_id, project_id,
-                 trace_id, causation_id, command_id, workflow_id, idempotency_key, key_derived,
-                 payload, packed)
+                 trace_id, causation_id, command_id, workflow_id, idempotency_key, payload, packed)
              SELECT u.event_id, $1, u.seq, u.event_type, u.instrument, u.occ, u.ing,
                  to_timestamp(0) + (u.ing / 1000) * interval '1 microsecond',
                  u.tenant_id, u.owner_id, u.workspace_id, u.project_id,
-                 u.trace_id, u.causation_id, u.command_id, u.workflow_id, u.key, u.derived,
+                 u.trace_id, u.causation_id, u.command_id, u.workflow_id, u.key,
                  u.payload::jsonb, u.packed
              FROM unnest($2::text[], $3::bigint[], $4::text[], $5::text[], $6::bigint[],
                  $7::bigint[], $8::text[], $9::text[], $10::text[], $11::text[], $12::text[],
-                 $13::text[], $14::text[], $15::text[], $16::text[], $17::bool[], $18::text[],
-                 $19::bytea[])
+                 $13::text[], $14::text[], $15::text[], $16::text[], $17::text[], $18::bytea[])
              AS u(event_id, seq, event_type, instrument, occ, ing, tenant_id, owner_id,
                  workspace_id, project_id, trace_id, causation_id, command_id, workflow_id, key,
-                 derived, payload, packed)",
+                 payload, packed)",
         )
         .bind(stream)
         .bind(&rows.event_id)
@@ -584,8 +584,7 @@ impl PgStore {
         .bind(&rows.causation_id)
         .bind(&rows.command_id)
         .bind(&rows.workflow_id)
-        .bind(&rows.key)
-        .bind(&rows.derived)
+        .bind(&rows.given_key)
         .bind(&rows.payload)
         .bind(&rows.packed)
         .execute(&mut *tx)
@@ -593,12 +592,11 @@ impl PgStore {
         .map_err(pg(ctx("inserting events")))?;
 
         sqlx::query(
-            "INSERT INTO event_keys (idempotency_key, event_id, stream_key, seq)
-             SELECT k, id, $1, s FROM unnest($2::text[], $3::text[], $4::bigint[]) AS u(k, id, s)",
+            "INSERT INTO event_keys (key_hash, stream_key, seq)
+             SELECT k, $1, s FROM unnest($2::bytea[], $3::bigint[]) AS u(k, s)",
         )
         .bind(stream)
-        .bind(&rows.key)
-        .bind(&rows.event_id)
+        .bind(&rows.key_hash)
         .bind(&rows.seq)
         .execute(&mut *tx)
         .await
@@ -674,21 +672,19 @@ impl PgStore {
             .map_err(pg(ctx("commands")))?;
         }
 
-        let types: BTreeSet<&str> = rows.event_type.iter().map(String::as_str).collect();
-        let range = (
-            first as i64,
-            new_last as i64,
-            rows.ingested_min(),
-            rows.ingested_max(),
-        );
+        let ev = rows.projected();
+        let types: BTreeSet<&str> = ev.event_type.iter().map(String::as_str).collect();
         for (touches, sql, what) in PROJECTIONS {
             if touches.iter().any(|t| types.contains(t)) {
                 sqlx::query(*sql)
                     .bind(stream)
-                    .bind(range.0)
-                    .bind(range.1)
-                    .bind(range.2)
-                    .bind(range.3)
+                    .bind(&ev.seq)
+                    .bind(&ev.event_type)
+                    .bind(&ev.instrument)
+                    .bind(&ev.tenant_id)
+                    .bind(&ev.event_id)
+                    .bind(&ev.payload)
+                    .bind(&ev.occurred)
                     .execute(&mut *tx)
                     .await
                     .map_err(pg(ctx(what)))?;
@@ -785,24 +781,37 @@ async fn insert_snapshot(
     Ok(())
 }
 
-/// Projection updates over the events just inserted: (event types that touch it, SQL, name).
-/// Binds: $1 stream, $2..$3 seq range, $4..$5 the batch's ingested_at_ns range (padded by a
-/// second for float rounding; it only lets the planner skip other months' partitions).
+/// The batch's projection-relevant events as a relation `ev` (binds $2..$8), so projection
+/// updates read the rows in hand rather than the log.
+macro_rules! ev_cte {
+    () => {
+        "WITH ev AS (
+             SELECT * FROM unnest($2::bigint[], $3::text[], $4::text[], $5::text[], $6::text[],
+                 $7::text[]::jsonb[], $8::bigint[])
+             AS u(seq, event_type, instrument, tenant_id, event_id, payload, occurred_at_ns)) "
+    };
+}
+
+/// Projection updates from the events just inserted: (event types that touch it, SQL, name).
+/// Binds: $1 stream, then the `ev` columns.
 const PROJECTIONS: &[(&[&str], &str, &str)] = &[
     (
         &["fill"],
-        "INSERT INTO fills (tenant_id, exchange_trade_id, stream_key, seq, event_id, instrument,
-             client_order_id, side, price, qty, fee, occurred_at_ns)
-         SELECT DISTINCT ON (coalesce(tenant_id, ''), (payload->>'trade_id')::bigint)
-             coalesce(tenant_id, ''), (payload->>'trade_id')::bigint, stream_key, seq, event_id,
-             instrument, (payload->>'client_order_id')::bigint, payload->>'side',
-             (payload->>'price')::numeric, (payload->>'qty')::numeric,
-             coalesce((payload->>'fee')::numeric, 0), occurred_at_ns
-         FROM event_log
-         WHERE stream_key = $1 AND seq BETWEEN $2 AND $3 AND event_type = 'fill'
-             AND ingested_at BETWEEN to_timestamp($4::float8 / 1e9 - 1) AND to_timestamp($5::float8 / 1e9 + 1)
-         ORDER BY coalesce(tenant_id, ''), (payload->>'trade_id')::bigint, seq
-         ON CONFLICT (tenant_id, exchange_trade_id) DO NOTHING",
+        concat!(
+            ev_cte!(),
+            "INSERT INTO fills (tenant_id, instrument, exchange_trade_id, stream_key, seq, event_id,
+                 client_order_id, side, price, qty, fee, occurred_at_ns)
+             SELECT DISTINCT ON (coalesce(tenant_id, ''), coalesce(instrument, ''),
+                     (payload->>'trade_id')::bigint)
+                 coalesce(tenant_id, ''), coalesce(instrument, ''), (payload->>'trade_id')::bigint,
+                 $1, seq, event_id, (payload->>'client_order_id')::bigint, payload->>'side',
+                 (payload->>'price')::numeric, (payload->>'qty')::numeric,
+                 coalesce((payload->>'fee')::numeric, 0), occurred_at_ns
+             FROM ev WHERE event_type = 'fill'
+             ORDER BY coalesce(tenant_id, ''), coalesce(instrument, ''),
+                 (payload->>'trade_id')::bigint, seq
+             ON CONFLICT (tenant_id, instrument, exchange_trade_id) DO NOTHING"
+        ),
         "fills",
     ),
     (
@@ -813,86 +822,116 @@ const PROJECTIONS: &[(&[&str], &str, &str)] = &[
             "order_cancelled",
             "fill",
         ],
-        "WITH ev AS (
-             SELECT seq, event_type, instrument, tenant_id, payload,
-                 (payload->>'client_order_id')::bigint AS coid
-             FROM event_log
-             WHERE stream_key = $1 AND seq BETWEEN $2 AND $3 AND ingested_at BETWEEN to_timestamp($4::float8 / 1e9 - 1) AND to_timestamp($5::float8 / 1e9 + 1)
-                 AND event_type IN ('order_submitted', 'order_acked', 'order_rejected',
-                                    'order_cancelled', 'fill')),
-         last AS (
-             SELECT DISTINCT ON (coid) coid, seq, tenant_id, instrument,
-                 CASE event_type
-                     WHEN 'order_submitted' THEN 'submitted'
-                     WHEN 'order_acked' THEN 'open'
-                     WHEN 'order_rejected' THEN 'rejected'
-                     WHEN 'order_cancelled' THEN 'cancelled'
-                     ELSE CASE WHEN (payload->>'is_final')::boolean THEN 'filled'
-                               ELSE 'partially_filled' END
-                 END AS status
-             FROM ev ORDER BY coid, seq DESC),
-         sub AS (
-             SELECT DISTINCT ON (coid) coid, payload FROM ev
-             WHERE event_type = 'order_submitted' ORDER BY coid, seq DESC),
-         agg AS (
-             SELECT coid,
-                 max((payload->>'venue_order_id')::bigint) FILTER (WHERE event_type = 'order_acked') AS venue,
-                 max(payload->>'reason') FILTER (WHERE event_type = 'order_rejected') AS reason
-             FROM ev GROUP BY coid)
-         INSERT INTO orders_current AS o (stream_key, client_order_id, tenant_id, instrument, side,
-             order_type, price, qty, filled_qty, venue_order_id, status, reason, last_seq)
-         SELECT $1, l.coid, l.tenant_id, l.instrument, s.payload->>'side',
-             s.payload->>'order_type', (s.payload->>'price')::numeric, (s.payload->>'qty')::numeric,
-             coalesce((SELECT sum(f.qty) FROM fills f
-                       WHERE f.stream_key = $1 AND f.client_order_id = l.coid), 0),
-             a.venue, l.status, a.reason, l.seq
-         FROM last l JOIN agg a USING (coid) LEFT JOIN sub s USING (coid)
-         ON CONFLICT (stream_key, client_order_id) DO UPDATE SET
-             tenant_id = coalesce(excluded.tenant_id, o.tenant_id),
-             instrument = coalesce(excluded.instrument, o.instrument),
-             side = coalesce(excluded.side, o.side),
-             order_type = coalesce(excluded.order_type, o.order_type),
-             price = coalesce(excluded.price, o.price),
-             qty = coalesce(excluded.qty, o.qty),
-             filled_qty = excluded.filled_qty,
-             venue_order_id = coalesce(excluded.venue_order_id, o.venue_order_id),
-             status = excluded.status,
-             reason = coalesce(excluded.reason, o.reason),
-             last_seq = excluded.last_seq",
+        concat!(
+            ev_cte!(),
+            ", orders AS (
+                 SELECT seq, event_type, instrument, tenant_id, payload,
+                     (payload->>'client_order_id')::bigint AS coid
+                 FROM ev WHERE event_type IN ('order_submitted', 'order_acked', 'order_rejected',
+                                              'order_cancelled', 'fill')),
+             last AS (
+                 SELECT DISTINCT ON (coid) coid, seq, tenant_id, instrument,
+                     CASE event_type
+                         WHEN 'order_submitted' THEN 'submitted'
+                         WHEN 'order_acked' THEN 'acked'
+                         WHEN 'order_rejected' THEN 'rejected'
+                         WHEN 'order_cancelled' THEN 'cancelled'
+                         ELSE CASE WHEN (payload->>'is_final')::boolean THEN 'filled'
+                                   ELSE 'partially_filled' END
+                     END AS status
+                 FROM orders ORDER BY coid, seq DESC),
+             sub AS (
+                 SELECT DISTINCT ON (coid) coid, payload FROM orders
+                 WHERE event_type = 'order_submitted' ORDER BY coid, seq DESC),
+             agg AS (
+                 SELECT coid,
+                     max((payload->>'venue_order_id')::bigint)
+                         FILTER (WHERE event_type = 'order_acked') AS venue,
+                     max(payload->>'reason') FILTER (WHERE event_type = 'order_rejected') AS reason
+                 FROM orders GROUP BY coid)
+             INSERT INTO orders_current AS o (stream_key, client_order_id, tenant_id, instrument,
+                 side, order_type, price, qty, filled_qty, venue_order_id, status, reason, last_seq)
+             SELECT $1, l.coid, l.tenant_id, l.instrument, s.payload->>'side',
+                 s.payload->>'order_type', (s.payload->>'price')::numeric,
+                 (s.payload->>'qty')::numeric,
+                 coalesce((SELECT sum(f.qty) FROM fills f
+                           WHERE f.stream_key = $1 AND f.client_order_id = l.coid), 0),
+                 a.venue, l.status, a.reason, l.seq
+             FROM last l JOIN agg a USING (coid) LEFT JOIN sub s USING (coid)
+             ON CONFLICT (stream_key, client_order_id) DO UPDATE SET
+                 tenant_id = coalesce(excluded.tenant_id, o.tenant_id),
+                 instrument = coalesce(excluded.instrument, o.instrument),
+                 side = coalesce(excluded.side, o.side),
+                 order_type = coalesce(excluded.order_type, o.order_type),
+                 price = coalesce(excluded.price, o.price),
+                 qty = coalesce(excluded.qty, o.qty),
+                 filled_qty = excluded.filled_qty,
+                 venue_order_id = coalesce(excluded.venue_order_id, o.venue_order_id),
+                 status = excluded.status,
+                 reason = coalesce(excluded.reason, o.reason),
+                 last_seq = excluded.last_seq"
+        ),
         "orders_current",
     ),
     (
         &["position"],
-        "INSERT INTO positions_current (stream_key, instrument, tenant_id, qty, avg_price,
-             realized_pnl, last_seq)
-         SELECT DISTINCT ON (coalesce(instrument, '')) $1, coalesce(instrument, ''), tenant_id,
-             (payload->>'qty')::numeric, (payload->>'avg_price')::numeric,
-             coalesce((payload->>'realized_pnl')::numeric, 0), seq
-         FROM event_log
-         WHERE stream_key = $1 AND seq BETWEEN $2 AND $3 AND event_type = 'position'
-             AND ingested_at BETWEEN to_timestamp($4::float8 / 1e9 - 1) AND to_timestamp($5::float8 / 1e9 + 1)
-         ORDER BY coalesce(instrument, ''), seq DESC
-         ON CONFLICT (stream_key, instrument) DO UPDATE SET
-             tenant_id = excluded.tenant_id, qty = excluded.qty, avg_price = excluded.avg_price,
-             realized_pnl = excluded.realized_pnl, last_seq = excluded.last_seq",
+        concat!(
+            ev_cte!(),
+            "INSERT INTO positions_current (stream_key, instrument, tenant_id, qty, avg_price,
+                 realized_pnl, last_seq)
+             SELECT DISTINCT ON (coalesce(instrument, '')) $1, coalesce(instrument, ''),
+                 tenant_id, (payload->>'qty')::numeric, (payload->>'avg_price')::numeric,
+                 coalesce((payload->>'realized_pnl')::numeric, 0), seq
+             FROM ev WHERE event_type = 'position'
+             ORDER BY coalesce(instrument, ''), seq DESC
+             ON CONFLICT (stream_key, instrument) DO UPDATE SET
+                 tenant_id = excluded.tenant_id, qty = excluded.qty,
+                 avg_price = excluded.avg_price, realized_pnl = excluded.realized_pnl,
+                 last_seq = excluded.last_seq"
+        ),
         "positions_current",
     ),
     (
         &["balance"],
-        "INSERT INTO balances_current (stream_key, asset, tenant_id, total, free, locked, last_seq)
-         SELECT DISTINCT ON (coalesce(instrument, '')) $1, coalesce(instrument, ''), tenant_id,
-             (payload->>'total')::numeric, (payload->>'free')::numeric,
-             coalesce((payload->>'locked')::numeric, 0), seq
-         FROM event_log
-         WHERE stream_key = $1 AND seq BETWEEN $2 AND $3 AND event_type = 'balance'
-             AND ingested_at BETWEEN to_timestamp($4::float8 / 1e9 - 1) AND to_timestamp($5::float8 / 1e9 + 1)
-         ORDER BY coalesce(instrument, ''), seq DESC
-         ON CONFLICT (stream_key, asset) DO UPDATE SET
-             tenant_id = excluded.tenant_id, total = excluded.total, free = excluded.free,
-             locked = excluded.locked, last_seq = excluded.last_seq",
+        concat!(
+            ev_cte!(),
+            "INSERT INTO balances_current (stream_key, asset, tenant_id, total, free, locked,
+                 last_seq)
+             SELECT DISTINCT ON (coalesce(instrument, '')) $1, coalesce(instrument, ''),
+                 tenant_id, (payload->>'total')::numeric, (payload->>'free')::numeric,
+                 coalesce((payload->>'locked')::numeric, 0), seq
+             FROM ev WHERE event_type = 'balance'
+             ORDER BY coalesce(instrument, ''), seq DESC
+             ON CONFLICT (stream_key, asset) DO UPDATE SET
+                 tenant_id = excluded.tenant_id, total = excluded.total, free = excluded.free,
+                 locked = excluded.locked, last_seq = excluded.last_seq"
+        ),
         "balances_current",
     ),
 ];
+
+/// Event types some projection reads.
+const PROJECTED: &[&str] = &[
+    "order_submitted",
+    "order_acked",
+    "order_rejected",
+    "order_cancelled",
+    "fill",
+    "position",
+    "balance",
+];
+
+/// The `ev` relation of the projection updates, as column arrays.
+#[derive(Default)]
+struct Projected {
+    seq: Vec<i64>,
+    event_type: Vec<String>,
+    instrument: Vec<Option<String>>,
+    tenant_id: Vec<Option<String>>,
+    event_id: Vec<String>,
+    payload: Vec<String>,
+    occurred: Vec<i64>,
+}
 
 /// A batch as column arrays for `unnest`.
 #[derive(Default)]
@@ -911,8 +950,10 @@ struct Rows {
     causation_id: Vec<Option<String>>,
     command_id: Vec<Option<String>>,
     workflow_id: Vec<Option<String>>,
-    key: Vec<String>,
-    derived: Vec<bool>,
+    /// SHA-256 of the idempotency key (given or derived).
+    key_hash: Vec<Vec<u8>>,
+    /// The key as the writer gave it (NULL when derived).
+    given_key: Vec<Option<String>>,
     payload: Vec<String>,
     packed: Vec<Vec<u8>>,
 }
@@ -936,9 +977,9 @@ impl Rows {
             r.packed
                 .push(w.records().next().expect("one record").to_vec());
             scratch = w.finish();
-            let (key, derived) = match &e.idempotency_key {
-                Some(k) => (k.clone(), false),
-                None => (idempotency_key(e), true),
+            let key = match &e.idempotency_key {
+                Some(k) => k.clone(),
+                None => idempotency_key(e),
             };
             let Tenancy {
                 tenant_id,
@@ -966,8 +1007,8 @@ impl Rows {
             r.causation_id.push(causation_id);
             r.command_id.push(command_id);
             r.workflow_id.push(workflow_id);
-            r.key.push(key);
-            r.derived.push(derived);
+            r.key_hash.push(Sha256::digest(key.as_bytes()).to_vec());
+            r.given_key.push(e.idempotency_key.clone());
             r.payload.push(payload_value(&e.body).to_string());
         }
         Ok(r)
@@ -1000,19 +1041,28 @@ impl Rows {
         pick(&mut self.causation_id, keep);
         pick(&mut self.command_id, keep);
         pick(&mut self.workflow_id, keep);
-        pick(&mut self.key, keep);
-        pick(&mut self.derived, keep);
+        pick(&mut self.key_hash, keep);
+        pick(&mut self.given_key, keep);
         pick(&mut self.payload, keep);
         pick(&mut self.packed, keep);
         self.seq = (1..=keep.len() as i64).map(|n| last as i64 + n).collect();
     }
 
-    fn ingested_min(&self) -> i64 {
-        self.ingested.iter().copied().min().unwrap_or(0)
-    }
-
-    fn ingested_max(&self) -> i64 {
-        self.ingested.iter().copied().max().unwrap_or(0)
+    /// The rows projections read, as the `ev` columns.
+    fn projected(&self) -> Projected {
+        let mut ev = Projected::default();
+        for i in 0..self.seq.len() {
+            if PROJECTED.contains(&self.event_type[i].as_str()) {
+                ev.seq.push(self.seq[i]);
+                ev.event_type.push(self.event_type[i].clone());
+                ev.instrument.push(self.instrument[i].clone());
+                ev.tenant_id.push(self.tenant_id[i].clone());
+                ev.event_id.push(self.event_id[i].clone());
+                ev.payload.push(self.payload[i].clone());
+                ev.occurred.push(self.occurred[i]);
+            }
+        }
+        ev
     }
 
     /// Per month (first, last seq); per type (count, first, last time); per command (seqs).
@@ -1068,13 +1118,13 @@ impl Rows {
 /// The envelope columns, in the order [`envelope_of`] reads them.
 const ENVELOPE_COLUMNS: &str = "event_id, stream_key, seq, event_type, instrument, occurred_at_ns, \
     ingested_at_ns, tenant_id, owner_id, workspace_id, project_id, trace_id, causation_id, \
-    command_id, workflow_id, idempotency_key, key_derived, payload::text";
+    command_id, workflow_id, idempotency_key, payload::text";
 
 fn envelope_of(r: &PgRow) -> Result<Envelope> {
     let stream: String = r.get(1);
     let seq = r.get::<i64, _>(2) as u64;
     let event_type: String = r.get(3);
-    let payload: String = r.get(17);
+    let payload: String = r.get(16);
     let body: Body = serde_json::from_str(&format!(
         "{{\"event_type\":{},\"payload\":{payload}}}",
         serde_json::Value::String(event_type)
@@ -1103,7 +1153,7 @@ fn envelope_of(r: &PgRow) -> Result<Envelope> {
             command_id: r.get(13),
             workflow_id: r.get(14),
         },
-        idempotency_key: (!r.get::<bool, _>(16)).then(|| r.get(15)),
+        idempotency_key: r.get(15),
         body,
     })
 }
