@@ -256,6 +256,25 @@ fn an_idempotent_retry_returns_the_stored_ids_and_stores_nothing_twice() {
         "the in-batch repeat points at its first copy"
     );
     assert_eq!(scalar(&url, "SELECT count(*) FROM event_log"), 15);
+    // Retried once more, every event points at where it is stored, renumbered ones included.
+    let third = store
+        .append("md:idem", &overlap, AppendOptions::default())
+        .unwrap();
+    let stored = read_all(&store, "md:idem");
+    let got: Vec<(String, u64)> = third
+        .duplicates
+        .iter()
+        .map(|d| (d.event_id.clone(), d.seq))
+        .collect();
+    let want: Vec<(String, u64)> = (5..15)
+        .chain([14])
+        .map(|i| (stored[i].event_id.clone(), stored[i].seq))
+        .collect();
+    assert_eq!(got, want);
+    assert_eq!(
+        want.iter().map(|w| w.1).collect::<Vec<_>>(),
+        vec![6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 15]
+    );
 
     // A stream copied in twice (exact seqs) is a no-op the second time.
     let copy = quotes("md:copied", 20, 500);

@@ -471,42 +471,90 @@ impl PgStore {
         .map_err(pg(ctx("locking the stream")))?;
         let last = last as u64;
 
-        // Idempotency: stored keys, then repeats inside the batch.
-        let stored: BTreeMap<Vec<u8>, (String, i64)> = sqlx::query(
-            "SELECT k.key_hash, coalesce(e.event_id, ''), k.seq FROM event_keys k
-             LEFT JOIN event_log e ON e.stream_key = k.stream_key AND e.seq = k.seq
-             WHERE k.key_hash = ANY($1)",
+        // Idempotency. Repeats inside the batch are found here; then the others' keys are
+        // claimed with the seqs they would get: a key that does not come back was stored
+        // before. (A claim is an insert through the unique index, never a scan of the table.)
+        let mut first_of: BTreeMap<&[u8], usize> = BTreeMap::new();
+        let mut repeats: Vec<(usize, usize)> = Vec::new();
+        let mut candidates: Vec<usize> = Vec::with_capacity(events.len());
+        for (i, key) in rows.key_hash.iter().enumerate() {
+            match first_of.get(key.as_slice()) {
+                Some(&j) => repeats.push((i, j)),
+                None => {
+                    first_of.insert(key, i);
+                    candidates.push(i);
+                }
+            }
+        }
+        let claim_keys: Vec<&[u8]> = candidates.iter().map(|&i| &rows.key_hash[i][..]).collect();
+        let claim_seqs: Vec<i64> = (1..=candidates.len() as i64)
+            .map(|n| last as i64 + n)
+            .collect();
+        let claimed: BTreeSet<Vec<u8>> = sqlx::query_scalar(
+            "INSERT INTO event_keys (key_hash, stream_key, seq)
+             SELECT k, $1, s FROM unnest($2::bytea[], $3::bigint[]) AS u(k, s)
+             ON CONFLICT (key_hash) DO NOTHING
+             RETURNING key_hash",
         )
-        .bind(&rows.key_hash)
+        .bind(stream)
+        .bind(&claim_keys)
+        .bind(&claim_seqs)
         .fetch_all(&mut *tx)
         .await
         .map_err(pg(ctx("idempotency keys")))?
         .into_iter()
-        .map(|r| (r.get(0), (r.get(1), r.get(2))))
         .collect();
-        let mut duplicates = Vec::new();
-        let mut seen: BTreeMap<&[u8], (String, u64)> = BTreeMap::new();
-        let mut keep = Vec::with_capacity(events.len());
-        let mut next = last;
-        for (i, key) in rows.key_hash.iter().enumerate() {
-            if let Some((id, seq)) = stored.get(key) {
-                duplicates.push(Duplicate {
+        let stored_before: Vec<&[u8]> = claim_keys
+            .iter()
+            .copied()
+            .filter(|k| !claimed.contains(*k))
+            .collect();
+        let stored: BTreeMap<Vec<u8>, (String, i64)> = if stored_before.is_empty() {
+            BTreeMap::new()
+        } else {
+            sqlx::query(
+                "SELECT k.key_hash, coalesce(e.event_id, ''), k.seq FROM event_keys k
+                 LEFT JOIN event_log e ON e.stream_key = k.stream_key AND e.seq = k.seq
+                 WHERE k.key_hash = ANY($1)",
+            )
+            .bind(&stored_before)
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(pg(ctx("idempotency keys")))?
+            .into_iter()
+            .map(|r| (r.get(0), (r.get(1), r.get(2))))
+            .collect()
+        };
+        let keep: Vec<usize> = candidates
+            .iter()
+            .copied()
+            .filter(|&i| !stored.contains_key(&rows.key_hash[i]))
+            .collect();
+        // Where each kept event goes, and so what a repeat of it points at.
+        let placed: BTreeMap<usize, u64> = keep
+            .iter()
+            .enumerate()
+            .map(|(n, &i)| (i, last + 1 + n as u64))
+            .collect();
+        // (event, the first event with its key): stored before, or a repeat in this batch.
+        let mut duplicates: Vec<Duplicate> = candidates
+            .iter()
+            .map(|&i| (i, i))
+            .chain(repeats.iter().copied())
+            .filter_map(|(i, j)| {
+                let (event_id, seq) = match stored.get(&rows.key_hash[j]) {
+                    Some((id, seq)) => (id.clone(), *seq as u64),
+                    None if i != j => (rows.event_id[j].clone(), placed[&j]),
+                    None => return None,
+                };
+                Some(Duplicate {
                     index: i,
-                    event_id: id.clone(),
-                    seq: *seq as u64,
-                });
-            } else if let Some((id, seq)) = seen.get(key.as_slice()) {
-                duplicates.push(Duplicate {
-                    index: i,
-                    event_id: id.clone(),
-                    seq: *seq,
-                });
-            } else {
-                next += 1;
-                seen.insert(key, (rows.event_id[i].clone(), next));
-                keep.push(i);
-            }
-        }
+                    event_id,
+                    seq,
+                })
+            })
+            .collect();
+        duplicates.sort_by_key(|d| d.index);
         if keep.is_empty() {
             tx.rollback().await.map_err(pg(ctx("rollback")))?;
             return Ok(AppendOutcome {
@@ -549,6 +597,20 @@ impl PgStore {
                 }
             }
         }
+        if !stored.is_empty() {
+            // The claims assumed no event was stored before; renumber the kept ones.
+            let keys: Vec<&[u8]> = keep.iter().map(|&i| &rows.key_hash[i][..]).collect();
+            let seqs: Vec<i64> = keep.iter().map(|i| placed[i] as i64).collect();
+            sqlx::query(
+                "UPDATE event_keys k SET seq = u.s
+                 FROM unnest($1::bytea[], $2::bigint[]) AS u(h, s) WHERE k.key_hash = u.h",
+            )
+            .bind(&keys)
+            .bind(&seqs)
+            .execute(&mut *tx)
+            .await
+            .map_err(pg(ctx("idempotency keys")))?;
+        }
         rows.retain(&keep, last);
         let first = last + 1;
         let new_last = last + keep.len() as u64;
@@ -590,28 +652,6 @@ impl PgStore {
         .execute(&mut *tx)
         .await
         .map_err(pg(ctx("inserting events")))?;
-
-        sqlx::query(
-            "INSERT INTO event_keys (key_hash, stream_key, seq)
-             SELECT k, $1, s FROM unnest($2::bytea[], $3::bigint[]) AS u(k, s)",
-        )
-        .bind(stream)
-        .bind(&rows.key_hash)
-        .bind(&rows.seq)
-        .execute(&mut *tx)
-        .await
-        .map_err(|e| {
-            if matches!(&e, sqlx::Error::Database(d) if d.is_unique_violation()) {
-                Error::Postgres {
-                    context: ctx("idempotency keys"),
-                    message: "an idempotency key of this batch was stored meanwhile by a writer \
-                              of another stream; retry the batch"
-                        .into(),
-                }
-            } else {
-                pg(ctx("idempotency keys"))(e)
-            }
-        })?;
 
         sqlx::query(
             "UPDATE stream_state SET last_seq = $2, tenant_id = coalesce(tenant_id, $3),
