@@ -690,7 +690,7 @@ fn copy_file_to_postgres_to_file_is_identical() {
 }
 
 #[test]
-fn replay_and_regress_from_postgres_match_the_file_store() {
+fn replay_regress_and_snapshot_checks_from_postgres_match_the_file_store() {
     let url = db("conform");
     let fixtures = fixtures_uri();
     assert_eq!(
@@ -785,6 +785,39 @@ fn replay_and_regress_from_postgres_match_the_file_store() {
             std::fs::remove_dir_all(d).unwrap();
         }
     }
+    // Snapshot tests: accepted from the file store, they check clean against PostgreSQL.
+    let snaps = tmp("snaps");
+    let snaps = snaps.to_str().unwrap();
+    let snapshot = |store: &str, mode: &str| {
+        tapedeck(&[
+            "snapshot",
+            "--store",
+            store,
+            "--projector",
+            guests::ORDERS,
+            "--every",
+            "150",
+            "--snapshots",
+            snaps,
+            mode,
+        ])
+    };
+    assert_eq!(snapshot(&fixtures, "--accept").status.code(), Some(0));
+    let files = std::fs::read_dir(snaps).unwrap().count();
+    assert_eq!(files, 6 * 4, "every 150 of 600 events, 6 streams");
+    let check = snapshot(&url, "--check");
+    assert_eq!(
+        check.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&check.stdout)
+    );
+    assert_eq!(
+        std::fs::read_dir(snaps).unwrap().count(),
+        files,
+        "no .snap.new"
+    );
+    std::fs::remove_dir_all(snaps).unwrap();
 }
 
 #[test]

@@ -133,20 +133,13 @@ pub trait EventSource: Send + Sync {
                 from: q.from_seq.unwrap_or(1),
                 to: u64::MAX,
             };
-            let mut err = None;
-            let r = self.read(&s.key, range, &mut |e| {
+            self.read(&s.key, range, &mut |e| {
                 if left > 0 && q.matches(&e) {
                     left -= 1;
-                    if let Err(x) = f(e) {
-                        err = Some(x);
-                    }
+                    f(e)?;
                 }
                 Ok(())
-            });
-            r?;
-            if let Some(e) = err {
-                return Err(e);
-            }
+            })?;
         }
         Ok(())
     }
