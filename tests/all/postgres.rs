@@ -971,3 +971,38 @@ fn orders_current_agrees_with_the_orders_projector() {
         assert_eq!(actual, expected, "{stream}");
     }
 }
+
+#[test]
+fn stream_keys_with_quotes_backslashes_and_like_wildcards_read_back_exactly() {
+    let url = db("keys");
+    let store = PgStore::connect(&url).unwrap();
+    let keys = [r"md:o'brien\x", "md:100%_a", "md:100x_a"];
+    for (n, key) in keys.iter().enumerate() {
+        store.append_exact(&quotes(key, 5 + n as u64, 100)).unwrap();
+    }
+    for (n, key) in keys.iter().enumerate() {
+        let mut records = 0;
+        store
+            .read_records(key, SeqRange::ALL, &mut |_, _, _| {
+                records += 1;
+                Ok(())
+            })
+            .unwrap();
+        assert_eq!(records, 5 + n, "{key}");
+        assert_eq!(read_all(&store, key).len(), 5 + n, "{key}");
+        let q = tapedeck::store::EventQuery {
+            stream: Some(key.to_string()),
+            limit: 100,
+            ..Default::default()
+        };
+        let mut listed = 0;
+        store
+            .query(&q, &mut |e| {
+                assert_eq!(e.stream_key, *key);
+                listed += 1;
+                Ok(())
+            })
+            .unwrap();
+        assert_eq!(listed, 5 + n, "{key}: `%` and `_` are not wildcards");
+    }
+}

@@ -202,7 +202,7 @@ fn month_of(ns: i64) -> String {
     format!("{}-01", &day[..7])
 }
 
-/// A SQL string literal (standard_conforming_strings is on in every supported server).
+/// A SQL string literal (connections set standard_conforming_strings on: no backslash escapes).
 fn literal(s: &str) -> Result<String> {
     if s.contains('\0') {
         return Err(Error::BadEvent {
@@ -254,9 +254,11 @@ impl PgStore {
         let opts: PgConnectOptions = uri.parse().map_err(|e| bad(format!("{e}")))?;
         // Partition bounds and months are UTC whatever the server's zone. Custom plans always:
         // a generic plan prunes partitions only at executor start, after locking them all.
+        // `literal` relies on standard_conforming_strings (on by default; forced here).
         let opts = opts.options([
             ("timezone", "UTC"),
             ("plan_cache_mode", "force_custom_plan"),
+            ("standard_conforming_strings", "on"),
         ]);
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
