@@ -1,7 +1,6 @@
 //! `tapedeck copy`: streams from one store to another (file ⇄ PostgreSQL), losslessly.
 
 use std::process::ExitCode;
-
 use std::sync::atomic::Ordering;
 
 use anyhow::Result;
