@@ -44,12 +44,16 @@ CREATE INDEX event_log_tenant ON event_log (tenant_id, stream_key) WHERE tenant_
 -- Ad-hoc containment queries ("all fills with fee above ...", `payload @> '{...}'`).
 CREATE INDEX event_log_payload ON event_log USING gin (payload jsonb_path_ops);
 
--- The global uniqueness of idempotency keys (seed 003: a duplicate returns the existing event).
--- key_hash is SHA-256 of the key text: 32 bytes whatever the key, so the index stays small.
+-- One row per event, unpartitioned: the global uniqueness of idempotency keys (seed 003: a
+-- duplicate returns the existing event) and of (stream, seq), which event_log's primary key
+-- can only give per month. key_hash is SHA-256 of the key text: 32 bytes whatever the key.
+-- (stream_key, seq) is deferrable (checked per statement, not per row) so an append can
+-- renumber its rows with one UPDATE whatever order it visits them in.
 CREATE TABLE event_keys (
     key_hash   bytea  PRIMARY KEY,
     stream_key text   NOT NULL,
-    seq        bigint NOT NULL
+    seq        bigint NOT NULL,
+    CONSTRAINT uk_event_keys_stream_seq UNIQUE (stream_key, seq) DEFERRABLE INITIALLY IMMEDIATE
 );
 
 -- Per stream: the last seq (optimistic concurrency compares against it under a row lock).

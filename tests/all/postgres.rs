@@ -276,6 +276,25 @@ fn an_idempotent_retry_returns_the_stored_ids_and_stores_nothing_twice() {
         vec![6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 15]
     );
 
+    // A stored event first, then new ones: the new ones' claims are renumbered down onto
+    // each other's provisional seqs (the (stream, seq) constraint is checked per statement).
+    let tail: Vec<Envelope> = (15..=18)
+        .map(|s| quote("md:idem", s, 100 + s as i64))
+        .collect();
+    let t = store
+        .append("md:idem", &tail, AppendOptions::default())
+        .unwrap();
+    assert_eq!((t.appended, t.first_seq, t.last_seq), (3, Some(16), 18));
+    let seqs: Vec<u64> = read_all(&store, "md:idem").iter().map(|e| e.seq).collect();
+    assert_eq!(seqs, (1..=18).collect::<Vec<_>>());
+    assert_eq!(
+        scalar(
+            &url,
+            "SELECT max(seq) FROM event_keys WHERE stream_key = 'md:idem'"
+        ),
+        18
+    );
+
     // A stream copied in twice (exact seqs) is a no-op the second time.
     let copy = quotes("md:copied", 20, 500);
     store.append_exact(&copy).unwrap();
