@@ -144,23 +144,42 @@ pub struct MonthCoverage {
 /// `request_id` at any depth and sorts keys. An event without a command id (market data) adds
 /// its event type, instrument and event time: without them two equal quotes would be one.
 pub fn idempotency_key(e: &Envelope) -> String {
+    let payload = payload_value(&e.body);
+    derive_key(e, &payload, &payload.to_string())
+}
+
+/// [`idempotency_key`] given the event's payload and its JSON text.
+fn derive_key(e: &Envelope, payload: &serde_json::Value, text: &str) -> String {
+    fn volatile(k: &str) -> bool {
+        k.ends_with("_at") || k == "actor_id" || k == "actor_type" || k == "request_id"
+    }
+    fn any_volatile(v: &serde_json::Value) -> bool {
+        match v {
+            serde_json::Value::Object(m) => m.iter().any(|(k, v)| volatile(k) || any_volatile(v)),
+            serde_json::Value::Array(a) => a.iter().any(any_volatile),
+            _ => false,
+        }
+    }
     fn normalize(v: &mut serde_json::Value) {
         match v {
             serde_json::Value::Object(m) => {
-                m.retain(|k, _| {
-                    !(k.ends_with("_at")
-                        || k == "actor_id"
-                        || k == "actor_type"
-                        || k == "request_id")
-                });
+                m.retain(|k, _| !volatile(k));
                 m.values_mut().for_each(normalize);
             }
             serde_json::Value::Array(a) => a.iter_mut().for_each(normalize),
             _ => {}
         }
     }
-    let mut payload = payload_value(&e.body);
-    normalize(&mut payload);
+    // serde_json's map is ordered, so the text is the canonical form.
+    let normalized;
+    let text = if any_volatile(payload) {
+        let mut p = payload.clone();
+        normalize(&mut p);
+        normalized = p.to_string();
+        &normalized
+    } else {
+        text
+    };
     let mut h = Sha256::new();
     let mut part = |s: &str| {
         h.update((s.len() as u64).to_le_bytes());
@@ -177,13 +196,13 @@ pub fn idempotency_key(e: &Envelope) -> String {
             part(&e.occurred_at.to_string());
         }
     }
-    // serde_json's map is ordered, so this is the canonical form.
-    part(&payload.to_string());
-    let digest = h.finalize();
+    part(text);
+    const HEX: &[u8; 16] = b"0123456789abcdef";
     let mut key = String::with_capacity(5 + 64);
     key.push_str("idem_");
-    for b in digest {
-        key.push_str(&format!("{b:02x}"));
+    for b in h.finalize() {
+        key.push(HEX[(b >> 4) as usize] as char);
+        key.push(HEX[(b & 15) as usize] as char);
     }
     key
 }
@@ -1019,9 +1038,11 @@ impl Rows {
             r.packed
                 .push(w.records().next().expect("one record").to_vec());
             scratch = w.finish();
+            let payload = payload_value(&e.body);
+            let text = payload.to_string();
             let key = match &e.idempotency_key {
                 Some(k) => k.clone(),
-                None => idempotency_key(e),
+                None => derive_key(e, &payload, &text),
             };
             let Tenancy {
                 tenant_id,
@@ -1051,7 +1072,7 @@ impl Rows {
             r.workflow_id.push(workflow_id);
             r.key_hash.push(Sha256::digest(key.as_bytes()).to_vec());
             r.given_key.push(e.idempotency_key.clone());
-            r.payload.push(payload_value(&e.body).to_string());
+            r.payload.push(text);
         }
         Ok(r)
     }
