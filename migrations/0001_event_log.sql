@@ -178,6 +178,15 @@ CREATE TABLE balances_current (
     PRIMARY KEY (stream_key, asset)
 );
 
+-- What could not become an event (an unparseable line of a capture, say): set aside with
+-- where it came from and why, never dropped.
+CREATE TABLE quarantine (
+    id         bigserial   PRIMARY KEY,
+    source     text        NOT NULL,
+    record     jsonb       NOT NULL,
+    created_at timestamptz NOT NULL DEFAULT now()
+);
+
 -- Settings of this store that readers must agree on.
 CREATE TABLE tapedeck_meta (
     key   text PRIMARY KEY,

@@ -16,7 +16,7 @@ use tapedeck_test_guests as guests;
 
 use super::{load, rt, tmp};
 
-fn capture() -> Option<PathBuf> {
+pub(super) fn capture() -> Option<PathBuf> {
     let p = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../../shared/data/binance/spot_btcusdt_20240808.gz");
     if p.is_file() {
@@ -287,7 +287,7 @@ fn a_dropped_diff_is_a_gap_finding_then_a_resync_at_the_next_snapshot() {
     }
 }
 
-fn capture_lines(capture: &Path) -> Vec<String> {
+pub(super) fn capture_lines(capture: &Path) -> Vec<String> {
     use std::io::BufRead;
     std::io::BufReader::new(flate2::read::GzDecoder::new(
         std::fs::File::open(capture).unwrap(),
@@ -297,7 +297,7 @@ fn capture_lines(capture: &Path) -> Vec<String> {
     .collect()
 }
 
-fn write_lines(path: &Path, lines: &[String]) {
+pub(super) fn write_lines(path: &Path, lines: &[String]) {
     let mut f = std::fs::File::create(path).unwrap();
     for l in lines {
         writeln!(f, "{l}").unwrap();
@@ -430,7 +430,7 @@ fn unparseable_lines_are_quarantined_with_file_and_line_and_counted() {
         bodies(&clean_events),
         "nothing else is lost or changed"
     );
-    let q = std::fs::read_to_string(s.quarantine_file.as_ref().unwrap()).unwrap();
+    let q = std::fs::read_to_string(s.quarantined_to.as_ref().unwrap()).unwrap();
     let recs: Vec<Value> = q
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())

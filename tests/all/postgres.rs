@@ -1025,3 +1025,72 @@ fn stream_keys_with_quotes_backslashes_and_like_wildcards_read_back_exactly() {
         assert_eq!(listed, 5 + n, "{key}: `%` and `_` are not wildcards");
     }
 }
+
+#[test]
+fn a_binance_import_into_postgres_equals_the_file_import_and_quarantines_in_a_table() {
+    use super::binance::{capture, capture_lines, write_lines};
+    let capture = capture().expect("the Binance capture in shared/data");
+    let mut lines = capture_lines(&capture);
+    lines.truncate(3000);
+    lines.insert(100, "no timestamp here".into());
+    let dir = tmp("import-src");
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("with-garbage.jsonl");
+    write_lines(&path, &lines);
+    let url = db("import");
+    let file_store = tmp("import-file");
+    for store in [url.as_str(), file_store.to_str().unwrap()] {
+        let out = tapedeck(&[
+            "import",
+            "binance",
+            path.to_str().unwrap(),
+            "--store",
+            store,
+        ]);
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        // A quarantined line makes the import exit 1 (nothing is lost, but look at it).
+        assert_eq!(
+            out.status.code(),
+            Some(1),
+            "{stdout}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(stdout.contains("1 lines quarantined in"), "{stdout}");
+    }
+    let list = |store: &str| {
+        let out = tapedeck(&[
+            "events", "search", "--store", store, "--json", "--limit", "1000000",
+        ]);
+        assert_eq!(out.status.code(), Some(0));
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let from_pg = list(&url);
+    assert!(
+        from_pg.lines().count() > 1000,
+        "{}",
+        from_pg.lines().count()
+    );
+    assert_eq!(from_pg, list(file_store.to_str().unwrap()));
+    let quarantined = block_on(async {
+        let mut c = sqlx::PgConnection::connect(&url).await.unwrap();
+        sqlx::query_scalar::<_, String>(
+            "SELECT record::text FROM quarantine WHERE source = 'import-binance'",
+        )
+        .fetch_all(&mut c)
+        .await
+        .unwrap()
+    });
+    assert_eq!(quarantined.len(), 1);
+    let rec: serde_json::Value = serde_json::from_str(&quarantined[0]).unwrap();
+    assert_eq!(rec["line"], 101);
+    assert_eq!(rec["text"], "no timestamp here");
+    assert!(
+        rec["file"]
+            .as_str()
+            .unwrap()
+            .ends_with("with-garbage.jsonl")
+    );
+    for d in [dir, file_store] {
+        std::fs::remove_dir_all(d).unwrap();
+    }
+}

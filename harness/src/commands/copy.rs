@@ -29,7 +29,7 @@ pub struct Copy {
 impl Copy {
     pub fn run(self) -> Result<ExitCode> {
         let from = tapedeck::store::open(&self.from)?;
-        let mut to = tapedeck::store::open_sink(&self.to)?;
+        let mut to = tapedeck::store::open_writable(&self.to)?;
         let total = from
             .streams()?
             .iter()

@@ -230,7 +230,7 @@ fn append(a: &AppendArgs) -> Result<ExitCode> {
         }
         println!("{stored} events stored, {dups} already stored (idempotent duplicates)");
     } else {
-        let mut store = tapedeck::store::open_sink(&a.store)?;
+        let mut store = tapedeck::store::open_writable(&a.store)?;
         store.append(&events)?;
         println!("{} events stored", events.len());
     }

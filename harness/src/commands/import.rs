@@ -1,4 +1,4 @@
-//! `tapedeck import`: venue captures into a file store.
+//! `tapedeck import`: venue captures into a store.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -6,9 +6,8 @@ use std::process::ExitCode;
 use anyhow::Result;
 
 use tapedeck::import::binance::{Importer, Market};
-use tapedeck::store::{FileStore, FileStoreOptions};
 
-/// Import recorded captures into a file store.
+/// Import recorded captures into a store (a file store, or PostgreSQL).
 #[derive(clap::Args, Debug)]
 pub struct Import {
     #[command(subcommand)]
@@ -28,9 +27,10 @@ pub struct BinanceArgs {
     /// Capture files, oldest first.
     #[arg(required = true)]
     pub files: Vec<PathBuf>,
-    /// The store directory (created if missing).
+    /// Store URI: a file store directory (created if missing), or postgres://USER@HOST:PORT/DB
+    /// (migrated). Unparseable lines are quarantined there.
     #[arg(long)]
-    pub store: PathBuf,
+    pub store: String,
     /// Market of the capture [default: from the content; `pu` in diffs means USD-M futures].
     #[arg(long, value_enum)]
     pub market: Option<Market>,
@@ -52,8 +52,8 @@ impl Import {
 
 impl BinanceArgs {
     fn run(self) -> Result<ExitCode> {
-        let mut store = FileStore::create(&self.store, FileStoreOptions::default())?;
-        let mut importer = Importer::new(&mut store, self.market, self.symbol);
+        let mut store = tapedeck::store::open_writable(&self.store)?;
+        let mut importer = Importer::new(store.as_mut(), self.market, self.symbol);
         for f in &self.files {
             eprintln!("importing {}", f.display());
             importer.import_file(f)?;
@@ -62,12 +62,7 @@ impl BinanceArgs {
         if self.json {
             println!("{}", serde_json::to_string_pretty(&s)?);
         } else {
-            println!(
-                "{} lines, {} events into {}",
-                s.lines,
-                s.events,
-                self.store.display()
-            );
+            println!("{} lines, {} events into {}", s.lines, s.events, self.store);
             for (stream, counts) in &s.by_stream {
                 let c: Vec<String> = counts.iter().map(|(k, v)| format!("{k} {v}")).collect();
                 println!("  {stream}: {}", c.join(", "));
@@ -86,7 +81,7 @@ impl BinanceArgs {
                 println!(
                     "  {} lines quarantined in {}",
                     s.quarantined,
-                    s.quarantine_file.as_ref().unwrap().display()
+                    s.quarantined_to.as_deref().unwrap_or("?")
                 );
             }
         }

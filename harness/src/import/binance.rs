@@ -8,19 +8,20 @@
 //! is the previous `u` (USD-M futures). A break is a gap: it is recorded in the stream (a
 //! `custom` event of type `book_gap`, which the `book` projector treats as "book unknown"),
 //! reported as a finding, and the book resyncs at the next snapshot. Lines that cannot be
-//! parsed go to `quarantine/` with their file and line number.
+//! parsed are quarantined in the store (`quarantine/` of a file store, the `quarantine` table
+//! in PostgreSQL) with their file and line number.
 
 use std::collections::BTreeMap;
 use std::fs::File;
-use std::io::{BufRead, BufReader, Read, Write};
-use std::path::{Path, PathBuf};
+use std::io::{BufRead, BufReader, Read};
+use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::error::{Error, Result};
 use crate::event::{Body, Dec, Envelope, LevelPair, SideName};
-use crate::store::{EventSink, EventSource, FileStore, SeqRange};
+use crate::store::{SeqRange, Store};
 
 /// Which Binance market a capture is from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
@@ -67,7 +68,8 @@ pub struct ImportSummary {
     pub snapshots: u64,
     pub gaps: Vec<GapFinding>,
     pub quarantined: u64,
-    pub quarantine_file: Option<PathBuf>,
+    /// Where quarantined lines went (a file of the file store, a table in PostgreSQL).
+    pub quarantined_to: Option<String>,
 }
 
 /// Per stream: the next seq and the book's sync state.
@@ -95,13 +97,12 @@ const MAX_PENDING: usize = 10_000;
 const APPEND_BATCH: usize = 8192;
 
 pub struct Importer<'s> {
-    store: &'s mut FileStore,
+    store: &'s mut dyn Store,
     market: Option<Market>,
     symbol: Option<String>,
     streams: BTreeMap<String, StreamState>,
     out: Vec<Envelope>,
     summary: ImportSummary,
-    quarantine: Option<File>,
 }
 
 fn levels(v: &Value) -> std::result::Result<Vec<LevelPair>, String> {
@@ -136,7 +137,7 @@ fn dec_of(v: &Value, k: &str) -> std::result::Result<Dec, String> {
 
 impl<'s> Importer<'s> {
     /// `market` and `symbol` override what the capture says (needed only when it cannot say).
-    pub fn new(store: &'s mut FileStore, market: Option<Market>, symbol: Option<String>) -> Self {
+    pub fn new(store: &'s mut dyn Store, market: Option<Market>, symbol: Option<String>) -> Self {
         Importer {
             store,
             market,
@@ -144,7 +145,6 @@ impl<'s> Importer<'s> {
             streams: BTreeMap::new(),
             out: Vec::new(),
             summary: ImportSummary::default(),
-            quarantine: None,
         }
     }
 
@@ -188,22 +188,9 @@ impl<'s> Importer<'s> {
 
     fn quarantine(&mut self, file: &str, line: u64, text: &str, error: &str) -> Result<()> {
         self.summary.quarantined += 1;
-        if self.quarantine.is_none() {
-            let dir = self.store.root().join("quarantine");
-            std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
-            let path = dir.join("import-binance.jsonl");
-            let f = std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(&path)
-                .map_err(|e| Error::io(&path, e))?;
-            self.summary.quarantine_file = Some(path);
-            self.quarantine = Some(f);
-        }
         let rec = serde_json::json!({ "file": file, "line": line, "error": error, "text": text });
-        let path = self.summary.quarantine_file.clone().unwrap();
-        let f = self.quarantine.as_mut().unwrap();
-        writeln!(f, "{rec}").map_err(|e| Error::io(&path, e))
+        self.summary.quarantined_to = Some(self.store.quarantine("import-binance", &rec)?);
+        Ok(())
     }
 
     fn flush(&mut self) -> Result<()> {
@@ -213,9 +200,6 @@ impl<'s> Importer<'s> {
         self.store.append(&self.out)?;
         self.summary.events += self.out.len() as u64;
         self.out.clear();
-        if let Some(q) = self.quarantine.as_mut() {
-            let _ = q.sync_data();
-        }
         Ok(())
     }
 

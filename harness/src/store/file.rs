@@ -360,6 +360,20 @@ impl EventSink for FileStore {
         bytes.push(b'\n');
         crate::runtime::write_atomic(&path, &bytes)
     }
+
+    fn quarantine(&mut self, source: &str, record: &serde_json::Value) -> Result<String> {
+        use std::io::Write;
+        let dir = self.root.join("quarantine");
+        io(&dir, fs::create_dir_all(&dir))?;
+        let path = dir.join(format!("{}.jsonl", escape(source)));
+        let mut f = io(
+            &path,
+            fs::OpenOptions::new().create(true).append(true).open(&path),
+        )?;
+        io(&path, writeln!(f, "{record}"))?;
+        io(&path, f.sync_data())?;
+        Ok(path.display().to_string())
+    }
 }
 
 /// Directory entries sorted by name (empty if the directory does not exist).

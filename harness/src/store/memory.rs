@@ -10,6 +10,8 @@ use crate::event::Envelope;
 pub struct MemoryStore {
     streams: BTreeMap<String, Vec<Envelope>>,
     snapshots: BTreeMap<String, Vec<StoredSnapshot>>,
+    /// What was set aside, by source.
+    pub quarantined: Vec<(String, serde_json::Value)>,
 }
 
 impl MemoryStore {
@@ -81,5 +83,10 @@ impl EventSink for MemoryStore {
         v.push(s.clone());
         v.sort_by(|a, b| (a.seq, &a.projector).cmp(&(b.seq, &b.projector)));
         Ok(())
+    }
+
+    fn quarantine(&mut self, source: &str, record: &serde_json::Value) -> Result<String> {
+        self.quarantined.push((source.to_string(), record.clone()));
+        Ok("memory".into())
     }
 }

@@ -221,7 +221,17 @@ pub trait EventSink {
     fn append(&mut self, events: &[Envelope]) -> Result<()>;
 
     fn put_snapshot(&mut self, snapshot: &StoredSnapshot) -> Result<()>;
+
+    /// Sets aside what could not become an event (an unparseable line of a capture, say)
+    /// instead of dropping it; `source` names what produced it (`import-binance`). Durable when
+    /// it returns. Returns where it went, for summaries.
+    fn quarantine(&mut self, source: &str, record: &serde_json::Value) -> Result<String>;
 }
+
+/// A store that is read and written (imports continue what it holds).
+pub trait Store: EventSource + EventSink {}
+
+impl<T: EventSource + EventSink> Store for T {}
 
 /// Checks that `events` continue each stream gaplessly from `last` (updated on success only).
 pub(crate) fn check_seqs(
@@ -304,8 +314,9 @@ pub fn open(uri: &str) -> Result<Box<dyn EventSource>> {
     Ok(Box::new(FileStore::open(file_path(uri)?)?))
 }
 
-/// Opens a store to write to: PostgreSQL (migrated), or a file store (created if missing).
-pub fn open_sink(uri: &str) -> Result<Box<dyn EventSink>> {
+/// Opens a store to read and write: PostgreSQL (migrated), or a file store (created if
+/// missing).
+pub fn open_writable(uri: &str) -> Result<Box<dyn Store>> {
     if postgres::is_postgres_uri(uri) {
         return Ok(Box::new(PgStore::connect(uri)?));
     }

@@ -601,8 +601,10 @@ impl PgStore {
                     stream: stream.to_string(),
                     seq: events[d.index].seq,
                     message: format!(
-                        "has the idempotency key of the event at seq {} ({}) while the rest of its batch is new; \
-                         a copy keeps every event, so give such events distinct `idempotency_key`s",
+                        "has the idempotency key of the event at seq {} ({}) (stored, or earlier in this batch) while others of its \
+                         batch are new, and a batch with fixed seqs cannot skip it: if this re-imports data \
+                         the store holds, it has nothing to add; otherwise give such events distinct \
+                         `idempotency_key`s. Nothing was written",
                         d.seq, d.event_id
                     ),
                 });
@@ -1549,6 +1551,21 @@ impl EventSink for PgStore {
             insert_snapshot(&mut tx, s, tenant.as_deref()).await?;
             tx.commit().await.map_err(pg(ctx))
         })
+    }
+
+    fn quarantine(&mut self, source: &str, record: &serde_json::Value) -> Result<String> {
+        self.rt
+            .block_on(
+                sqlx::query("INSERT INTO quarantine (source, record) VALUES ($1, $2::jsonb)")
+                    .bind(source)
+                    .bind(record.to_string())
+                    .execute(&self.pool),
+            )
+            .map_err(pg(format!("quarantining a {source} record")))?;
+        Ok(format!(
+            "table quarantine of {} (source {source})",
+            self.uri
+        ))
     }
 }
 
