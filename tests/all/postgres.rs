@@ -583,11 +583,23 @@ fn partition_coverage_is_reported_and_created() {
         "2",
     ]);
     assert_eq!(check("2"), (Some(0), 3, 0));
-    // An unmigrated database says what to do.
+    // An unmigrated database says what to do, and so does one migrated by a newer tapedeck.
     let bare = empty_db("parts_bare");
     let out = tapedeck(&["partitions", "check", "--store", &bare]);
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("run `tapedeck migrate --store"));
+    sql(
+        &url,
+        "INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time)
+         VALUES (9999, 'from the future', true, '\\x00', 0)",
+    );
+    let out = tapedeck(&["streams", "--store", &url]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr.contains("migration 9999, newer than this tapedeck knows"),
+        "{stderr}"
+    );
 }
 
 fn sorted_log_lines(store: &Path) -> Vec<String> {

@@ -300,30 +300,53 @@ impl PgStore {
     /// run `tapedeck migrate`.
     pub fn connect(uri: &str) -> Result<Self> {
         let (rt, pool) = Self::pool(uri)?;
-        let layout: Option<Option<String>> = rt
+        let schema: Option<(Option<i64>, Option<String>)> = rt
             .block_on(async {
-                let present: bool =
-                    sqlx::query_scalar("SELECT to_regclass('tapedeck_meta') IS NOT NULL")
-                        .fetch_one(&pool)
-                        .await?;
+                let present: bool = sqlx::query_scalar(
+                    "SELECT to_regclass('tapedeck_meta') IS NOT NULL
+                         AND to_regclass('_sqlx_migrations') IS NOT NULL",
+                )
+                .fetch_one(&pool)
+                .await?;
                 if !present {
                     return Ok(None);
                 }
-                sqlx::query_scalar("SELECT value FROM tapedeck_meta WHERE key = $1")
+                let version =
+                    sqlx::query_scalar("SELECT max(version) FROM _sqlx_migrations WHERE success")
+                        .fetch_one(&pool)
+                        .await?;
+                let layout = sqlx::query_scalar("SELECT value FROM tapedeck_meta WHERE key = $1")
                     .bind(LAYOUT_KEY)
                     .fetch_optional(&pool)
-                    .await
-                    .map(Some)
+                    .await?;
+                Ok(Some((version, layout)))
             })
             .map_err(pg("reading the schema version"))?;
-        let Some(layout) = layout else {
-            return Err(Error::BadStoreUri {
-                uri: redact(uri),
-                reason: format!(
+        let refuse = |reason: String| Error::BadStoreUri {
+            uri: redact(uri),
+            reason,
+        };
+        let ours = MIGRATIONS.last().map_or(0, |m| m.0);
+        let layout = match schema {
+            None => {
+                return Err(refuse(format!(
                     "no tapedeck schema in this database; run `tapedeck migrate --store {}`",
                     redact(uri)
-                ),
-            });
+                )));
+            }
+            Some((version, _)) if version.unwrap_or(0) < ours => {
+                return Err(refuse(format!(
+                    "the schema is at migration {}, this tapedeck needs {ours}; run `tapedeck migrate --store {}`",
+                    version.unwrap_or(0),
+                    redact(uri)
+                )));
+            }
+            Some((Some(version), _)) if version > ours => {
+                return Err(refuse(format!(
+                    "the schema is at migration {version}, newer than this tapedeck knows ({ours}); use a newer tapedeck"
+                )));
+            }
+            Some((_, layout)) => layout,
         };
         Ok(PgStore {
             rt,
