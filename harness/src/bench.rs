@@ -357,10 +357,7 @@ pub fn postgres_bench(
                             let o = store.append(
                                 &chunk[0].stream_key,
                                 chunk,
-                                AppendOptions {
-                                    expected: Some(last),
-                                    ..Default::default()
-                                },
+                                AppendOptions::expecting(last),
                             )?;
                             last = o.last_seq;
                         }

@@ -128,14 +128,7 @@ fn two_writers_racing_on_a_stream_give_one_conflict_a_retry_and_a_gapless_stream
             std::thread::spawn(move || {
                 let batch = quotes("md:race", 50, bid0);
                 barrier.wait();
-                let first = store.append(
-                    "md:race",
-                    &batch,
-                    AppendOptions {
-                        expected: Some(0),
-                        ..Default::default()
-                    },
-                );
+                let first = store.append("md:race", &batch, AppendOptions::expecting(0));
                 (bid0, batch, first)
             })
         })
@@ -164,14 +157,7 @@ fn two_writers_racing_on_a_stream_give_one_conflict_a_retry_and_a_gapless_stream
     );
     // The loser retries from the seq the conflict reported.
     let retry = store
-        .append(
-            "md:race",
-            loser_batch,
-            AppendOptions {
-                expected: Some(*actual),
-                ..Default::default()
-            },
-        )
+        .append("md:race", loser_batch, AppendOptions::expecting(*actual))
         .unwrap();
     assert_eq!(
         (retry.appended, retry.first_seq, retry.last_seq),
@@ -210,14 +196,7 @@ fn an_idempotent_retry_returns_the_stored_ids_and_stores_nothing_twice() {
     // The same batch again, with the writer's stale expectation (its commit reply was lost):
     // not a conflict, nothing stored, every event reported with the stored id.
     let again = store
-        .append(
-            "md:idem",
-            &batch,
-            AppendOptions {
-                expected: Some(0),
-                ..Default::default()
-            },
-        )
+        .append("md:idem", &batch, AppendOptions::expecting(0))
         .unwrap();
     assert_eq!(
         (again.appended, again.first_seq, again.last_seq),
@@ -237,14 +216,7 @@ fn an_idempotent_retry_returns_the_stored_ids_and_stores_nothing_twice() {
         .collect();
     overlap.push(overlap.last().unwrap().clone());
     let o = store
-        .append(
-            "md:idem",
-            &overlap,
-            AppendOptions {
-                expected: Some(10),
-                ..Default::default()
-            },
-        )
+        .append("md:idem", &overlap, AppendOptions::expecting(10))
         .unwrap();
     assert_eq!((o.appended, o.first_seq, o.last_seq), (5, Some(11), 15));
     assert_eq!(
@@ -382,11 +354,7 @@ fn append_updates_projections_and_commits_its_snapshot_in_one_transaction() {
         .append(
             "exec:tx",
             &order_events("exec:tx", 1, 1, 500),
-            AppendOptions {
-                expected: Some(0),
-                snapshot: Some(&snap),
-                ..Default::default()
-            },
+            AppendOptions::expecting(0).with_snapshot(&snap),
         )
         .unwrap();
     assert_eq!(o.appended, 6);
@@ -425,11 +393,7 @@ fn append_updates_projections_and_commits_its_snapshot_in_one_transaction() {
         .append(
             "exec:tx",
             &order_events("exec:tx", 8, 2, 900),
-            AppendOptions {
-                expected: Some(7),
-                snapshot: Some(&bad),
-                ..Default::default()
-            },
+            AppendOptions::expecting(7).with_snapshot(&bad),
         )
         .unwrap_err();
     assert!(err.to_string().contains("nothing was written"), "{err}");

@@ -106,6 +106,24 @@ pub struct AppendOptions<'a> {
     pub snapshot: Option<&'a StoredSnapshot>,
 }
 
+impl<'a> AppendOptions<'a> {
+    /// Optimistic concurrency: append only if the stream ends at `seq`.
+    pub fn expecting(seq: u64) -> Self {
+        AppendOptions {
+            expected: Some(seq),
+            ..Default::default()
+        }
+    }
+
+    /// Commit `snapshot` with the events.
+    pub fn with_snapshot(self, snapshot: &'a StoredSnapshot) -> Self {
+        AppendOptions {
+            snapshot: Some(snapshot),
+            ..self
+        }
+    }
+}
+
 /// What an append did.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct AppendOutcome {
