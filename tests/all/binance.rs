@@ -463,3 +463,34 @@ fn unparseable_lines_are_quarantined_with_file_and_line_and_counted() {
         let _ = std::fs::remove_dir_all(d);
     }
 }
+
+#[test]
+fn overlapping_and_repeated_imports_store_each_event_once() {
+    let Some(capture) = capture() else { return };
+    let lines = capture_lines(&capture);
+    let dir = tmp("overlap-src");
+    std::fs::create_dir_all(&dir).unwrap();
+    let part = dir.join("first-60pct.jsonl");
+    write_lines(&part, &lines[..lines.len() * 6 / 10]);
+    let (_, whole_events) = import(&[&capture], &tmp("overlap-whole"));
+    let store = tmp("overlap");
+    let (first, _) = import(&[&part], &store);
+    assert_eq!(first.already_stored, 0);
+    // The whole capture after its first 60%: only the rest is new.
+    let (second, after_second) = import(&[&capture], &store);
+    assert_eq!(second.already_stored as usize, lines.len() * 6 / 10);
+    assert_eq!(first.events + second.events, whole_events.len() as u64);
+    assert_eq!(bodies(&after_second), bodies(&whole_events));
+    assert!(second.gaps.is_empty(), "{:?}", second.gaps);
+    // And again: nothing to add.
+    let (third, after_third) = import(&[&capture], &store);
+    assert_eq!(
+        (third.events, third.already_stored as usize),
+        (0, lines.len())
+    );
+    assert_eq!(after_third, after_second);
+    for d in [dir, store] {
+        std::fs::remove_dir_all(d).unwrap();
+    }
+    tmp("overlap-whole");
+}

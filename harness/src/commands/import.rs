@@ -18,7 +18,9 @@ pub struct Import {
 pub enum Source {
     /// Binance combined-stream captures (`<local_ts_ns> <json>` lines, gzip or plain):
     /// depthUpdate, bookTicker, trade, and REST depth snapshots. Files of one stream are
-    /// imported in the order given and the book continues across them.
+    /// imported in the order given and the book continues across them. A stream the store
+    /// holds already is continued: lines recorded at or before its last stored event are
+    /// skipped (and counted), so re-running an import adds nothing.
     Binance(BinanceArgs),
 }
 
@@ -71,6 +73,12 @@ impl BinanceArgs {
                 "  snapshots {}, superseded diffs {}, unsynced diffs {}",
                 s.snapshots, s.superseded_diffs, s.unsynced_diffs
             );
+            if s.already_stored > 0 {
+                println!(
+                    "  {} lines skipped: recorded at or before what the store already held for their stream",
+                    s.already_stored
+                );
+            }
             for g in &s.gaps {
                 println!(
                     "  GAP {} at {}:{}: expected {}, got {} (recorded as seq {})",

@@ -67,6 +67,9 @@ pub struct ImportSummary {
     pub unsynced_diffs: u64,
     pub snapshots: u64,
     pub gaps: Vec<GapFinding>,
+    /// Lines recorded at or before the last event the store held for their stream (imported
+    /// before: a re-run or an overlapping capture), skipped.
+    pub already_stored: u64,
     pub quarantined: u64,
     /// Where quarantined lines went (a file of the file store, a table in PostgreSQL).
     pub quarantined_to: Option<String>,
@@ -76,6 +79,9 @@ pub struct ImportSummary {
 #[derive(Debug, Default)]
 struct StreamState {
     next_seq: u64,
+    /// The latest capture time (ingested_at) the store holds for this stream: lines recorded
+    /// at or before it were imported before and are skipped.
+    stored_until: Option<i64>,
     /// The last applied update id while in sync.
     last_u: Option<u64>,
     /// A snapshot we have, whose first straddling diff has not come yet.
@@ -214,6 +220,7 @@ impl<'s> Importer<'s> {
                 st.next_seq = info.last_seq + 1;
                 // Continue the book from its last update id, unless it ended on a gap.
                 self.store.read(key, SeqRange::ALL, &mut |e| {
+                    st.stored_until = Some(st.stored_until.unwrap_or(i64::MIN).max(e.ingested_at));
                     match e.body {
                         Body::BookSnapshot { update_id, .. } => st.last_u = Some(update_id),
                         Body::BookDelta {
@@ -230,6 +237,16 @@ impl<'s> Importer<'s> {
             self.streams.insert(key.to_string(), st);
         }
         Ok(self.streams.get_mut(key).unwrap())
+    }
+
+    /// Whether a line of `key` recorded at `local` is in the store already (counted if so).
+    fn imported_before(&mut self, key: &str, local: i64) -> std::result::Result<bool, String> {
+        let st = self.state(key).map_err(|e| e.to_string())?;
+        let before = st.stored_until.is_some_and(|t| local <= t);
+        if before {
+            self.summary.already_stored += 1;
+        }
+        Ok(before)
     }
 
     fn emit(&mut self, key: &str, occurred_at: i64, ingested_at: i64, body: Body) -> Result<u64> {
@@ -275,6 +292,9 @@ impl<'s> Importer<'s> {
                 .clone()
                 .ok_or("a REST snapshot before any message naming the symbol: pass --symbol")?;
             let key = self.key(market, &symbol);
+            if self.imported_before(&key, local)? {
+                return Ok(());
+            }
             return self
                 .snapshot(&key, local, id, bids, asks)
                 .map_err(|e| e.to_string());
@@ -298,6 +318,9 @@ impl<'s> Importer<'s> {
             self.market = Some(market);
         }
         let key = self.key(market, &symbol);
+        if self.imported_before(&key, local)? {
+            return Ok(());
+        }
         let event_ms = data
             .get("E")
             .and_then(Value::as_i64)
