@@ -41,7 +41,7 @@ CREATE INDEX event_log_type_time ON event_log (event_type, occurred_at_ns);
 CREATE INDEX event_log_event_id ON event_log (event_id);
 CREATE INDEX event_log_trace ON event_log (trace_id) WHERE trace_id IS NOT NULL;
 CREATE INDEX event_log_tenant ON event_log (tenant_id, stream_key) WHERE tenant_id IS NOT NULL;
--- Ad-hoc containment queries ("all fills with fee above ...", `payload @> '{...}'`).
+-- Ad-hoc containment queries ("all buy fills": `payload @> '{"side": "buy"}'`).
 CREATE INDEX event_log_payload ON event_log USING gin (payload jsonb_path_ops);
 
 -- One row per event, unpartitioned: the global uniqueness of idempotency keys (seed 003: a
