@@ -424,23 +424,24 @@ impl crate::store::EventSource for NaivePg<'_> {
         range: crate::store::SeqRange,
         f: &mut dyn FnMut(crate::event::Envelope) -> Result<()>,
     ) -> Result<()> {
+        use crate::store::postgres::{clamp, pg};
         use futures_util::TryStreamExt;
         use sqlx::Row;
         use sqlx::types::Json;
-        let err = |e: sqlx::Error| crate::Error::Postgres {
-            context: format!("naive read of {stream}"),
-            message: e.to_string(),
-        };
         self.0.block_on(async {
             let mut rows = sqlx::query(
                 "SELECT event_id, seq, occurred_at_ns, ingested_at_ns, instrument, event_type, payload
                  FROM event_log WHERE stream_key = $1 AND seq BETWEEN $2 AND $3 ORDER BY seq",
             )
             .bind(stream)
-            .bind(range.from.min(i64::MAX as u64) as i64)
-            .bind(range.to.min(i64::MAX as u64) as i64)
+            .bind(clamp(range.from))
+            .bind(clamp(range.to))
             .fetch(self.0.pg_pool());
-            while let Some(r) = rows.try_next().await.map_err(err)? {
+            while let Some(r) = rows
+                .try_next()
+                .await
+                .map_err(|e| pg(format!("naive read of {stream}"))(e))?
+            {
                 let Json(payload): Json<serde_json::Value> = r.get(6);
                 let event_type: String = r.get(5);
                 let seq = r.get::<i64, _>(1) as u64;

@@ -13,11 +13,37 @@ use crate::replay::{Finding, Plugin, ReplayOptions, ReplayReport};
 use crate::runtime::RuntimeConfig;
 
 /// Wall-clock facts of a run: the only fields allowed to differ between identical runs.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize)]
 pub struct Timing {
     pub started_at_unix_ms: u128,
     pub elapsed_ms: u128,
     pub jobs: usize,
+}
+
+/// Reads the wall clock for a run's [`Timing`] (commands only: nothing else may see it).
+#[derive(Debug)]
+pub struct Stopwatch {
+    started_at_unix_ms: u128,
+    t0: std::time::Instant,
+}
+
+impl Stopwatch {
+    pub fn start() -> Self {
+        Stopwatch {
+            started_at_unix_ms: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis()),
+            t0: std::time::Instant::now(),
+        }
+    }
+
+    pub fn timing(&self, jobs: usize) -> Timing {
+        Timing {
+            started_at_unix_ms: self.started_at_unix_ms,
+            elapsed_ms: self.t0.elapsed().as_millis(),
+            jobs,
+        }
+    }
 }
 
 /// The run card: everything that determines the results.
@@ -90,11 +116,7 @@ pub fn write_run_dir(
         "events": report.events(),
         "streams": streams,
         "findings": findings.len(),
-        "timing": {
-            "started_at_unix_ms": timing.started_at_unix_ms as u64,
-            "elapsed_ms": timing.elapsed_ms as u64,
-            "jobs": timing.jobs,
-        },
+        "timing": timing,
     });
     w("summary.json", pretty(&summary))?;
     w("config.json", pretty(card))?;
@@ -305,11 +327,7 @@ pub fn write_regress_dir(
         "baseline": r.baseline,
         "candidate": r.candidate,
         "streams": streams,
-        "timing": {
-            "started_at_unix_ms": timing.started_at_unix_ms as u64,
-            "elapsed_ms": timing.elapsed_ms as u64,
-            "jobs": timing.jobs,
-        },
+        "timing": timing,
     });
     w("summary.json", pretty(&summary))?;
     w("config.json", pretty(card))?;

@@ -8,7 +8,7 @@ use std::sync::{Arc, Barrier, OnceLock};
 use sqlx::{AssertSqlSafe, Connection, Row};
 use tapedeck::Error;
 use tapedeck::event::{Body, Dec, Envelope, LiquidityName, OrderTypeName, SideName, TifName};
-use tapedeck::store::postgres::AppendOptions;
+use tapedeck::store::postgres::{AppendOptions, recreate_database};
 use tapedeck::store::{EventSource, PgStore, SeqRange, StoredSnapshot};
 use tapedeck_test_guests as guests;
 
@@ -57,12 +57,7 @@ fn sql(url: &str, statement: &str) {
 
 /// A fresh, empty database `td_<name>`; its URL.
 fn empty_db(name: &str) -> String {
-    let admin = server();
-    let db = format!("td_{name}");
-    sql(admin, &format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"));
-    sql(admin, &format!("CREATE DATABASE {db}"));
-    let (base, _) = admin.rsplit_once('/').unwrap();
-    format!("{base}/{db}")
+    recreate_database(server(), &format!("td_{name}")).unwrap()
 }
 
 /// A fresh, migrated database; its URL.

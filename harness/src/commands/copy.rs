@@ -30,17 +30,13 @@ impl Copy {
     pub fn run(self) -> Result<ExitCode> {
         let from = tapedeck::store::open(&self.from)?;
         let mut to = tapedeck::store::open_writable(&self.to)?;
-        let total = from
-            .streams()?
-            .iter()
-            .filter(|s| tapedeck::store::glob_match(&self.streams, &s.key))
-            .map(|s| s.events())
-            .sum();
-        let progress = Progress::start("copy", total);
+        let mut streams = from.streams()?;
+        streams.retain(|s| tapedeck::store::glob_match(&self.streams, &s.key));
+        let progress = Progress::start("copy", streams.iter().map(|s| s.events()).sum());
         let sum = tapedeck::store::copy(
             from.as_ref(),
             to.as_mut(),
-            &self.streams,
+            &streams,
             self.batch.max(1),
             &mut |_, n| progress.counter.store(n, Ordering::Relaxed),
         )?;

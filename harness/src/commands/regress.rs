@@ -2,12 +2,11 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result};
 
 use tapedeck::regress::{FailOn, regress};
-use tapedeck::report::{Timing, describe, regress_card, write_regress_dir};
+use tapedeck::report::{Stopwatch, describe, regress_card, write_regress_dir};
 use tapedeck::runtime::{ModuleKind, Runtime, RuntimeConfig};
 use tapedeck::venue::VenueConfig;
 
@@ -48,11 +47,7 @@ pub struct Regress {
 
 impl Regress {
     pub fn run(self) -> Result<ExitCode> {
-        let started = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_millis())
-            .unwrap_or(0);
-        let t0 = Instant::now();
+        let clock = Stopwatch::start();
         let rules = FailOn::parse_list(&self.fail_on).map_err(anyhow::Error::msg)?;
         let rt = Runtime::new(RuntimeConfig::default())?;
         let mut mods = super::replay::plugins(
@@ -122,11 +117,7 @@ impl Regress {
                 &venue,
                 &rules,
             );
-            let timing = Timing {
-                started_at_unix_ms: started,
-                elapsed_ms: t0.elapsed().as_millis(),
-                jobs: opts.jobs,
-            };
+            let timing = clock.timing(opts.jobs);
             write_regress_dir(out, &card, &report, &verdict, &timing)?;
             println!("report: {}", out.join("report.html").display());
         }

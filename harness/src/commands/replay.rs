@@ -2,7 +2,6 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result, bail};
 
@@ -10,7 +9,7 @@ use tapedeck::replay::{Plugin, Point, ReplayOptions, replay};
 use tapedeck::store::{EventSource, glob_match};
 
 use super::progress::Progress;
-use tapedeck::report::{Timing, describe, load_tolerances, run_card, write_run_dir};
+use tapedeck::report::{Stopwatch, describe, load_tolerances, run_card, write_run_dir};
 use tapedeck::runtime::{ModuleKind, Runtime, RuntimeConfig};
 
 /// What every run reads and how: store, streams, range, parallelism, batching, tolerances.
@@ -112,11 +111,7 @@ pub fn plugins(rt: &Runtime, paths: &[PathBuf], kind: ModuleKind) -> Result<Vec<
 
 impl Replay {
     pub fn run(self) -> Result<ExitCode> {
-        let started = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_millis())
-            .unwrap_or(0);
-        let t0 = Instant::now();
+        let clock = Stopwatch::start();
         let rt = Runtime::new(RuntimeConfig::default())?;
         let mut all = plugins(&rt, &self.strategies, ModuleKind::Strategy)?;
         all.extend(plugins(&rt, &self.projectors, ModuleKind::Projector)?);
@@ -142,11 +137,7 @@ impl Replay {
         }
         if let Some(out) = &self.out {
             let card = run_card(&store.describe(), &all, &opts, rt.config());
-            let timing = Timing {
-                started_at_unix_ms: started,
-                elapsed_ms: t0.elapsed().as_millis(),
-                jobs: opts.jobs,
-            };
+            let timing = clock.timing(opts.jobs);
             write_run_dir(out, &card, &report, &timing)?;
             eprintln!("report: {}", out.join("report.md").display());
         }

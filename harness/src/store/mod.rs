@@ -265,21 +265,18 @@ pub struct CopySummary {
     pub snapshots: u64,
 }
 
-/// Copies the streams matching `glob` (events, then stored snapshots) from one store to
-/// another, in batches of `batch` events; `progress` hears (stream, events copied so far).
-/// Seqs, ids and every envelope field are kept: the copy reads back identical.
+/// Copies `streams` of `from` (events, then stored snapshots) to another store, in batches of
+/// `batch` events; `progress` hears (stream, events copied so far). Seqs, ids and every
+/// envelope field are kept: the copy reads back identical.
 pub fn copy(
     from: &dyn EventSource,
     to: &mut dyn EventSink,
-    glob: &str,
+    streams: &[StreamInfo],
     batch: usize,
     progress: &mut dyn FnMut(&str, u64),
 ) -> Result<CopySummary> {
     let mut sum = CopySummary::default();
-    for s in from.streams()? {
-        if !glob_match(glob, &s.key) {
-            continue;
-        }
+    for s in streams {
         sum.streams += 1;
         let mut buf = Vec::with_capacity(batch);
         from.read(&s.key, SeqRange::ALL, &mut |e| {

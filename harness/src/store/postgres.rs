@@ -251,7 +251,9 @@ fn literal(s: &str) -> Result<String> {
     Ok(format!("'{}'", s.replace('\'', "''")))
 }
 
-fn pg(context: impl Into<String>) -> impl FnOnce(sqlx::Error) -> Error {
+/// Maps a sqlx error to [`Error::Postgres`] with what was being done.
+/// (In a per-row loop, call it lazily, `map_err(|e| pg(..)(e))`: the context is a string.)
+pub(crate) fn pg(context: impl Into<String>) -> impl FnOnce(sqlx::Error) -> Error {
     let context = context.into();
     move |e| Error::Postgres {
         context,
@@ -855,7 +857,8 @@ impl PgStore {
     }
 }
 
-fn clamp(seq: u64) -> i64 {
+/// A seq as PostgreSQL's bigint (saturating).
+pub(crate) fn clamp(seq: u64) -> i64 {
     seq.min(i64::MAX as u64) as i64
 }
 
@@ -1401,7 +1404,7 @@ impl EventSource for PgStore {
             while let Some(r) = rows
                 .try_next()
                 .await
-                .map_err(pg(format!("reading stream {stream}")))?
+                .map_err(|e| pg(format!("reading stream {stream}"))(e))?
             {
                 let e = envelope_of(&r)?;
                 check_next(stream, &mut expect, e.seq)?;
@@ -1481,7 +1484,7 @@ impl EventSource for PgStore {
             while let Some(chunk) = chunks
                 .try_next()
                 .await
-                .map_err(pg(format!("reading stream {stream}")))?
+                .map_err(|e| pg(format!("reading stream {stream}"))(e))?
             {
                 rows.feed(&chunk, &mut |seq, time, rec| {
                     check_next(stream, &mut expect, seq)?;
@@ -1539,7 +1542,11 @@ impl EventSource for PgStore {
                 .bind(q.from_seq.map(clamp))
                 .bind(clamp(q.limit as u64))
                 .fetch(&self.pool);
-            while let Some(r) = rows.try_next().await.map_err(pg("searching events"))? {
+            while let Some(r) = rows
+                .try_next()
+                .await
+                .map_err(|e| pg("searching events")(e))?
+            {
                 f(envelope_of(&r)?)?;
             }
             Ok(())
