@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/setup.sh
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/tapedeck-target}"
-cargo build --release -p tapedeck --quiet
+cargo build --release -p tapedeck-cli --quiet
 TAPEDECK="$CARGO_TARGET_DIR/release/tapedeck"
 "$TAPEDECK" build strategies/ema-cross strategies/ema-cross-v2 strategies/positions strategies/orders strategies/book --out target/guests
 "$TAPEDECK" streams --store fixtures/store

@@ -7,7 +7,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::store::glob_match;
+use crate::glob::glob_match;
 
 /// Numeric tolerances by path pattern; the first matching pattern wins, else exact.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use tapedeck_guest::codec::CodecError;
 
-use crate::runtime::ModuleHash;
+use crate::hash::ModuleHash;
 
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -100,7 +100,8 @@ pub enum Error {
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl Error {
-    pub(crate) fn engine(context: impl Into<String>, err: impl fmt::Debug) -> Self {
+    /// An engine-level failure, with the cause chain of `err`.
+    pub fn engine(context: impl Into<String>, err: impl fmt::Debug) -> Self {
         // `{:?}` of a wasmtime error prints its whole cause chain.
         Error::Engine {
             context: context.into(),
@@ -108,7 +109,8 @@ impl Error {
         }
     }
 
-    pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+    /// An I/O failure at `path`.
+    pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         Error::Io {
             path: path.into(),
             source,

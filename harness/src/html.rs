@@ -10,7 +10,7 @@ use plotters::prelude::*;
 use serde_json::Value;
 
 use crate::regress::RegressReport;
-use crate::store::format_ns;
+use crate::time::format_ns;
 use crate::venue::Performance;
 
 const BASE_COLOR: RGBColor = RGBColor(31, 119, 180);

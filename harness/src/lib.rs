@@ -3,22 +3,26 @@
 //!
 //! - [`runtime`]: the wasmtime engine, module loading/caching, instances with fuel and memory caps.
 //! - [`event`]: the envelope every store holds, with exact decimal payloads.
-//! - [`store`]: the `EventSource` seam: the embedded file store (log, snapshots, Parquet
-//!   index) and a memory store.
+//! - [`store`]: the `EventSource`/`EventSink` seam and [`store::StoreUri`]: the embedded file
+//!   store (log, snapshots, Parquet index), PostgreSQL, and a memory store.
 //! - [`import`]: venue captures into a store (Binance).
 //! - [`replay`] and [`diff`]: modules over streams, state diffed against stored snapshots.
 //! - [`venue`] and [`regress`]: the simulated venue and baseline-vs-candidate regression.
 //! - [`report`], [`html`], [`artifacts`]: run directories.
-//! - [`snapshot`] and [`testing`]: projections under insta-style snapshot tests.
-//! - [`fixtures`], [`synth`]: seeded generated data; [`sim`]: the codec-level market-order
-//!   PnL the strategy bench uses to compare native and Wasm runs; [`bench`]: `tapedeck bench`.
+//! - [`snapshot`] and `testing` (feature `testing`): projections under insta-style snapshot
+//!   tests.
+//! - [`glob`], [`time`], [`hash`]: small shared helpers (stream globs, calendar times, module
+//!   hashes).
+//!
+//! The command line is the `tapedeck-cli` crate; the fixture generator, synthetic data and
+//! benches are `tapedeck-dev`.
 
 pub mod artifacts;
-pub mod bench;
 pub mod diff;
 pub mod error;
 pub mod event;
-pub mod fixtures;
+pub mod glob;
+pub mod hash;
 pub mod html;
 pub mod import;
 pub mod outputs;
@@ -26,11 +30,11 @@ pub mod regress;
 pub mod replay;
 pub mod report;
 pub mod runtime;
-pub mod sim;
 pub mod snapshot;
 pub mod store;
-pub mod synth;
+#[cfg(feature = "testing")]
 pub mod testing;
+pub mod time;
 pub mod venue;
 
 pub use error::{Error, Result};

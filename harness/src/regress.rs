@@ -10,7 +10,8 @@ use serde_json::Value;
 
 use crate::error::{Error, Result};
 use crate::event::Envelope;
-use crate::replay::{Decision, Finding, Plugin, ReplayOptions, instrument_id, replay};
+use crate::event::instrument_id;
+use crate::replay::{Decision, Finding, Plugin, ReplayOptions, replay};
 use crate::runtime::Runtime;
 use crate::store::{EventSource, SeqRange};
 use crate::venue::{Performance, VenueConfig, simulate};

@@ -15,9 +15,10 @@ use tapedeck_guest::codec::EventBatchWriter;
 
 use crate::diff::{Tolerances, diff};
 use crate::error::{Error, Result};
-use crate::event::{Envelope, Scratch};
+use crate::glob::glob_match;
 use crate::runtime::{Instance, Module, ModuleKind, Runtime};
-use crate::store::{EventSource, SeqRange, StoredSnapshot, glob_match};
+use crate::store::{EventSource, SeqRange, StoredSnapshot};
+use crate::time::parse_rfc3339;
 
 /// Where a replay starts or stops: a seq, or an event time (ns since the epoch).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -45,33 +46,6 @@ impl std::str::FromStr for Point {
             format!("{s:?} is neither a seq, t:<ns>, nor a time like 2024-08-08T23:55:00Z")
         })
     }
-}
-
-/// `YYYY-MM-DDTHH:MM:SS[.fffffffff]Z` to ns since the epoch.
-fn parse_rfc3339(s: &str) -> Option<i64> {
-    let s = s.strip_suffix('Z')?;
-    let (date, time) = s.split_once('T')?;
-    let mut d = date.splitn(3, '-').map(|x| x.parse::<i64>().ok());
-    let (y, m, day) = (d.next()??, d.next()??, d.next()??);
-    let (hms, frac) = time.split_once('.').unwrap_or((time, ""));
-    let mut t = hms.splitn(3, ':').map(|x| x.parse::<i64>().ok());
-    let (hh, mm, ss) = (t.next()??, t.next()??, t.next()??);
-    if frac.len() > 9 || !frac.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    let nanos: i64 = if frac.is_empty() {
-        0
-    } else {
-        format!("{frac:0<9}").parse().ok()?
-    };
-    // days_from_civil (Howard Hinnant)
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + day - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146_097 + doe - 719_468;
-    Some(((days * 86_400 + hh * 3600 + mm * 60 + ss) * 1_000_000_000) + nanos)
 }
 
 /// A module to run, with its config (JSON; "" for defaults).
@@ -414,53 +388,6 @@ fn replay_stream(
         }
     }
     Ok(report)
-}
-
-/// The id guests see for an instrument symbol: the first four bytes of its SHA-256 (never 0,
-/// which means "no instrument"). A pure function of the symbol, so a projector's state does
-/// not depend on where a replay starts, which streams run with it, or which store it reads.
-pub fn instrument_id(symbol: &str) -> u32 {
-    use sha2::{Digest, Sha256};
-    let d = Sha256::digest(symbol.as_bytes());
-    u32::from_le_bytes([d[0], d[1], d[2], d[3]]).max(1)
-}
-
-/// Encodes one stream's envelopes into guest batches with the run's ids: the stream's id and
-/// [`instrument_id`] of each event's instrument.
-#[derive(Debug)]
-pub struct StreamEncoder {
-    stream_id: u32,
-    instruments: BTreeMap<String, u32>,
-    scratch: Scratch,
-}
-
-impl StreamEncoder {
-    pub fn new(stream_id: u32) -> Self {
-        StreamEncoder {
-            stream_id,
-            instruments: BTreeMap::new(),
-            scratch: Scratch::default(),
-        }
-    }
-
-    pub fn encode(&mut self, e: &Envelope, w: &mut EventBatchWriter) -> Result<()> {
-        let inst = match &e.instrument {
-            Some(sym) => match self.instruments.get(sym) {
-                Some(id) => *id,
-                None => *self
-                    .instruments
-                    .entry(sym.clone())
-                    .or_insert_with(|| instrument_id(sym)),
-            },
-            None => 0,
-        };
-        e.encode_into(w, self.stream_id, inst, &mut self.scratch)
-            .map_err(|message| Error::BadEvent {
-                stream: e.stream_key.clone(),
-                seq: e.seq,
-                message,
-            })
-    }
 }
 
 /// The first seq of `key` at or after time `t` (one past the end if none).

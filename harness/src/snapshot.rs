@@ -10,9 +10,10 @@ use std::path::{Path, PathBuf};
 use serde_json::Value;
 
 use crate::error::{Error, Result};
+use crate::glob::glob_match;
 use crate::replay::{Plugin, Point, ReplayOptions, replay};
 use crate::runtime::Runtime;
-use crate::store::{EventSource, glob_match};
+use crate::store::EventSource;
 
 /// Which points of each stream to snapshot.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -1,8 +1,8 @@
 //! The same guest source natively and in Wasm: identical outputs and PnL; snapshot/restore
 //! continues identically.
 
-use tapedeck::sim::MarketSim;
-use tapedeck::synth::QuoteGen;
+use tapedeck_dev::sim::MarketSim;
+use tapedeck_dev::synth::QuoteGen;
 use tapedeck_guest::driver::StrategyDriver;
 use tapedeck_test_guests as guests;
 

@@ -4,12 +4,11 @@
 use std::path::{Path, PathBuf};
 
 use serde_json::Value;
-use tapedeck::fixtures::{FixtureSpec, generate};
-use tapedeck::replay::{
-    Finding, Plugin, Point, ReplayOptions, ReplayReport, instrument_id, replay,
-};
+use tapedeck::event::instrument_id;
+use tapedeck::replay::{Finding, Plugin, Point, ReplayOptions, ReplayReport, replay};
 use tapedeck::report::{Timing, run_card, write_run_dir};
 use tapedeck::store::{EventSource, FileStore, FileStoreOptions};
+use tapedeck_dev::fixtures::{FixtureSpec, generate};
 use tapedeck_test_guests as guests;
 
 use super::{assert_same_run_dirs, fixtures, load, rt, tmp};

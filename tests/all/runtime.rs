@@ -3,7 +3,7 @@
 use tapedeck::codec::{OutputBatch, Payload, Quote};
 use tapedeck::error::{Error, TrapKind};
 use tapedeck::runtime::{ModuleKind, Runtime, RuntimeConfig, componentize};
-use tapedeck::synth::QuoteGen;
+use tapedeck_dev::synth::QuoteGen;
 use tapedeck_test_guests as guests;
 
 use super::{batch, load, rt};

@@ -61,7 +61,7 @@ fn the_gate_fails_a_different_projector_at_the_right_path() {
     let o = snap(&["--check", "--config", r#"{"depth": 1}"#]);
     assert_eq!(o.status.code(), Some(1));
     let stdout = String::from_utf8_lossy(&o.stdout);
-    let id = tapedeck::replay::instrument_id("SYM1");
+    let id = tapedeck::event::instrument_id("SYM1");
     assert!(
         stdout.contains(&format!("at .books.{id}.asks[1]: ")),
         "{stdout}"

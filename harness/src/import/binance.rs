@@ -24,7 +24,7 @@ use crate::event::{Body, Dec, Envelope, LevelPair, SideName};
 use crate::store::{SeqRange, Store};
 
 /// Which Binance market a capture is from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Market {
     Spot,
@@ -37,6 +37,18 @@ impl Market {
         match self {
             Market::Spot => "spot",
             Market::Usdm => "usdm",
+        }
+    }
+}
+
+impl std::str::FromStr for Market {
+    type Err = String;
+
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s {
+            "spot" => Ok(Market::Spot),
+            "usdm" => Ok(Market::Usdm),
+            _ => Err(format!("unknown market {s:?}: spot or usdm")),
         }
     }
 }

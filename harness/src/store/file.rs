@@ -17,9 +17,12 @@ use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
-use super::{EventSink, EventSource, SeqRange, StoredSnapshot, StreamInfo, check_seqs};
+use super::{
+    AppendReport, EventSink, EventSource, SeqRange, StoredSnapshot, StreamInfo, check_seqs,
+};
 use crate::error::{Error, Result};
 use crate::event::Envelope;
+use crate::time::day_of;
 
 const MARKER: &str = "tapedeck-store.json";
 
@@ -309,7 +312,7 @@ impl FileStore {
 }
 
 impl EventSink for FileStore {
-    fn append(&mut self, events: &[Envelope]) -> Result<()> {
+    fn append(&mut self, events: &[Envelope]) -> Result<AppendReport> {
         let last: BTreeMap<String, u64> = self
             .stream_map()?
             .iter()
@@ -350,7 +353,7 @@ impl EventSink for FileStore {
         let _ = self.streams.set(map);
         // The log moved on: whether the index still matches is decided afresh.
         self.index.take();
-        Ok(())
+        Ok(AppendReport::all_stored(events))
     }
 
     fn put_snapshot(&mut self, s: &StoredSnapshot) -> Result<()> {
@@ -398,21 +401,6 @@ pub fn escape(s: &str) -> String {
         .collect()
 }
 
-/// `YYYY-MM-DD` (UTC) of a time in ns since the epoch (Howard Hinnant's civil_from_days).
-pub fn day_of(ns: i64) -> String {
-    let days = ns.div_euclid(86_400_000_000_000);
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!("{y:04}-{m:02}-{d:02}")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -434,14 +422,6 @@ mod tests {
         let d = std::env::temp_dir().join(format!("tapedeck-fs-{name}-{}", std::process::id()));
         let _ = fs::remove_dir_all(&d);
         d
-    }
-
-    #[test]
-    fn days() {
-        assert_eq!(day_of(0), "1970-01-01");
-        assert_eq!(day_of(1_723_075_200_000_000_000), "2024-08-08");
-        assert_eq!(day_of(951_782_400_000_000_000), "2000-02-29");
-        assert_eq!(day_of(-1), "1969-12-31");
     }
 
     #[test]

@@ -30,7 +30,7 @@ use tapedeck_guest::codec::EventBatchWriter;
 use super::SeqRange;
 use crate::error::{Error, Result};
 use crate::event::Envelope;
-use crate::replay::StreamEncoder;
+use crate::event::StreamEncoder;
 
 const ROW_GROUP: usize = 65_536;
 

@@ -2,7 +2,9 @@
 
 use std::collections::BTreeMap;
 
-use super::{EventSink, EventSource, SeqRange, StoredSnapshot, StreamInfo, check_seqs};
+use super::{
+    AppendReport, EventSink, EventSource, SeqRange, StoredSnapshot, StreamInfo, check_seqs,
+};
 use crate::error::Result;
 use crate::event::Envelope;
 
@@ -61,7 +63,7 @@ impl EventSource for MemoryStore {
 }
 
 impl EventSink for MemoryStore {
-    fn append(&mut self, events: &[Envelope]) -> Result<()> {
+    fn append(&mut self, events: &[Envelope]) -> Result<AppendReport> {
         let last = self
             .streams
             .iter()
@@ -74,7 +76,7 @@ impl EventSink for MemoryStore {
                 .or_default()
                 .push(e.clone());
         }
-        Ok(())
+        Ok(AppendReport::all_stored(events))
     }
 
     fn put_snapshot(&mut self, s: &StoredSnapshot) -> Result<()> {

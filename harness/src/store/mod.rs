@@ -6,6 +6,7 @@ mod file;
 pub mod index;
 mod memory;
 pub mod postgres;
+pub mod uri;
 
 use std::collections::BTreeMap;
 
@@ -14,6 +15,7 @@ use serde::{Deserialize, Serialize};
 pub use file::{FileStore, FileStoreOptions};
 pub use memory::MemoryStore;
 pub use postgres::PgStore;
+pub use uri::StoreUri;
 
 use crate::error::{Error, Result};
 use crate::event::Envelope;
@@ -112,7 +114,7 @@ pub trait EventSource: Send + Sync {
     fn describe(&self) -> String;
 
     /// The events of `stream` in `range` already packed as guest codec records (stream id 0,
-    /// instrument ids from [`crate::replay::instrument_id`]), in seq order: what replay feeds
+    /// instrument ids from [`crate::event::instrument_id`]), in seq order: what replay feeds
     /// guests. Stores with a columnar index serve these without parsing envelopes.
     fn read_records(&self, stream: &str, range: SeqRange, f: &mut RecordSink<'_>) -> Result<()> {
         records_from_envelopes(self, stream, range, f)
@@ -126,7 +128,11 @@ pub trait EventSource: Send + Sync {
             if left == 0 {
                 break;
             }
-            if !q.stream.as_deref().is_none_or(|g| glob_match(g, &s.key)) {
+            if !q
+                .stream
+                .as_deref()
+                .is_none_or(|g| crate::glob::glob_match(g, &s.key))
+            {
                 continue;
             }
             let range = SeqRange {
@@ -199,7 +205,7 @@ pub fn records_from_envelopes<S: EventSource + ?Sized>(
     range: SeqRange,
     f: &mut RecordSink<'_>,
 ) -> Result<()> {
-    let mut enc = crate::replay::StreamEncoder::new(0);
+    let mut enc = crate::event::StreamEncoder::new(0);
     let mut buf = Vec::new();
     source.read(stream, range, &mut |e| {
         let mut w = tapedeck_guest::codec::EventBatchWriter::new(std::mem::take(&mut buf));
@@ -214,11 +220,70 @@ pub fn records_from_envelopes<S: EventSource + ?Sized>(
     })
 }
 
+/// What an append did to one stream.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AppendOutcome {
+    pub stream: String,
+    /// Events stored by this call.
+    pub appended: u64,
+    /// The seqs they got, when any.
+    pub first_seq: Option<u64>,
+    /// The stream's last seq after the call.
+    pub last_seq: u64,
+    /// Events already stored under the same idempotency key (not stored again). Only stores
+    /// with idempotency keys (PostgreSQL) find any.
+    pub duplicates: Vec<Duplicate>,
+}
+
+/// An event of a batch that was already stored.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Duplicate {
+    /// Its index in the batch.
+    pub index: usize,
+    /// The stored event's id and seq.
+    pub event_id: String,
+    pub seq: u64,
+}
+
+/// What [`EventSink::append`] did, per stream of the batch (in the batch's order).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct AppendReport {
+    pub streams: Vec<AppendOutcome>,
+}
+
+impl AppendReport {
+    /// Events stored.
+    pub fn appended(&self) -> u64 {
+        self.streams.iter().map(|s| s.appended).sum()
+    }
+
+    /// Events not stored because the store held them already.
+    pub fn duplicates(&self) -> usize {
+        self.streams.iter().map(|s| s.duplicates.len()).sum()
+    }
+
+    /// The report of a store without idempotency keys that stored every event of `events`.
+    pub(crate) fn all_stored(events: &[Envelope]) -> Self {
+        let streams = events
+            .chunk_by(|a, b| a.stream_key == b.stream_key)
+            .map(|run| AppendOutcome {
+                stream: run[0].stream_key.clone(),
+                appended: run.len() as u64,
+                first_seq: Some(run[0].seq),
+                last_seq: run[run.len() - 1].seq,
+                duplicates: Vec::new(),
+            })
+            .collect();
+        AppendReport { streams }
+    }
+}
+
 /// Appends to a store.
 pub trait EventSink {
     /// Appends events; per stream each seq must be the last one + 1 (from 1). A batch that
-    /// breaks that is refused whole.
-    fn append(&mut self, events: &[Envelope]) -> Result<()>;
+    /// breaks that is refused whole. Stores with idempotency keys skip events they hold
+    /// already and report them as duplicates.
+    fn append(&mut self, events: &[Envelope]) -> Result<AppendReport>;
 
     fn put_snapshot(&mut self, snapshot: &StoredSnapshot) -> Result<()>;
 
@@ -302,77 +367,12 @@ pub fn copy(
     Ok(sum)
 }
 
-/// Opens a store by URI: `postgres://...` (or `postgresql://`) is PostgreSQL; a directory path
-/// (or `file://DIR`) is the file store.
+/// Opens a store by URI to read (see [`StoreUri`]).
 pub fn open(uri: &str) -> Result<Box<dyn EventSource>> {
-    if postgres::is_postgres_uri(uri) {
-        return Ok(Box::new(PgStore::connect(uri)?));
-    }
-    Ok(Box::new(FileStore::open(file_path(uri)?)?))
+    uri.parse::<StoreUri>()?.open()
 }
 
-/// Opens a store to read and write: PostgreSQL (migrated), or a file store (created if
-/// missing).
+/// Opens a store by URI to read and write (see [`StoreUri::open_writable`]).
 pub fn open_writable(uri: &str) -> Result<Box<dyn Store>> {
-    if postgres::is_postgres_uri(uri) {
-        return Ok(Box::new(PgStore::connect(uri)?));
-    }
-    Ok(Box::new(FileStore::create(
-        file_path(uri)?,
-        FileStoreOptions::default(),
-    )?))
-}
-
-fn file_path(uri: &str) -> Result<&str> {
-    if uri.contains("://") && !uri.starts_with("file://") {
-        return Err(Error::BadStoreUri {
-            uri: postgres::redact(uri),
-            reason:
-                "want a file store (a directory, or file://DIR) or postgres://USER@HOST:PORT/DB"
-                    .into(),
-        });
-    }
-    Ok(uri.strip_prefix("file://").unwrap_or(uri))
-}
-
-/// `YYYY-MM-DDTHH:MM:SS.nnnnnnnnnZ` for a time in ns since the epoch.
-pub fn format_ns(ns: i64) -> String {
-    let secs = ns.div_euclid(1_000_000_000);
-    let sod = secs.rem_euclid(86_400);
-    format!(
-        "{}T{:02}:{:02}:{:02}.{:09}Z",
-        file::day_of(ns),
-        sod / 3600,
-        sod / 60 % 60,
-        sod % 60,
-        ns.rem_euclid(1_000_000_000)
-    )
-}
-
-/// Matches a stream key against a glob with `*` (any run) and `?` (one character).
-pub fn glob_match(pattern: &str, key: &str) -> bool {
-    fn m(p: &[u8], k: &[u8]) -> bool {
-        match (p.first(), k.first()) {
-            (None, None) => true,
-            (Some(b'*'), _) => m(&p[1..], k) || (!k.is_empty() && m(p, &k[1..])),
-            (Some(b'?'), Some(_)) => m(&p[1..], &k[1..]),
-            (Some(a), Some(b)) if a == b => m(&p[1..], &k[1..]),
-            _ => false,
-        }
-    }
-    m(pattern.as_bytes(), key.as_bytes())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn globs() {
-        assert!(glob_match("md:*", "md:binance-spot:BTCUSDT"));
-        assert!(glob_match("*BTC*", "md:binance-spot:BTCUSDT"));
-        assert!(glob_match("md:binance-?pot:*", "md:binance-spot:X"));
-        assert!(!glob_match("md:*", "orders:1"));
-        assert!(glob_match("*", ""));
-    }
+    uri.parse::<StoreUri>()?.open_writable()
 }

@@ -20,10 +20,13 @@ use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
 use sqlx::{AssertSqlSafe, Row, SqlSafeStr};
 use tapedeck_guest::codec::{EventBatchWriter, LAYOUT_VERSION};
 
-use super::{EventQuery, EventSink, EventSource, RecordSink, SeqRange, StoredSnapshot, StreamInfo};
+use super::uri::redact;
+use super::{
+    AppendOutcome, AppendReport, Duplicate, EventQuery, EventSink, EventSource, RecordSink,
+    SeqRange, StoredSnapshot, StreamInfo,
+};
 use crate::error::{Error, Result};
-use crate::event::{Body, Correlation, Envelope, Tenancy};
-use crate::replay::StreamEncoder;
+use crate::event::{Body, Correlation, Envelope, StreamEncoder, Tenancy};
 
 /// The migrations in `migrations/`, in order.
 const MIGRATIONS: &[(i64, &str, &str)] = &[(
@@ -34,25 +37,6 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[(
 
 /// `tapedeck_meta` key recording the codec layout of the `packed` column.
 const LAYOUT_KEY: &str = "packed_layout";
-
-/// Whether `uri` names a PostgreSQL store.
-pub fn is_postgres_uri(uri: &str) -> bool {
-    uri.starts_with("postgres://") || uri.starts_with("postgresql://")
-}
-
-/// `uri` without its password, for run cards and messages.
-pub fn redact(uri: &str) -> String {
-    let Some((scheme, rest)) = uri.split_once("://") else {
-        return uri.to_string();
-    };
-    match rest.split_once('@') {
-        Some((user, host)) => match user.split_once(':') {
-            Some((user, _)) => format!("{scheme}://{user}:***@{host}"),
-            None => uri.to_string(),
-        },
-        None => uri.to_string(),
-    }
-}
 
 /// Drops (if present) and creates database `name` on the server `server_url` names; returns the
 /// new database's URL. For benches and demos: it destroys what the database held.
@@ -122,30 +106,6 @@ impl<'a> AppendOptions<'a> {
             ..self
         }
     }
-}
-
-/// What an append did.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct AppendOutcome {
-    pub stream: String,
-    /// Events stored by this call.
-    pub appended: u64,
-    /// The seqs they got, when any.
-    pub first_seq: Option<u64>,
-    /// The stream's last seq after the call.
-    pub last_seq: u64,
-    /// Events already stored under the same idempotency key (not stored again).
-    pub duplicates: Vec<Duplicate>,
-}
-
-/// An event of a batch that was already stored.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Duplicate {
-    /// Its index in the batch.
-    pub index: usize,
-    /// The stored event's id and seq.
-    pub event_id: String,
-    pub seq: u64,
 }
 
 /// One month of the partition coverage report.
@@ -235,7 +195,7 @@ fn payload_value(body: &Body) -> serde_json::Value {
 
 /// `YYYY-MM-01` of the UTC month holding `ns`, at the microsecond precision of `ingested_at`.
 fn month_of(ns: i64) -> String {
-    let day = super::file::day_of(ns.div_euclid(1000) * 1000);
+    let day = crate::time::day_of(ns.div_euclid(1000) * 1000);
     format!("{}-01", &day[..7])
 }
 
@@ -1570,8 +1530,9 @@ fn check_next(stream: &str, expect: &mut Option<u64>, seq: u64) -> Result<()> {
 }
 
 impl EventSink for PgStore {
-    fn append(&mut self, events: &[Envelope]) -> Result<()> {
-        self.append_exact(events).map(drop)
+    fn append(&mut self, events: &[Envelope]) -> Result<AppendReport> {
+        self.append_exact(events)
+            .map(|streams| AppendReport { streams })
     }
 
     fn put_snapshot(&mut self, s: &StoredSnapshot) -> Result<()> {
@@ -1614,6 +1575,71 @@ impl EventSink for PgStore {
             "table quarantine of {} (source {source})",
             self.uri
         ))
+    }
+}
+
+/// The baseline `tapedeck bench postgres` compares the COPY path against: sqlx row by row, the payload decoded from JSONB into a
+/// `serde_json::Value` and from that into the typed body; everything else delegated.
+pub struct NaiveReader<'a>(pub &'a PgStore);
+
+impl EventSource for NaiveReader<'_> {
+    fn streams(&self) -> Result<Vec<StreamInfo>> {
+        self.0.streams()
+    }
+
+    fn read(
+        &self,
+        stream: &str,
+        range: SeqRange,
+        f: &mut dyn FnMut(Envelope) -> Result<()>,
+    ) -> Result<()> {
+        use sqlx::types::Json;
+        self.0.block_on(async {
+            let mut rows = sqlx::query(
+                "SELECT event_id, seq, occurred_at_ns, ingested_at_ns, instrument, event_type, payload
+                 FROM event_log WHERE stream_key = $1 AND seq BETWEEN $2 AND $3 ORDER BY seq",
+            )
+            .bind(stream)
+            .bind(clamp(range.from))
+            .bind(clamp(range.to))
+            .fetch(self.0.pg_pool());
+            while let Some(r) = rows
+                .try_next()
+                .await
+                .map_err(|e| pg(format!("naive read of {stream}"))(e))?
+            {
+                let Json(payload): Json<serde_json::Value> = r.get(6);
+                let event_type: String = r.get(5);
+                let seq = r.get::<i64, _>(1) as u64;
+                let body = serde_json::from_value(serde_json::json!({
+                    "event_type": event_type, "payload": payload
+                }))
+                .map_err(|e| Error::BadEvent {
+                    stream: stream.to_string(),
+                    seq,
+                    message: e.to_string(),
+                })?;
+                let mut e = Envelope::new(
+                    stream,
+                    seq,
+                    r.get(2),
+                    r.get::<Option<&str>, _>(4),
+                    body,
+                );
+                e.event_id = r.get(0);
+                e.ingested_at = r.get(3);
+                f(e)?;
+            }
+            Ok(())
+        })
+    }
+
+    fn snapshots(&self, stream: &str) -> Result<Vec<StoredSnapshot>> {
+        self.0.snapshots(stream)
+    }
+
+    fn describe(&self) -> String {
+        format!("{} (naive reader)", self.0.describe())
     }
 }
 
@@ -1677,10 +1703,6 @@ mod tests {
         assert_eq!(month_of(1_709_251_200_000_000_000), "2024-03-01");
         assert_eq!(literal("a'b").unwrap(), "'a''b'");
         assert!(literal("a\0").is_err());
-        assert_eq!(
-            redact("postgres://u:secret@h:5/db"),
-            "postgres://u:***@h:5/db"
-        );
     }
 
     #[test]

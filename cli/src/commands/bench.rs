@@ -5,8 +5,8 @@ use std::process::ExitCode;
 
 use anyhow::Result;
 
-use tapedeck::bench::{StrategyBenchOptions, strategy};
 use tapedeck::runtime::{Runtime, RuntimeConfig};
+use tapedeck_dev::bench::{StrategyBenchOptions, strategy};
 
 /// Measure hot paths; figures go to stdout (one JSON object with --json).
 #[derive(clap::Args, Debug)]
@@ -173,7 +173,7 @@ impl ReplayArgs {
                 .map_or_else(|| PathBuf::from("target"), PathBuf::from)
                 .join("tapedeck-bench/replay-store")
         });
-        let opts = tapedeck::bench::ReplayBenchOptions {
+        let opts = tapedeck_dev::bench::ReplayBenchOptions {
             events: self.events,
             streams: self.streams,
             batch: self.batch,
@@ -186,7 +186,7 @@ impl ReplayArgs {
             opts.streams,
             opts.store.display()
         );
-        let r = tapedeck::bench::replay_bench(&rt, &rt.load(&ema)?, &rt.load(&pos)?, &opts)?;
+        let r = tapedeck_dev::bench::replay_bench(&rt, &rt.load(&ema)?, &rt.load(&pos)?, &opts)?;
         if self.json {
             println!("{}", serde_json::to_string(&r)?);
         } else {
@@ -217,7 +217,7 @@ impl PostgresArgs {
         let [pos] = repo_guests(&rt, ["positions"])?;
         let store = tapedeck::store::postgres::recreate_database(&self.server, "tapedeck_bench")?;
         tapedeck::store::PgStore::migrate(&store)?;
-        let opts = tapedeck::bench::PostgresBenchOptions {
+        let opts = tapedeck_dev::bench::PostgresBenchOptions {
             store,
             events: self.events,
             streams: self.streams,
@@ -230,7 +230,7 @@ impl PostgresArgs {
             "bench postgres: {} events in {} streams, appends of {} by {} writers, replay jobs {}",
             opts.events, opts.streams, opts.append_batch, opts.writers, opts.jobs
         );
-        let r = tapedeck::bench::postgres_bench(&rt, &rt.load(&pos)?, &opts)?;
+        let r = tapedeck_dev::bench::postgres_bench(&rt, &rt.load(&pos)?, &opts)?;
         if self.json {
             println!("{}", serde_json::to_string(&r)?);
         } else {

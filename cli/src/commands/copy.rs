@@ -2,6 +2,7 @@
 
 use std::process::ExitCode;
 use std::sync::atomic::Ordering;
+use tapedeck::store::StoreUri;
 
 use anyhow::Result;
 
@@ -13,11 +14,11 @@ use super::progress::Progress;
 pub struct Copy {
     /// Source store: a file store directory, or postgres://USER@HOST:PORT/DB.
     #[arg(long)]
-    pub from: String,
+    pub from: StoreUri,
     /// Destination store (a file store directory is created if missing; PostgreSQL must be
     /// migrated).
     #[arg(long)]
-    pub to: String,
+    pub to: StoreUri,
     /// Only streams matching this glob (`*`, `?`).
     #[arg(long, default_value = "*")]
     pub streams: String,
@@ -28,10 +29,10 @@ pub struct Copy {
 
 impl Copy {
     pub fn run(self) -> Result<ExitCode> {
-        let from = tapedeck::store::open(&self.from)?;
-        let mut to = tapedeck::store::open_writable(&self.to)?;
+        let from = self.from.open()?;
+        let mut to = self.to.open_writable()?;
         let mut streams = from.streams()?;
-        streams.retain(|s| tapedeck::store::glob_match(&self.streams, &s.key));
+        streams.retain(|s| tapedeck::glob::glob_match(&self.streams, &s.key));
         let progress = Progress::start("copy", streams.iter().map(|s| s.events()).sum());
         let sum = tapedeck::store::copy(
             from.as_ref(),

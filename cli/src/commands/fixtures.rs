@@ -6,8 +6,8 @@ use std::process::ExitCode;
 use anyhow::{Result, bail};
 use sha2::{Digest, Sha256};
 
-use tapedeck::fixtures::{FixtureSpec, generate};
 use tapedeck::store::{FileStore, FileStoreOptions};
+use tapedeck_dev::fixtures::{FixtureSpec, generate};
 
 /// Generate fixture stores.
 #[derive(clap::Args, Debug)]

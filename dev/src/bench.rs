@@ -6,10 +6,10 @@ use std::time::Instant;
 use serde::Serialize;
 use tapedeck_guest::driver::StrategyDriver;
 
-use crate::error::Result;
-use crate::runtime::{Module, Runtime};
 use crate::sim::MarketSim;
 use crate::synth::QuoteGen;
+use tapedeck::error::Result;
+use tapedeck::runtime::{Module, Runtime};
 
 #[derive(Debug, Clone)]
 pub struct StrategyBenchOptions {
@@ -122,7 +122,8 @@ pub fn strategy(
         drop(inst);
     }
     let mut load_us = Vec::new();
-    let bytes = std::fs::read(module.origin()).map_err(|e| crate::Error::io(module.origin(), e))?;
+    let bytes =
+        std::fs::read(module.origin()).map_err(|e| tapedeck::Error::io(module.origin(), e))?;
     for _ in 0..20 {
         let t = Instant::now();
         rt.load_bytes(&bytes, module.origin())?;
@@ -173,8 +174,8 @@ pub struct ReplayBenchReport {
 
 /// Stream `s` of the replay and store benches: seeded quotes on one instrument, a fill every
 /// 50 events, 5 ms apart from 2024-01-02.
-pub fn bench_events(s: u32, events: u64) -> impl Iterator<Item = crate::event::Envelope> {
-    use crate::event::{Body, Dec, Envelope, SideName};
+pub fn bench_events(s: u32, events: u64) -> impl Iterator<Item = tapedeck::event::Envelope> {
+    use tapedeck::event::{Body, Dec, Envelope, SideName};
     let key = format!("md:bench:S{s}");
     let sym = format!("BENCH{s}");
     let mut quotes = QuoteGen::new(1000 + s as u64, 1);
@@ -211,7 +212,7 @@ pub fn bench_events(s: u32, events: u64) -> impl Iterator<Item = crate::event::E
 
 /// Generates (or reuses) the bench store: `streams` quote streams with a fill every 50 events.
 pub fn bench_store(opts: &ReplayBenchOptions) -> Result<f64> {
-    use crate::store::{EventSink, FileStore, FileStoreOptions};
+    use tapedeck::store::{EventSink, FileStore, FileStoreOptions};
     let spec = serde_json::json!({ "events": opts.events, "streams": opts.streams, "version": 1 });
     let spec_path = opts.store.join("bench-spec.json");
     if std::fs::read(&spec_path)
@@ -236,8 +237,8 @@ pub fn bench_store(opts: &ReplayBenchOptions) -> Result<f64> {
         }
         store.append(&chunk)?;
     }
-    crate::store::index::rebuild(&opts.store, None)?;
-    std::fs::write(&spec_path, spec.to_string()).map_err(|e| crate::Error::io(&spec_path, e))?;
+    tapedeck::store::index::rebuild(&opts.store, None)?;
+    std::fs::write(&spec_path, spec.to_string()).map_err(|e| tapedeck::Error::io(&spec_path, e))?;
     Ok(t.elapsed().as_secs_f64())
 }
 
@@ -247,13 +248,13 @@ pub fn replay_bench(
     projector: &Module,
     opts: &ReplayBenchOptions,
 ) -> Result<ReplayBenchReport> {
-    use crate::replay::{Plugin, ReplayOptions, replay};
+    use tapedeck::replay::{Plugin, ReplayOptions, replay};
     let generate_secs = bench_store(opts)?;
-    let store = crate::store::FileStore::open(&opts.store)?;
+    let store = tapedeck::store::FileStore::open(&opts.store)?;
     if store.fresh_index()?.is_none() {
-        crate::store::index::rebuild(&opts.store, None)?;
+        tapedeck::store::index::rebuild(&opts.store, None)?;
     }
-    let store = crate::store::FileStore::open(&opts.store)?;
+    let store = tapedeck::store::FileStore::open(&opts.store)?;
     let plugins = [
         Plugin::new(strategy.clone(), ""),
         Plugin::new(projector.clone(), ""),
@@ -275,7 +276,7 @@ pub fn replay_bench(
             )?;
             let secs = t.elapsed().as_secs_f64();
             if !report.is_clean() {
-                return Err(crate::Error::engine(
+                return Err(tapedeck::Error::engine(
                     "bench replay",
                     format!("{:?}", report.findings().collect::<Vec<_>>()),
                 ));
@@ -335,13 +336,13 @@ pub fn postgres_bench(
     projector: &Module,
     opts: &PostgresBenchOptions,
 ) -> Result<PostgresBenchReport> {
-    use crate::replay::{Plugin, ReplayOptions, replay};
-    use crate::store::PgStore;
-    use crate::store::postgres::AppendOptions;
+    use tapedeck::replay::{Plugin, ReplayOptions, replay};
+    use tapedeck::store::PgStore;
+    use tapedeck::store::postgres::AppendOptions;
 
     let store = PgStore::connect(&opts.store)?;
     let per_stream = opts.events / opts.streams as u64;
-    let streams: Vec<Vec<crate::event::Envelope>> = (0..opts.streams)
+    let streams: Vec<Vec<tapedeck::event::Envelope>> = (0..opts.streams)
         .map(|s| bench_events(s, per_stream).collect())
         .collect();
     let t = Instant::now();
@@ -374,7 +375,7 @@ pub fn postgres_bench(
     let append_events_per_sec = appended as f64 / t.elapsed().as_secs_f64();
     drop(streams);
 
-    let naive = NaivePg(&store);
+    let naive = tapedeck::store::postgres::NaiveReader(&store);
     let plugins = [Plugin::new(projector.clone(), "")];
     let replay_opts = ReplayOptions {
         jobs: opts.jobs,
@@ -383,13 +384,13 @@ pub fn postgres_bench(
     let (mut fast, mut slow) = (Vec::new(), Vec::new());
     for _ in 0..opts.rounds.max(1) {
         for (source, rates) in [
-            (&store as &dyn crate::store::EventSource, &mut fast),
+            (&store as &dyn tapedeck::store::EventSource, &mut fast),
             (&naive, &mut slow),
         ] {
             let t = Instant::now();
             let report = replay(rt, source, &plugins, &replay_opts)?;
             if report.events() != appended {
-                return Err(crate::Error::engine(
+                return Err(tapedeck::Error::engine(
                     "bench postgres",
                     format!("replayed {} of {appended} events", report.events()),
                 ));
@@ -407,72 +408,4 @@ pub fn postgres_bench(
         replay_events_per_sec: median(fast),
         naive_events_per_sec: median(slow),
     })
-}
-
-/// The baseline reader: sqlx row by row, the payload decoded from JSONB into a
-/// `serde_json::Value` and from that into the typed body; everything else delegated.
-struct NaivePg<'a>(&'a crate::store::PgStore);
-
-impl crate::store::EventSource for NaivePg<'_> {
-    fn streams(&self) -> Result<Vec<crate::store::StreamInfo>> {
-        self.0.streams()
-    }
-
-    fn read(
-        &self,
-        stream: &str,
-        range: crate::store::SeqRange,
-        f: &mut dyn FnMut(crate::event::Envelope) -> Result<()>,
-    ) -> Result<()> {
-        use crate::store::postgres::{clamp, pg};
-        use futures_util::TryStreamExt;
-        use sqlx::Row;
-        use sqlx::types::Json;
-        self.0.block_on(async {
-            let mut rows = sqlx::query(
-                "SELECT event_id, seq, occurred_at_ns, ingested_at_ns, instrument, event_type, payload
-                 FROM event_log WHERE stream_key = $1 AND seq BETWEEN $2 AND $3 ORDER BY seq",
-            )
-            .bind(stream)
-            .bind(clamp(range.from))
-            .bind(clamp(range.to))
-            .fetch(self.0.pg_pool());
-            while let Some(r) = rows
-                .try_next()
-                .await
-                .map_err(|e| pg(format!("naive read of {stream}"))(e))?
-            {
-                let Json(payload): Json<serde_json::Value> = r.get(6);
-                let event_type: String = r.get(5);
-                let seq = r.get::<i64, _>(1) as u64;
-                let body = serde_json::from_value(serde_json::json!({
-                    "event_type": event_type, "payload": payload
-                }))
-                .map_err(|e| crate::Error::BadEvent {
-                    stream: stream.to_string(),
-                    seq,
-                    message: e.to_string(),
-                })?;
-                let mut e = crate::event::Envelope::new(
-                    stream,
-                    seq,
-                    r.get(2),
-                    r.get::<Option<&str>, _>(4),
-                    body,
-                );
-                e.event_id = r.get(0);
-                e.ingested_at = r.get(3);
-                f(e)?;
-            }
-            Ok(())
-        })
-    }
-
-    fn snapshots(&self, stream: &str) -> Result<Vec<crate::store::StoredSnapshot>> {
-        self.0.snapshots(stream)
-    }
-
-    fn describe(&self) -> String {
-        format!("{} (naive reader)", self.0.describe())
-    }
 }

@@ -2,6 +2,7 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use tapedeck::store::StoreUri;
 
 use anyhow::Result;
 
@@ -32,9 +33,10 @@ pub struct BinanceArgs {
     /// Store URI: a file store directory (created if missing), or postgres://USER@HOST:PORT/DB
     /// (migrated). Unparseable lines are quarantined there.
     #[arg(long)]
-    pub store: String,
-    /// Market of the capture [default: from the content; `pu` in diffs means USD-M futures].
-    #[arg(long, value_enum)]
+    pub store: StoreUri,
+    /// Market of the capture: spot or usdm [default: from the content; `pu` in diffs means
+    /// USD-M futures].
+    #[arg(long)]
     pub market: Option<Market>,
     /// Symbol, if the capture starts with a REST snapshot before any message naming it.
     #[arg(long)]
@@ -54,7 +56,7 @@ impl Import {
 
 impl BinanceArgs {
     fn run(self) -> Result<ExitCode> {
-        let mut store = tapedeck::store::open_writable(&self.store)?;
+        let mut store = self.store.open_writable()?;
         let mut importer = Importer::new(store.as_mut(), self.market, self.symbol);
         for f in &self.files {
             eprintln!("importing {}", f.display());

@@ -16,13 +16,13 @@ use serde::Serialize;
 use tapedeck_guest::codec::EventBatchWriter;
 use tapedeck_guest::driver::ProjectorDriver;
 
-use crate::error::Result;
-use crate::event::{
+use crate::synth::SplitMix64;
+use tapedeck::error::Result;
+use tapedeck::event::StreamEncoder;
+use tapedeck::event::{
     Body, Dec, Envelope, LiquidityName, OrderTypeName, SideName, TifName, VerdictName,
 };
-use crate::replay::StreamEncoder;
-use crate::store::{EventSink, StoredSnapshot};
-use crate::synth::SplitMix64;
+use tapedeck::store::{EventSink, StoredSnapshot};
 
 #[derive(Debug, Clone, Serialize)]
 pub struct FixtureSpec {

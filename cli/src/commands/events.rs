@@ -3,12 +3,12 @@
 use std::io::BufRead;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use tapedeck::store::StoreUri;
 
 use anyhow::{Context, Result, bail};
 use tapedeck::event::Envelope;
 use tapedeck::replay::Point;
-use tapedeck::store::postgres::is_postgres_uri;
-use tapedeck::store::{EventQuery, PgStore};
+use tapedeck::store::EventQuery;
 
 /// List, show, search and append events.
 #[derive(clap::Args, Debug)]
@@ -34,7 +34,7 @@ pub enum EventsCmd {
 pub struct ListArgs {
     /// Store URI: a file store directory, or postgres://USER@HOST:PORT/DB.
     #[arg(long)]
-    pub store: String,
+    pub store: StoreUri,
     #[arg(long)]
     pub stream: String,
     /// Only these event types (repeat or comma-separate).
@@ -52,7 +52,7 @@ pub struct ListArgs {
 #[derive(clap::Args, Debug)]
 pub struct ShowArgs {
     #[arg(long)]
-    pub store: String,
+    pub store: StoreUri,
     /// The event id (ULID).
     #[arg(conflicts_with_all = ["stream", "seq"], required_unless_present = "stream")]
     pub event_id: Option<String>,
@@ -65,7 +65,7 @@ pub struct ShowArgs {
 #[derive(clap::Args, Debug)]
 pub struct SearchArgs {
     #[arg(long)]
-    pub store: String,
+    pub store: StoreUri,
     /// Stream key glob (`*`, `?`).
     #[arg(long)]
     pub streams: Option<String>,
@@ -91,7 +91,7 @@ pub struct SearchArgs {
 #[derive(clap::Args, Debug)]
 pub struct AppendArgs {
     #[arg(long)]
-    pub store: String,
+    pub store: StoreUri,
     /// JSON lines, one envelope each (the file store's format).
     #[arg(long)]
     pub file: PathBuf,
@@ -111,7 +111,7 @@ impl Events {
                 print_matches(&a.store, &q, a.json)
             }
             EventsCmd::Show(a) => {
-                let store = tapedeck::store::open(&a.store)?;
+                let store = a.store.open()?;
                 let q = match (&a.event_id, &a.stream, a.seq) {
                     (Some(id), _, _) => EventQuery {
                         event_id: Some(id.clone()),
@@ -175,8 +175,8 @@ impl Events {
     }
 }
 
-fn print_matches(uri: &str, q: &EventQuery, json: bool) -> Result<ExitCode> {
-    let store = tapedeck::store::open(uri)?;
+fn print_matches(uri: &StoreUri, q: &EventQuery, json: bool) -> Result<ExitCode> {
+    let store = uri.open()?;
     let mut n = 0u64;
     store.query(q, &mut |e| {
         n += 1;
@@ -188,7 +188,7 @@ fn print_matches(uri: &str, q: &EventQuery, json: bool) -> Result<ExitCode> {
         } else {
             println!(
                 "{}  {}#{}  {}  {}  {}",
-                tapedeck::store::format_ns(e.occurred_at),
+                tapedeck::time::format_ns(e.occurred_at),
                 e.stream_key,
                 e.seq,
                 e.body.event_type(),
@@ -221,18 +221,14 @@ fn append(a: &AppendArgs) -> Result<ExitCode> {
         })?;
         events.push(e);
     }
-    if is_postgres_uri(&a.store) {
-        let store = PgStore::connect(&a.store)?;
-        let (mut stored, mut dups) = (0, 0);
-        for o in store.append_exact(&events)? {
-            stored += o.appended;
-            dups += o.duplicates.len();
-        }
-        println!("{stored} events stored, {dups} already stored (idempotent duplicates)");
-    } else {
-        let mut store = tapedeck::store::open_writable(&a.store)?;
-        store.append(&events)?;
-        println!("{} events stored", events.len());
+    let mut store = a.store.open_writable()?;
+    let done = store.append(&events)?;
+    match done.duplicates() {
+        0 => println!("{} events stored", done.appended()),
+        dups => println!(
+            "{} events stored, {dups} already stored (idempotent duplicates)",
+            done.appended()
+        ),
     }
     Ok(ExitCode::SUCCESS)
 }

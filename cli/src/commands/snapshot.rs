@@ -2,6 +2,7 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use tapedeck::store::StoreUri;
 
 use anyhow::{Result, bail};
 
@@ -16,7 +17,7 @@ use tapedeck::snapshot::{Points, check_or_accept, take};
 pub struct Snapshot {
     /// Store URI: a file store directory (or file://DIR), or postgres://USER@HOST:PORT/DB.
     #[arg(long)]
-    pub store: String,
+    pub store: StoreUri,
     /// The projector module.
     #[arg(long)]
     pub projector: PathBuf,
@@ -61,7 +62,7 @@ impl Snapshot {
             ModuleKind::Projector,
         )?;
         plugins[0].config = self.config.clone();
-        let store = tapedeck::store::open(&self.store)?;
+        let store = self.store.open()?;
         let points = match (self.at.is_empty(), self.every) {
             (false, _) => Points::At(self.at.clone()),
             (true, Some(n)) => Points::Every(n),

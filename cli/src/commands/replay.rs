@@ -2,11 +2,13 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use tapedeck::store::StoreUri;
 
 use anyhow::{Context, Result, bail};
 
+use tapedeck::glob::glob_match;
 use tapedeck::replay::{Plugin, Point, ReplayOptions, replay};
-use tapedeck::store::{EventSource, glob_match};
+use tapedeck::store::EventSource;
 
 use super::progress::Progress;
 use tapedeck::report::{Stopwatch, describe, load_tolerances, run_card, write_run_dir};
@@ -17,7 +19,7 @@ use tapedeck::runtime::{ModuleKind, Runtime, RuntimeConfig};
 pub struct RunArgs {
     /// Store URI: a file store directory (or file://DIR), or postgres://USER@HOST:PORT/DB.
     #[arg(long)]
-    pub store: String,
+    pub store: StoreUri,
     /// Streams to replay (glob with `*` and `?`).
     #[arg(long, default_value = "*")]
     pub streams: String,
@@ -48,7 +50,7 @@ impl RunArgs {
         what: &'static str,
         keep_outputs: bool,
     ) -> Result<(Box<dyn EventSource>, ReplayOptions, Progress)> {
-        let store = tapedeck::store::open(&self.store)?;
+        let store = self.store.open()?;
         let total: u64 = store
             .streams()?
             .iter()
@@ -154,7 +156,7 @@ impl Replay {
 pub struct State {
     /// Store URI.
     #[arg(long)]
-    pub store: String,
+    pub store: StoreUri,
     /// The projector module.
     #[arg(long)]
     pub projector: PathBuf,
@@ -177,7 +179,7 @@ impl State {
             std::slice::from_ref(&self.projector),
             ModuleKind::Projector,
         )?;
-        let store = tapedeck::store::open(&self.store)?;
+        let store = self.store.open()?;
         if !store.streams()?.iter().any(|s| s.key == self.stream) {
             bail!(
                 "no stream {:?} in {} (`tapedeck streams --store ...` lists them)",

@@ -2,23 +2,22 @@
 //! event_log partitions.
 
 use std::process::ExitCode;
+use tapedeck::store::StoreUri;
 
-use anyhow::{Result, bail};
+use anyhow::Result;
 use tapedeck::store::PgStore;
-use tapedeck::store::postgres::is_postgres_uri;
 
 /// Create or update the PostgreSQL schema (migrations/ embedded in this binary; forward-only).
 #[derive(clap::Args, Debug)]
 pub struct Migrate {
     /// postgres://USER[:PASSWORD]@HOST:PORT/DB
     #[arg(long)]
-    pub store: String,
+    pub store: StoreUri,
 }
 
 impl Migrate {
     pub fn run(self) -> Result<ExitCode> {
-        require_postgres(&self.store)?;
-        let applied = PgStore::migrate(&self.store)?;
+        let applied = PgStore::migrate(self.store.postgres("migrate")?)?;
         if applied.is_empty() {
             println!("schema up to date");
         } else {
@@ -48,7 +47,7 @@ pub enum PartitionsCmd {
 pub struct PartitionArgs {
     /// postgres://USER[:PASSWORD]@HOST:PORT/DB
     #[arg(long)]
-    pub store: String,
+    pub store: StoreUri,
     #[arg(long, default_value_t = 3)]
     pub months_ahead: u32,
     /// Print JSON.
@@ -60,8 +59,8 @@ impl Partitions {
     pub fn run(self) -> Result<ExitCode> {
         match self.what {
             PartitionsCmd::Create(a) => {
-                require_postgres(&a.store)?;
-                let names = PgStore::connect(&a.store)?.create_partitions(a.months_ahead)?;
+                let names = PgStore::connect(a.store.postgres("partitions create")?)?
+                    .create_partitions(a.months_ahead)?;
                 if a.json {
                     println!("{}", serde_json::to_string_pretty(&names)?);
                 } else {
@@ -70,8 +69,8 @@ impl Partitions {
                 Ok(ExitCode::SUCCESS)
             }
             PartitionsCmd::Check(a) => {
-                require_postgres(&a.store)?;
-                let months = PgStore::connect(&a.store)?.partition_coverage(a.months_ahead)?;
+                let months = PgStore::connect(a.store.postgres("partitions check")?)?
+                    .partition_coverage(a.months_ahead)?;
                 let missing = months.iter().filter(|m| !m.present).count();
                 if a.json {
                     println!("{}", serde_json::to_string_pretty(&months)?);
@@ -92,13 +91,4 @@ impl Partitions {
             }
         }
     }
-}
-
-fn require_postgres(uri: &str) -> Result<()> {
-    if !is_postgres_uri(uri) {
-        bail!(
-            "--store {uri}: this command is for PostgreSQL stores (postgres://USER@HOST:PORT/DB)"
-        );
-    }
-    Ok(())
 }

@@ -1,6 +1,7 @@
 //! `tapedeck streams`: what a store holds.
 
 use std::process::ExitCode;
+use tapedeck::store::StoreUri;
 
 use anyhow::Result;
 
@@ -9,7 +10,7 @@ use anyhow::Result;
 pub struct Streams {
     /// Store URI: a file store directory (or file://DIR), or postgres://USER@HOST:PORT/DB.
     #[arg(long)]
-    pub store: String,
+    pub store: StoreUri,
     /// Only streams matching this glob (`*`, `?`).
     #[arg(long)]
     pub streams: Option<String>,
@@ -20,12 +21,12 @@ pub struct Streams {
 
 impl Streams {
     pub fn run(self) -> Result<ExitCode> {
-        let store = tapedeck::store::open(&self.store)?;
+        let store = self.store.open()?;
         let pattern = self.streams.as_deref().unwrap_or("*");
         let streams: Vec<_> = store
             .streams()?
             .into_iter()
-            .filter(|s| tapedeck::store::glob_match(pattern, &s.key))
+            .filter(|s| tapedeck::glob::glob_match(pattern, &s.key))
             .collect();
         if self.json {
             println!("{}", serde_json::to_string_pretty(&streams)?);
@@ -37,8 +38,8 @@ impl Streams {
                 s.key,
                 s.first_seq,
                 s.last_seq,
-                tapedeck::store::format_ns(s.first_time),
-                tapedeck::store::format_ns(s.last_time),
+                tapedeck::time::format_ns(s.first_time),
+                tapedeck::time::format_ns(s.last_time),
                 s.events()
             );
             let c: Vec<String> = s.counts.iter().map(|(k, v)| format!("{k} {v}")).collect();

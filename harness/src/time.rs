@@ -1,0 +1,76 @@
+//! Times: event and ingest times are `i64` ns since the Unix epoch, UTC; these helpers turn them
+//! into the calendar days files are partitioned by and the RFC 3339 text people read, and back.
+//! Pure arithmetic (no clock, no time zone database).
+
+/// `YYYY-MM-DD` (UTC) of a time in ns since the epoch (Howard Hinnant's civil_from_days).
+pub fn day_of(ns: i64) -> String {
+    let days = ns.div_euclid(86_400_000_000_000);
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!("{y:04}-{m:02}-{d:02}")
+}
+
+/// `YYYY-MM-DDTHH:MM:SS.nnnnnnnnnZ` for a time in ns since the epoch.
+pub fn format_ns(ns: i64) -> String {
+    let secs = ns.div_euclid(1_000_000_000);
+    let sod = secs.rem_euclid(86_400);
+    format!(
+        "{}T{:02}:{:02}:{:02}.{:09}Z",
+        day_of(ns),
+        sod / 3600,
+        sod / 60 % 60,
+        sod % 60,
+        ns.rem_euclid(1_000_000_000)
+    )
+}
+
+/// `YYYY-MM-DDTHH:MM:SS[.fffffffff]Z` to ns since the epoch.
+pub fn parse_rfc3339(s: &str) -> Option<i64> {
+    let s = s.strip_suffix('Z')?;
+    let (date, time) = s.split_once('T')?;
+    let mut d = date.splitn(3, '-').map(|x| x.parse::<i64>().ok());
+    let (y, m, day) = (d.next()??, d.next()??, d.next()??);
+    let (hms, frac) = time.split_once('.').unwrap_or((time, ""));
+    let mut t = hms.splitn(3, ':').map(|x| x.parse::<i64>().ok());
+    let (hh, mm, ss) = (t.next()??, t.next()??, t.next()??);
+    if frac.len() > 9 || !frac.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let nanos: i64 = if frac.is_empty() {
+        0
+    } else {
+        format!("{frac:0<9}").parse().ok()?
+    };
+    // days_from_civil (Howard Hinnant)
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    Some(((days * 86_400 + hh * 3600 + mm * 60 + ss) * 1_000_000_000) + nanos)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn days_and_times_round_trip() {
+        assert_eq!(day_of(0), "1970-01-01");
+        assert_eq!(day_of(1_723_075_200_000_000_000), "2024-08-08");
+        assert_eq!(day_of(951_782_400_000_000_000), "2000-02-29");
+        assert_eq!(day_of(-1), "1969-12-31");
+        let t = 1_723_161_254_500_000_000;
+        assert_eq!(format_ns(t), "2024-08-08T23:54:14.500000000Z");
+        assert_eq!(parse_rfc3339(&format_ns(t)), Some(t));
+        assert_eq!(parse_rfc3339("2024-08-08T23:54:14"), None);
+    }
+}
