@@ -4,6 +4,7 @@
 mod binance;
 mod cli;
 mod index;
+mod layout;
 mod parity;
 mod postgres;
 mod projectors;

@@ -17,6 +17,7 @@ use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
+use super::dirs::sorted_entries;
 use super::{
     AppendReport, EventSink, EventSource, SeqRange, StoredSnapshot, StreamInfo, check_seqs,
 };
@@ -377,18 +378,6 @@ impl EventSink for FileStore {
         io(&path, f.sync_data())?;
         Ok(path.display().to_string())
     }
-}
-
-/// Directory entries sorted by name (empty if the directory does not exist).
-pub(super) fn sorted_entries(dir: &Path) -> Result<Vec<PathBuf>> {
-    if !dir.is_dir() {
-        return Ok(Vec::new());
-    }
-    let mut v: Vec<PathBuf> = io(dir, fs::read_dir(dir))?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .collect();
-    v.sort();
-    Ok(v)
 }
 
 /// A stream key or module name as one safe path component (`%XX` for anything unusual).

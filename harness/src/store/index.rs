@@ -64,7 +64,7 @@ pub(super) type LogPart = (String, u64, PathBuf);
 /// The day directories of the log and their parts with sizes.
 pub(super) fn log_days(root: &Path) -> Result<BTreeMap<String, Vec<LogPart>>> {
     let mut out = BTreeMap::new();
-    for day in super::file::sorted_entries(&root.join("events"))? {
+    for day in super::dirs::sorted_entries(&root.join("events"))? {
         let Some(name) = day
             .file_name()
             .and_then(|n| n.to_str())
@@ -74,7 +74,7 @@ pub(super) fn log_days(root: &Path) -> Result<BTreeMap<String, Vec<LogPart>>> {
             continue;
         };
         let mut parts = Vec::new();
-        for p in super::file::sorted_entries(&day)? {
+        for p in super::dirs::sorted_entries(&day)? {
             if p.extension().is_some_and(|e| e == "jsonl") {
                 let size = std::fs::metadata(&p).map_err(|e| Error::io(&p, e))?.len();
                 parts.push((

@@ -2,6 +2,7 @@
 //! an in-memory store beside it. Every command takes a store URI; `open` picks the
 //! implementation.
 
+mod dirs;
 mod file;
 pub mod index;
 mod memory;
