@@ -32,7 +32,7 @@ use crate::event::{Body, Correlation, Envelope, StreamEncoder, Tenancy};
 const MIGRATIONS: &[(i64, &str, &str)] = &[(
     1,
     "event log",
-    include_str!("../../../migrations/0001_event_log.sql"),
+    include_str!("../../../../migrations/0001_event_log.sql"),
 )];
 
 /// `tapedeck_meta` key recording the codec layout of the `packed` column.
