@@ -223,12 +223,10 @@ fn append(a: &AppendArgs) -> Result<ExitCode> {
     }
     let mut store = a.store.open_writable()?;
     let done = store.append(&events)?;
-    match done.duplicates() {
-        0 => println!("{} events stored", done.appended()),
-        dups => println!(
-            "{} events stored, {dups} already stored (idempotent duplicates)",
-            done.appended()
-        ),
-    }
+    println!(
+        "{} events stored, {} already stored (idempotent duplicates)",
+        done.appended(),
+        done.duplicates()
+    );
     Ok(ExitCode::SUCCESS)
 }
