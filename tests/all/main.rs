@@ -3,6 +3,7 @@
 
 mod binance;
 mod cli;
+mod conformance;
 mod index;
 mod layout;
 mod parity;

@@ -61,7 +61,7 @@ fn empty_db(name: &str) -> String {
 }
 
 /// A fresh, migrated database; its URL.
-fn db(name: &str) -> String {
+pub fn db(name: &str) -> String {
     let url = empty_db(name);
     PgStore::migrate(&url).unwrap();
     url
