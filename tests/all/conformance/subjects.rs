@@ -183,14 +183,15 @@ impl Subject for Postgres {
             place.starts_with("table quarantine of ") && place.contains(source),
             "{place}"
         );
-        let rows = self
-            .store
-            .block_on(
-                sqlx::query("SELECT record::text FROM quarantine WHERE source = $1 ORDER BY id")
-                    .bind(source)
-                    .fetch_all(self.store.pg_pool()),
-            )
-            .unwrap();
+        let rows = crate::postgres::block_on(async {
+            use sqlx::Connection;
+            let mut c = sqlx::PgConnection::connect(&self.url).await.unwrap();
+            sqlx::query("SELECT record::text FROM quarantine WHERE source = $1 ORDER BY id")
+                .bind(source)
+                .fetch_all(&mut c)
+                .await
+        })
+        .unwrap();
         rows.iter()
             .map(|r| serde_json::from_str(r.get::<&str, _>(0)).unwrap())
             .collect()
