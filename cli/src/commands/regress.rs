@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 
-use tapedeck::regress::{FailOn, regress};
+use tapedeck::regress::{FailOn, regress, verdict};
 use tapedeck::report::{Stopwatch, describe, regress_card, write_regress_dir};
 use tapedeck::runtime::{ModuleKind, Runtime, RuntimeConfig};
 use tapedeck::venue::VenueConfig;
@@ -68,15 +68,7 @@ impl Regress {
         let report = regress(&rt, store.as_ref(), &mods[0], &mods[1], &opts, &venue)
             .context("regression run")?;
         drop(progress);
-        // Findings (traps, state mismatches) always fail a run; the rules add thresholds.
-        let mut verdict: Vec<String> = rules
-            .iter()
-            .filter(|r| **r != FailOn::Finding)
-            .filter_map(|r| r.check(&report))
-            .collect();
-        if let Some(v) = FailOn::Finding.check(&report) {
-            verdict.insert(0, v);
-        }
+        let verdict = verdict(&rules, &report);
         let (b, c) = (&report.baseline, &report.candidate);
         println!(
             "streams {}, diverged {}",
