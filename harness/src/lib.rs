@@ -11,8 +11,8 @@
 //! - [`report`], [`html`], [`artifacts`]: run directories.
 //! - [`snapshot`] and `testing` (feature `testing`): projections under insta-style snapshot
 //!   tests.
-//! - [`glob`], [`time`], [`hash`]: small shared helpers (stream globs, calendar times, module
-//!   hashes).
+//! - [`glob`], [`time`], [`hash`], [`names`]: small shared helpers (stream globs, calendar
+//!   times, module hashes, stream keys as file names).
 //!
 //! The command line is the `tapedeck-cli` crate; the fixture generator, synthetic data and
 //! benches are `tapedeck-dev`.
@@ -25,6 +25,7 @@ pub mod glob;
 pub mod hash;
 pub mod html;
 pub mod import;
+pub mod names;
 pub mod outputs;
 pub mod regress;
 pub mod replay;
