@@ -13,8 +13,8 @@
 //! - [`report`]: run directories (run card, Markdown, JUnit, HTML, Parquet).
 //! - [`snapshot`] and `testing` (feature `testing`): projections under insta-style snapshot
 //!   tests.
-//! - [`glob`], [`time`], [`hash`]: small shared helpers (stream globs, calendar times, module
-//!   hashes).
+//! - [`glob`], [`time`], [`hash`], [`names`]: small shared helpers (stream globs, calendar
+//!   times, module hashes, stream keys as file names).
 //!
 //! The command line is the `tapedeck-cli` crate; the fixture generator, synthetic data and
 //! benches are `tapedeck-dev`.
@@ -26,6 +26,7 @@ pub mod event;
 pub mod glob;
 pub mod hash;
 pub mod import;
+pub mod names;
 pub mod regress;
 pub mod replay;
 pub mod report;

@@ -6,6 +6,7 @@
 //! DIR/snapshots/<stream>/<seq>.<projector>.json    stored projector states (replay anchors)
 //! DIR/quarantine/                                  bytes set aside instead of dropped
 //! ```
+//! Stream keys and projector names in paths are [`crate::names::file_name`]s.
 //! The log is the source of truth (seed 002). Parts are day-partitioned by `ingested_at` (the
 //! order appends happen in), rotated by size, and every append is one write followed by
 //! `fsync`. A write torn by a crash is moved to `quarantine/` when the store is next opened
@@ -23,6 +24,7 @@ use super::{
 };
 use crate::error::{Error, Result};
 use crate::event::Envelope;
+use crate::names::file_name;
 use crate::time::day_of;
 
 const MARKER: &str = "tapedeck-store.json";
@@ -218,7 +220,7 @@ impl FileStore {
     }
 
     fn snapshot_dir(&self, stream: &str) -> PathBuf {
-        self.root.join("snapshots").join(escape(stream))
+        self.root.join("snapshots").join(file_name(stream))
     }
 
     /// The part to append to for `day`: the newest, unless it is full.
@@ -359,7 +361,7 @@ impl EventSink for FileStore {
 
     fn put_snapshot(&mut self, s: &StoredSnapshot) -> Result<()> {
         let dir = self.snapshot_dir(&s.stream);
-        let path = dir.join(format!("{:020}.{}.json", s.seq, escape(&s.projector)));
+        let path = dir.join(format!("{:020}.{}.json", s.seq, file_name(&s.projector)));
         let mut bytes = serde_json::to_vec_pretty(s).expect("snapshot serializes");
         bytes.push(b'\n');
         crate::runtime::write_atomic(&path, &bytes)
@@ -369,7 +371,7 @@ impl EventSink for FileStore {
         use std::io::Write;
         let dir = self.root.join("quarantine");
         io(&dir, fs::create_dir_all(&dir))?;
-        let path = dir.join(format!("{}.jsonl", escape(source)));
+        let path = dir.join(format!("{}.jsonl", file_name(source)));
         let mut f = io(
             &path,
             fs::OpenOptions::new().create(true).append(true).open(&path),
@@ -380,14 +382,6 @@ impl EventSink for FileStore {
     }
 }
 
-/// A stream key or module name as one safe path component (`%XX` for anything unusual).
-pub fn escape(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'_' => (b as char).to_string(),
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
 }
 
 #[cfg(test)]
