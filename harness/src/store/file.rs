@@ -382,8 +382,6 @@ impl EventSink for FileStore {
     }
 }
 
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
