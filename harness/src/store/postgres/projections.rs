@@ -10,7 +10,7 @@
 use std::collections::BTreeSet;
 
 use super::connect::pg;
-use super::rows::{Projected, Rows};
+use super::rows::{PROJECTED, Projected, Rows};
 use crate::error::Result;
 
 /// One projection statement, `sql/batch_as_ev.sql` followed by the file named.
@@ -58,17 +58,6 @@ const PROJECTIONS: &[Projection] = &[
         sql: projection_sql!("upsert_balances_current.sql"),
         table: "balances_current",
     },
-];
-
-/// Event types some projection reads.
-pub(super) const PROJECTED: &[&str] = &[
-    "order_submitted",
-    "order_acked",
-    "order_rejected",
-    "order_cancelled",
-    "fill",
-    "position",
-    "balance",
 ];
 
 /// Runs the projection updates the batch `rows` (as stored: kept rows, final seqs) touches.

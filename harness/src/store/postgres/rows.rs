@@ -15,9 +15,20 @@ use sqlx::postgres::PgRow;
 use tapedeck_guest::codec::EventBatchWriter;
 
 use super::keys::{derive_key, payload_value};
-use super::projections::PROJECTED;
 use crate::error::{Error, Result};
 use crate::event::{Body, Correlation, Envelope, StreamEncoder, Tenancy};
+
+/// Event types some projection reads (`projections.rs` runs one statement per table over
+/// the rows of these types).
+pub(super) const PROJECTED: &[&str] = &[
+    "order_submitted",
+    "order_acked",
+    "order_rejected",
+    "order_cancelled",
+    "fill",
+    "position",
+    "balance",
+];
 
 /// A seq as PostgreSQL's bigint (saturating).
 pub(super) fn clamp(seq: u64) -> i64 {
