@@ -181,19 +181,27 @@ impl<'s> Importer<'s> {
             .enumerate()
         {
             let line = line.map_err(|e| Error::io(path, e))?;
-            let lineno = i as u64 + 1;
-            self.summary.lines += 1;
-            if line.trim().is_empty() {
-                continue;
-            }
-            if let Err(message) = self.line(&name, lineno, &line) {
-                self.quarantine(&name, lineno, &line, &message)?;
-            }
-            if self.out.len() >= APPEND_BATCH {
-                self.flush()?;
-            }
+            self.import_line(&name, i as u64 + 1, &line)?;
         }
         self.flush()
+    }
+
+    /// One line of a capture, as `import_file` takes it: its events buffered for the store
+    /// (appended in batches; `finish` appends the rest), or the line quarantined if it cannot
+    /// be parsed. `file` and `lineno` are what a quarantine record and a gap finding name.
+    /// `Err` only when the store fails. (The `binance_line` fuzz target drives this.)
+    pub fn import_line(&mut self, file: &str, lineno: u64, line: &str) -> Result<()> {
+        self.summary.lines += 1;
+        if line.trim().is_empty() {
+            return Ok(());
+        }
+        if let Err(message) = self.line(file, lineno, line) {
+            self.quarantine(file, lineno, line, &message)?;
+        }
+        if self.out.len() >= APPEND_BATCH {
+            self.flush()?;
+        }
+        Ok(())
     }
 
     pub fn finish(mut self) -> Result<ImportSummary> {

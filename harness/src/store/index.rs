@@ -237,7 +237,8 @@ fn rebuild_day(out: &Path, parts: &[LogPart]) -> Result<u64> {
 }
 
 /// Reads `stream`'s packed records in `range` from the index days of `manifest`, in seq order.
-pub(super) fn read_records(
+/// (Public so the `index_reader` fuzz target can read index files without a fresh log.)
+pub fn read_records(
     root: &Path,
     manifest: &Manifest,
     stream: &str,
@@ -301,7 +302,8 @@ fn col<T: 'static>(batch: &RecordBatch, i: usize) -> &T {
 }
 
 /// Stream summaries from the index alone (key, seq and time range, counts by event type).
-pub(super) fn stream_infos(
+/// (Public for the `index_reader` fuzz target, as `read_records`.)
+pub fn stream_infos(
     root: &Path,
     manifest: &Manifest,
 ) -> Result<BTreeMap<String, super::StreamInfo>> {
