@@ -205,14 +205,7 @@ fn rebuild_day(out: &Path, parts: &[LogPart]) -> Result<u64> {
         insts.push(inst);
         records.push(record);
     }
-    let schema = Arc::new(Schema::new(vec![
-        Field::new("stream_key", DataType::Utf8, false),
-        Field::new("seq", DataType::UInt64, false),
-        Field::new("occurred_at", DataType::Int64, false),
-        Field::new("event_type", DataType::Utf8, false),
-        Field::new("instrument", DataType::Utf8, true),
-        Field::new("record", DataType::Binary, false),
-    ]));
+    let schema = Arc::new(index_schema());
     let cols: Vec<ArrayRef> = vec![
         Arc::new(StringArray::from(keys)),
         Arc::new(UInt64Array::from(seqs)),
@@ -236,8 +229,75 @@ fn rebuild_day(out: &Path, parts: &[LogPart]) -> Result<u64> {
     Ok(n as u64)
 }
 
+/// The columns of an index file.
+fn index_schema() -> Schema {
+    Schema::new(vec![
+        Field::new("stream_key", DataType::Utf8, false),
+        Field::new("seq", DataType::UInt64, false),
+        Field::new("occurred_at", DataType::Int64, false),
+        Field::new("event_type", DataType::Utf8, false),
+        Field::new("instrument", DataType::Utf8, true),
+        Field::new("record", DataType::Binary, false),
+    ])
+}
+
+/// Runs Parquet decoder calls on an index file. The decoder can panic on a damaged file
+/// (arrow-rs does not promise an error for every bad input); here a panic becomes `Corrupt`, an
+/// error the caller can act on (rebuild the index, read the log), not an abort. Only decoder
+/// calls go in here: the caller's own code runs outside, so its panics stay panics.
+fn decoding<T>(path: &Path, f: impl FnOnce() -> Result<T>) -> Result<T> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).unwrap_or_else(|panic| {
+        let what = match (panic.downcast_ref::<&str>(), panic.downcast_ref::<String>()) {
+            (Some(s), _) => s.to_string(),
+            (_, Some(s)) => s.clone(),
+            _ => String::new(),
+        };
+        Err(Error::Corrupt {
+            path: path.to_path_buf(),
+            line: 0,
+            message: format!(
+                "index file unreadable (the Parquet decoder panicked: {what}); rebuild the index"
+            ),
+        })
+    })
+}
+
+/// Opens an index file for reading, checking that its columns are the index's (names and
+/// types), so the readers' column casts hold.
+fn open_index_file(path: &Path) -> Result<ParquetRecordBatchReaderBuilder<File>> {
+    let file = File::open(path).map_err(|e| Error::io(path, e))?;
+    let builder = decoding(path, || {
+        ParquetRecordBatchReaderBuilder::try_new(file).map_err(engine(path))
+    })?;
+    let want = index_schema();
+    let found = builder.schema();
+    let same = found.fields().len() == want.fields().len()
+        && found
+            .fields()
+            .iter()
+            .zip(want.fields())
+            .all(|(f, w)| f.name() == w.name() && f.data_type() == w.data_type());
+    if !same {
+        let cols: Vec<String> = found
+            .fields()
+            .iter()
+            .map(|f| format!("{} {}", f.name(), f.data_type()))
+            .collect();
+        return Err(Error::Corrupt {
+            path: path.to_path_buf(),
+            line: 0,
+            message: format!(
+                "not an index file: columns [{}]; rebuild the index",
+                cols.join(", ")
+            ),
+        });
+    }
+    Ok(builder)
+}
+
 /// Reads `stream`'s packed records in `range` from the index days of `manifest`, in seq order.
-pub(super) fn read_records(
+/// (Public so the `index_reader` fuzz target can read index files without a fresh log.)
+pub fn read_records(
     root: &Path,
     manifest: &Manifest,
     stream: &str,
@@ -246,8 +306,7 @@ pub(super) fn read_records(
 ) -> Result<()> {
     for day in manifest.days.keys() {
         let path = root.join(format!("index/day={day}.parquet"));
-        let file = File::open(&path).map_err(|e| Error::io(&path, e))?;
-        let builder = ParquetRecordBatchReaderBuilder::try_new(file).map_err(engine(&path))?;
+        let builder = open_index_file(&path)?;
         let meta = builder.metadata().clone();
         // Row groups whose stream_key range holds `stream`.
         let groups: Vec<usize> = (0..meta.num_row_groups())
@@ -265,13 +324,15 @@ pub(super) fn read_records(
             continue;
         }
         let mask = ProjectionMask::roots(builder.parquet_schema(), [0, 1, 2, 5]);
-        let reader = builder
-            .with_row_groups(groups)
-            .with_projection(mask)
-            .with_batch_size(8192)
-            .build()
-            .map_err(engine(&path))?;
-        for batch in reader {
+        let mut reader = decoding(&path, || {
+            builder
+                .with_row_groups(groups)
+                .with_projection(mask)
+                .with_batch_size(8192)
+                .build()
+                .map_err(engine(&path))
+        })?;
+        while let Some(batch) = decoding(&path, || Ok(reader.next()))? {
             let batch = batch.map_err(engine(&path))?;
             let keys = col::<StringArray>(&batch, 0);
             let seqs = col::<UInt64Array>(&batch, 1);
@@ -291,32 +352,35 @@ pub(super) fn read_records(
     Ok(())
 }
 
-/// Column `i` of an index batch, as the array type the schema gives it.
+/// Column `i` of an index batch, as the array type the schema gives it (checked when the file
+/// was opened).
 fn col<T: 'static>(batch: &RecordBatch, i: usize) -> &T {
     batch
         .column(i)
         .as_any()
         .downcast_ref::<T>()
-        .expect("the index schema")
+        .expect("the index schema, checked by open_index_file")
 }
 
 /// Stream summaries from the index alone (key, seq and time range, counts by event type).
-pub(super) fn stream_infos(
+/// (Public for the `index_reader` fuzz target, as `read_records`.)
+pub fn stream_infos(
     root: &Path,
     manifest: &Manifest,
 ) -> Result<BTreeMap<String, super::StreamInfo>> {
     let mut out: BTreeMap<String, super::StreamInfo> = BTreeMap::new();
     for day in manifest.days.keys() {
         let path = root.join(format!("index/day={day}.parquet"));
-        let file = File::open(&path).map_err(|e| Error::io(&path, e))?;
-        let builder = ParquetRecordBatchReaderBuilder::try_new(file).map_err(engine(&path))?;
+        let builder = open_index_file(&path)?;
         let mask = ProjectionMask::roots(builder.parquet_schema(), [0, 1, 2, 3]);
-        for batch in builder
-            .with_projection(mask)
-            .with_batch_size(65_536)
-            .build()
-            .map_err(engine(&path))?
-        {
+        let mut reader = decoding(&path, || {
+            builder
+                .with_projection(mask)
+                .with_batch_size(65_536)
+                .build()
+                .map_err(engine(&path))
+        })?;
+        while let Some(batch) = decoding(&path, || Ok(reader.next()))? {
             let batch = batch.map_err(engine(&path))?;
             let keys = col::<StringArray>(&batch, 0);
             let seqs = col::<UInt64Array>(&batch, 1);
@@ -334,7 +398,7 @@ pub(super) fn stream_infos(
                         last_time: t,
                         counts: BTreeMap::new(),
                     });
-                if seq != info.last_seq + 1 && seq != info.first_seq {
+                if Some(seq) != info.last_seq.checked_add(1) && seq != info.first_seq {
                     return Err(Error::Corrupt {
                         path: path.clone(),
                         line: 0,
@@ -352,4 +416,99 @@ pub(super) fn stream_infos(
         }
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A store root whose only index day, `x`, holds `bytes`, and a manifest naming it.
+    fn root_with(name: &str, bytes: &[u8]) -> (PathBuf, Manifest) {
+        let root = std::env::temp_dir().join(format!("tapedeck-ix-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        std::fs::create_dir_all(root.join("index")).unwrap();
+        std::fs::write(root.join("index/day=x.parquet"), bytes).unwrap();
+        let mut m = Manifest::default();
+        m.days.insert("x".into(), DayEntry::default());
+        (root, m)
+    }
+
+    fn parquet(cols: Vec<(&str, ArrayRef)>) -> Vec<u8> {
+        let batch = RecordBatch::try_from_iter(cols).unwrap();
+        let mut out = Vec::new();
+        let mut w = ArrowWriter::try_new(&mut out, batch.schema(), None).unwrap();
+        w.write(&batch).unwrap();
+        w.close().unwrap();
+        out
+    }
+
+    /// Both readers on the index of `root` (`read_records` of `stream`): the error of each.
+    fn read_errors(root: &Path, m: &Manifest, stream: &str) -> (String, String) {
+        let infos = stream_infos(root, m).map(drop).unwrap_err().to_string();
+        let records = read_records(root, m, stream, SeqRange::ALL, &mut |_, _, _| Ok(()))
+            .unwrap_err()
+            .to_string();
+        (infos, records)
+    }
+
+    #[test]
+    fn a_damaged_index_file_is_an_error_not_a_panic() {
+        // See: fuzz target index_reader, fuzz/corpus/index_reader/crash-parquet-decoder-panic
+        // (a changed byte in a dictionary page: the Parquet decoder panicked "Decoder for dict
+        // should have been set", which aborted replay and `streams`).
+        let input = include_bytes!("../../../fuzz/corpus/index_reader/crash-parquet-decoder-panic");
+        let (root, m) = root_with("damaged", &input[1..]);
+        let (infos, records) = read_errors(&root, &m, "exec:sim:SYM1");
+        for e in [infos, records] {
+            assert!(e.contains("rebuild the index"), "{e}");
+        }
+        std::fs::remove_dir_all(root).unwrap();
+    }
+
+    #[test]
+    fn an_index_file_with_other_columns_is_an_error_not_a_panic() {
+        // See: fuzz target index_reader (mode 2, foreign column types): the readers cast
+        // columns with `expect("the index schema")` and panicked on any other file.
+        let bytes = parquet(vec![
+            (
+                "stream_key",
+                Arc::new(Int64Array::from(vec![1])) as ArrayRef,
+            ),
+            ("seq", Arc::new(UInt64Array::from(vec![1]))),
+        ]);
+        let (root, m) = root_with("foreign", &bytes);
+        let (infos, records) = read_errors(&root, &m, "s");
+        for e in [infos, records] {
+            assert!(e.contains("not an index file"), "{e}");
+        }
+        std::fs::remove_dir_all(root).unwrap();
+    }
+
+    #[test]
+    fn a_seq_of_u64_max_in_the_index_is_corrupt_not_an_overflow() {
+        // See: fuzz target index_reader (mode 1, rows of the index schema): `last_seq + 1`
+        // overflowed on a row after seq u64::MAX.
+        let n = 2;
+        let bytes = parquet(vec![
+            (
+                "stream_key",
+                Arc::new(StringArray::from(vec!["s"; n])) as ArrayRef,
+            ),
+            ("seq", Arc::new(UInt64Array::from(vec![u64::MAX, 5]))),
+            ("occurred_at", Arc::new(Int64Array::from(vec![0; n]))),
+            ("event_type", Arc::new(StringArray::from(vec!["quote"; n]))),
+            (
+                "instrument",
+                Arc::new(StringArray::from(vec![None::<&str>; n])),
+            ),
+            (
+                "record",
+                Arc::new(BinaryArray::from_iter_values([[0u8; 4]; 2])),
+            ),
+        ]);
+        let (root, m) = root_with("seq-max", &bytes);
+        let e = stream_infos(&root, &m).map(drop).unwrap_err().to_string();
+        assert!(e.contains("seq 5 follows seq 18446744073709551615"), "{e}");
+        std::fs::remove_dir_all(root).unwrap();
+    }
 }
