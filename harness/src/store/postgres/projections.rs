@@ -10,7 +10,7 @@
 use std::collections::BTreeSet;
 
 use super::connect::pg;
-use super::rows::{PROJECTED, Projected, Rows};
+use super::rows::{Projected, Rows};
 use crate::error::Result;
 
 /// One projection statement, `sql/batch_as_ev.sql` followed by the file named.
@@ -91,6 +91,7 @@ pub(super) async fn update_projections(
 
 #[cfg(test)]
 mod tests {
+    use super::super::rows::PROJECTED;
     use super::*;
 
     #[test]
