@@ -151,6 +151,7 @@ pub fn rename_legacy(
 
 #[cfg(test)]
 mod tests {
+    use super::super::tests::files;
     use super::*;
 
     fn tmp(name: &str) -> std::path::PathBuf {
@@ -158,15 +159,6 @@ mod tests {
         let _ = std::fs::remove_dir_all(&d);
         std::fs::create_dir_all(&d).unwrap();
         d
-    }
-
-    fn files(dir: &Path) -> Vec<String> {
-        let mut v: Vec<String> = std::fs::read_dir(dir)
-            .unwrap()
-            .map(|e| e.unwrap().file_name().into_string().unwrap())
-            .collect();
-        v.sort();
-        v
     }
 
     #[test]

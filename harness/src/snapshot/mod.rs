@@ -351,7 +351,8 @@ mod tests {
         }
     }
 
-    fn files(dir: &Path) -> Vec<String> {
+    /// The names in `dir`, sorted (the legacy tests use it too).
+    pub(super) fn files(dir: &Path) -> Vec<String> {
         let mut v: Vec<String> = std::fs::read_dir(dir)
             .unwrap()
             .map(|e| e.unwrap().file_name().into_string().unwrap())
