@@ -44,7 +44,9 @@ impl std::str::FromStr for Point {
             return Ok(Point::Seq(seq));
         }
         parse_rfc3339(s).map(Point::Time).ok_or_else(|| {
-            format!("{s:?} is neither a seq, t:<ns>, nor a time like 2024-08-08T23:55:00Z")
+            format!(
+                "{s:?} is neither a seq, t:<ns>, nor a valid UTC time like 2024-08-08T23:55:00Z"
+            )
         })
     }
 }

@@ -42,9 +42,11 @@ impl Copy {
             &mut |_, n| progress.counter.store(n, Ordering::Relaxed),
         )?;
         drop(progress);
-        println!(
+        outln!(
             "copied {} streams: {} events, {} snapshots",
-            sum.streams, sum.events, sum.snapshots
+            sum.streams,
+            sum.events,
+            sum.snapshots
         );
         Ok(ExitCode::SUCCESS)
     }

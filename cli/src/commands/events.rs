@@ -133,7 +133,7 @@ impl Events {
                 })?;
                 match found.filter(|e| a.seq.is_none_or(|s| e.seq == s)) {
                     Some(e) => {
-                        println!("{}", serde_json::to_string_pretty(&e)?);
+                        outln!("{}", serde_json::to_string_pretty(&e)?);
                         Ok(ExitCode::SUCCESS)
                     }
                     None => {
@@ -181,12 +181,12 @@ fn print_matches(uri: &StoreUri, q: &EventQuery, json: bool) -> Result<ExitCode>
     store.query(q, &mut |e| {
         n += 1;
         if json {
-            println!(
+            outln!(
                 "{}",
                 serde_json::to_string(&e).expect("envelopes serialize")
             );
         } else {
-            println!(
+            outln!(
                 "{}  {}#{}  {}  {}  {}",
                 tapedeck::time::format_ns(e.occurred_at),
                 e.stream_key,
@@ -223,7 +223,7 @@ fn append(a: &AppendArgs) -> Result<ExitCode> {
     }
     let mut store = a.store.open_writable()?;
     let done = store.append(&events)?;
-    println!(
+    outln!(
         "{} events stored, {} already stored (idempotent duplicates)",
         done.appended(),
         done.duplicates()

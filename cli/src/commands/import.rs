@@ -64,31 +64,38 @@ impl BinanceArgs {
         }
         let s = importer.finish()?;
         if self.json {
-            println!("{}", serde_json::to_string_pretty(&s)?);
+            outln!("{}", serde_json::to_string_pretty(&s)?);
         } else {
-            println!("{} lines, {} events into {}", s.lines, s.events, self.store);
+            outln!("{} lines, {} events into {}", s.lines, s.events, self.store);
             for (stream, counts) in &s.by_stream {
                 let c: Vec<String> = counts.iter().map(|(k, v)| format!("{k} {v}")).collect();
-                println!("  {stream}: {}", c.join(", "));
+                outln!("  {stream}: {}", c.join(", "));
             }
-            println!(
+            outln!(
                 "  snapshots {}, superseded diffs {}, unsynced diffs {}",
-                s.snapshots, s.superseded_diffs, s.unsynced_diffs
+                s.snapshots,
+                s.superseded_diffs,
+                s.unsynced_diffs
             );
             if s.already_stored > 0 {
-                println!(
+                outln!(
                     "  {} lines skipped: recorded at or before what the store already held for their stream",
                     s.already_stored
                 );
             }
             for g in &s.gaps {
-                println!(
+                outln!(
                     "  GAP {} at {}:{}: expected {}, got {} (recorded as seq {})",
-                    g.stream, g.file, g.line, g.expected, g.got, g.seq
+                    g.stream,
+                    g.file,
+                    g.line,
+                    g.expected,
+                    g.got,
+                    g.seq
                 );
             }
             if s.quarantined > 0 {
-                println!(
+                outln!(
                     "  {} lines quarantined in {}",
                     s.quarantined,
                     s.quarantined_to.as_deref().unwrap_or("?")

@@ -49,7 +49,7 @@ impl Index {
                 }
                 let t = std::time::Instant::now();
                 let s = tapedeck::store::index::rebuild(&a.store, a.since.as_deref())?;
-                println!(
+                outln!(
                     "indexed {} rows in {} day(s) in {:.2}s",
                     s.rows,
                     s.days.len(),
@@ -61,7 +61,7 @@ impl Index {
                 let store = tapedeck::store::FileStore::open(&a.store)?;
                 match store.fresh_index()? {
                     Some(m) => {
-                        println!(
+                        outln!(
                             "up to date: {} day(s), {} rows",
                             m.days.len(),
                             m.days.values().map(|d| d.rows).sum::<u64>()
@@ -69,7 +69,7 @@ impl Index {
                         Ok(ExitCode::SUCCESS)
                     }
                     None => {
-                        println!(
+                        outln!(
                             "stale or missing: replay reads the log; `tapedeck index rebuild --store {}` rebuilds it",
                             a.store.display()
                         );

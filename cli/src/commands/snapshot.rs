@@ -104,19 +104,19 @@ impl MigrateNames {
             "renamed"
         };
         for (old, new) in &out.renamed {
-            println!("{verb} {old} -> {new}");
+            outln!("{verb} {old} -> {new}");
         }
         for (file, keys) in &out.ambiguous {
-            println!(
+            outln!(
                 "left {file}: it is the old name of {} streams ({}); its `expression` line says which, rename it by hand",
                 keys.len(),
                 keys.join(", ")
             );
         }
         for (old, new) in &out.blocked {
-            println!("left {old}: {new} exists");
+            outln!("left {old}: {new} exists");
         }
-        println!(
+        outln!(
             "{} {verb}, {} already named, {} left, {} of no stream of {} (in {dir})",
             out.renamed.len(),
             out.current,
@@ -180,16 +180,16 @@ impl Snapshot {
         let out = check_or_accept(snapshots, &taken, &source, plugins[0].name(), self.accept)?;
         for (old, new) in &out.old_names {
             if self.accept {
-                println!("{new}.snap replaces {old}.snap (its old name)");
+                outln!("{new}.snap replaces {old}.snap (its old name)");
             } else {
-                println!(
+                outln!(
                     "{old}.snap: under its old name (now {new}.snap); `tapedeck snapshot migrate-names --snapshots {} --store {store_uri}` renames it",
                     snapshots.display()
                 );
             }
         }
         if self.accept {
-            println!(
+            outln!(
                 "accepted {} snapshot(s) in {}",
                 out.accepted.len(),
                 snapshots.display()
@@ -197,16 +197,16 @@ impl Snapshot {
             return Ok(ExitCode::SUCCESS);
         }
         for (name, unified, structural) in &out.changed {
-            println!("{name}: state differs:");
+            outln!("{name}: state differs:");
             for d in structural {
-                println!("  at {}: {} -> {}", d.path, d.expected, d.actual);
+                outln!("  at {}: {} -> {}", d.path, d.expected, d.actual);
             }
-            println!("{unified}");
+            outln!("{unified}");
         }
         for name in &out.pending {
-            println!("{name}: new snapshot pending");
+            outln!("{name}: new snapshot pending");
         }
-        println!(
+        outln!(
             "{} matched, {} changed, {} pending (in {})",
             out.matched.len(),
             out.changed.len(),
@@ -216,7 +216,7 @@ impl Snapshot {
         if out.is_clean() {
             return Ok(ExitCode::SUCCESS);
         }
-        println!("review the .snap.new files with `cargo insta review`, or rerun with --accept");
+        outln!("review the .snap.new files with `cargo insta review`, or rerun with --accept");
         Ok(ExitCode::from(1))
     }
 }
