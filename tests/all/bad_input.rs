@@ -152,3 +152,23 @@ fn jobs_beyond_the_instance_pool_still_replay_every_stream() {
     assert_eq!(err.matches(", 2 events,").count(), 300, "{err}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn an_unreachable_postgres_is_reported_at_once_with_its_cause() {
+    // Port 1 on loopback: nothing listens, the connection is refused. Before, the pool retried
+    // for 30 s and then said only "pool timed out".
+    let started = std::time::Instant::now();
+    refused(
+        &[
+            "streams",
+            "--store",
+            "postgres://tapedeck@127.0.0.1:1/tapedeck",
+        ],
+        "Connection refused",
+    );
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(20),
+        "took {:?}",
+        started.elapsed()
+    );
+}

@@ -47,16 +47,6 @@ macro_rules! stamp {
             super::run(stringify!($case), super::subjects::$store, super::$case);
         }
     };
-    (postgres, a_batch_over_streams_is_refused_whole) => {
-        stamp!(@test postgres, a_batch_over_streams_is_refused_whole,
-            "store bug: PgStore::append commits each run of one stream in its own transaction, \
-             so a batch whose second stream has a gap keeps the first stream's events");
-    };
-    (postgres, duplicates_are_indexed_in_the_batch) => {
-        stamp!(@test postgres, duplicates_are_indexed_in_the_batch,
-            "store bug: PgStore::append reports Duplicate::index within each run of one stream, \
-             not within the batch as the trait documents");
-    };
     ($store:ident, $case:ident) => {
         stamp!(@test $store, $case);
     };

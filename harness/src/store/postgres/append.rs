@@ -1,12 +1,13 @@
 //! Writing to a PostgreSQL store: [`PgStore::append`] and its transaction, `append_exact` for
 //! events that carry their seqs, and the `EventSink` impl (snapshots, quarantine).
 //!
-//! Invariants: one append is one transaction holding the stream's `stream_state` row lock, so
+//! Invariants: one append (of one stream, or `append_exact` of a batch over several) is one
+//! transaction holding the streams' `stream_state` row locks, so
 //! seqs are gap-free and writers of one stream serialize; an event whose idempotency key is
 //! stored already is reported as a duplicate, never stored twice; any error (a stale
 //! `expected`, a seq that does not fit, a bad snapshot, a failed statement) drops the
 //! transaction, so nothing of the batch is written. The transaction's steps are the private
-//! fns below, in the order `append_tx` runs them.
+//! fns below, in the order `append_steps` runs them.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -65,63 +66,104 @@ impl PgStore {
     ) -> Result<AppendOutcome> {
         let rows = Rows::new(stream, events)?;
         self.ensure_partitions(events)?;
-        self.rt.block_on(self.append_tx(stream, events, rows, opts))
+        self.rt.block_on(async {
+            let mut tx = self.pool.begin().await.map_err(pg(ctx(stream, "begin")))?;
+            let outcome = append_steps(&mut tx, stream, events, rows, opts).await?;
+            if outcome.appended == 0 {
+                tx.rollback().await.map_err(pg(ctx(stream, "rollback")))?;
+            } else {
+                tx.commit().await.map_err(pg(ctx(stream, "commit")))?;
+            }
+            Ok(outcome)
+        })
     }
 
-    /// Appends events carrying their own seqs (copies, imports, `events append`): one
-    /// transaction per run of one stream, each expecting the stream to end just before it.
+    /// Appends events carrying their own seqs (copies, imports, `events append`), all in one
+    /// transaction: each run of one stream must continue its stream exactly, or nothing of the
+    /// batch is written. The batch's streams are locked first, in key order, so two writers of
+    /// overlapping sets of streams queue instead of deadlocking.
     pub fn append_exact(&self, events: &[Envelope]) -> Result<Vec<AppendOutcome>> {
-        let mut out = Vec::new();
+        let mut runs = Vec::new();
+        let mut offset = 0;
         for run in events.chunk_by(|a, b| a.stream_key == b.stream_key) {
-            let opts = AppendOptions {
-                expected: Some(run[0].seq.saturating_sub(1)),
-                exact_seqs: true,
-                snapshot: None,
-            };
-            out.push(self.append(&run[0].stream_key, run, opts)?);
+            runs.push((offset, run, Rows::new(&run[0].stream_key, run)?));
+            offset += run.len();
         }
-        Ok(out)
+        let Some((_, first, _)) = runs.first() else {
+            return Ok(Vec::new());
+        };
+        let what = format!("appending a batch of {} events", events.len());
+        let tenant = first.iter().find_map(|e| e.tenancy.tenant_id.as_deref());
+        self.ensure_partitions(events)?;
+        self.rt.block_on(async {
+            let mut tx = self
+                .pool
+                .begin()
+                .await
+                .map_err(pg(format!("{what}: begin")))?;
+            if runs.len() > 1 {
+                let streams: BTreeSet<&str> = events.iter().map(|e| &*e.stream_key).collect();
+                for stream in streams {
+                    lock_stream(&mut tx, stream, tenant).await?;
+                }
+            }
+            let mut out = Vec::with_capacity(runs.len());
+            for (offset, run, rows) in runs {
+                let opts = AppendOptions {
+                    expected: Some(run[0].seq.saturating_sub(1)),
+                    exact_seqs: true,
+                    snapshot: None,
+                };
+                let mut outcome =
+                    append_steps(&mut tx, &run[0].stream_key, run, rows, opts).await?;
+                for d in &mut outcome.duplicates {
+                    d.index += offset;
+                }
+                out.push(outcome);
+            }
+            tx.commit().await.map_err(pg(format!("{what}: commit")))?;
+            Ok(out)
+        })
+    }
+}
+
+/// The steps of an append to one stream, inside the caller's transaction. An error leaves the
+/// transaction to be dropped: rolled back, nothing written.
+async fn append_steps(
+    tx: &mut PgConnection,
+    stream: &str,
+    events: &[Envelope],
+    mut rows: Rows,
+    opts: AppendOptions<'_>,
+) -> Result<AppendOutcome> {
+    let tenant = events.iter().find_map(|e| e.tenancy.tenant_id.as_deref());
+    let last = lock_stream(tx, stream, tenant).await?;
+
+    let (candidates, repeats) = first_of_each_key(&rows.key_hash);
+    let stored = claim_keys(tx, stream, &rows, &candidates, last).await?;
+    let plan = Plan::new(&rows, &candidates, &repeats, &stored, last);
+    if plan.keep.is_empty() {
+        // A retry of a committed batch: nothing to write.
+        return Ok(plan.into_outcome(stream, last));
+    }
+    check_expected(stream, opts.expected, last)?;
+    if opts.exact_seqs {
+        check_exact_seqs(stream, events, &plan, last)?;
+    }
+    if !stored.is_empty() {
+        renumber_keys(tx, stream, &rows, &plan.keep, last).await?;
     }
 
-    /// The append transaction. Returning early without commit drops `tx`: rolled back.
-    async fn append_tx(
-        &self,
-        stream: &str,
-        events: &[Envelope],
-        mut rows: Rows,
-        opts: AppendOptions<'_>,
-    ) -> Result<AppendOutcome> {
-        let mut tx = self.pool.begin().await.map_err(pg(ctx(stream, "begin")))?;
-        let tenant = events.iter().find_map(|e| e.tenancy.tenant_id.as_deref());
-        let last = lock_stream(&mut tx, stream, tenant).await?;
-
-        let (candidates, repeats) = first_of_each_key(&rows.key_hash);
-        let stored = claim_keys(&mut tx, stream, &rows, &candidates, last).await?;
-        let plan = Plan::new(&rows, &candidates, &repeats, &stored, last);
-        if plan.keep.is_empty() {
-            tx.rollback().await.map_err(pg(ctx(stream, "rollback")))?;
-            return Ok(plan.into_outcome(stream, last));
-        }
-        check_expected(stream, opts.expected, last)?;
-        if opts.exact_seqs {
-            check_exact_seqs(stream, events, &plan, last)?;
-        }
-        if !stored.is_empty() {
-            renumber_keys(&mut tx, stream, &rows, &plan.keep, last).await?;
-        }
-
-        rows.retain(&plan.keep, last);
-        let new_last = last + plan.keep.len() as u64;
-        insert_rows(&mut tx, stream, &rows).await?;
-        update_stream_state(&mut tx, stream, new_last, tenant).await?;
-        update_summaries(&mut tx, stream, &rows, tenant).await?;
-        update_projections(&mut tx, stream, &rows, |what| ctx(stream, what)).await?;
-        if let Some(s) = opts.snapshot {
-            store_snapshot(&mut tx, stream, s, new_last, tenant).await?;
-        }
-        tx.commit().await.map_err(pg(ctx(stream, "commit")))?;
-        Ok(plan.into_outcome(stream, last))
+    rows.retain(&plan.keep, last);
+    let new_last = last + plan.keep.len() as u64;
+    insert_rows(tx, stream, &rows).await?;
+    update_stream_state(tx, stream, new_last, tenant).await?;
+    update_summaries(tx, stream, &rows, tenant).await?;
+    update_projections(tx, stream, &rows, |what| ctx(stream, what)).await?;
+    if let Some(s) = opts.snapshot {
+        store_snapshot(tx, stream, s, new_last, tenant).await?;
     }
+    Ok(plan.into_outcome(stream, last))
 }
 
 /// The error context of a step of an append to `stream`.

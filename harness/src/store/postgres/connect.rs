@@ -29,6 +29,9 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[(
     include_str!("../../../../migrations/0001_event_log.sql"),
 )];
 
+/// How long the first connection may take before the store is reported unreachable.
+const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// `tapedeck_meta` key recording the codec layout of the `packed` column.
 const LAYOUT_KEY: &str = "packed_layout";
 
@@ -118,6 +121,25 @@ impl PgStore {
             .enable_all()
             .build()
             .map_err(|e| Error::io("tokio runtime", e))?;
+        // One connection first, bounded in time, so an unreachable or refusing server is
+        // reported with its cause at once (the pool would retry for its whole timeout and then
+        // say only "pool timed out").
+        rt.block_on(async {
+            use sqlx::Connection;
+            match tokio::time::timeout(CONNECT_TIMEOUT, sqlx::PgConnection::connect_with(&opts))
+                .await
+            {
+                Ok(Ok(c)) => {
+                    let _ = c.close().await;
+                    Ok(())
+                }
+                Ok(Err(e)) => Err(bad(format!("cannot connect: {e}"))),
+                Err(_) => Err(bad(format!(
+                    "cannot connect: no answer within {} s (is the server up, and is HOST:PORT right?)",
+                    CONNECT_TIMEOUT.as_secs()
+                ))),
+            }
+        })?;
         let pool = rt
             .block_on(
                 PgPoolOptions::new()
