@@ -32,6 +32,7 @@ enum Command {
     Partitions(commands::postgres::Partitions),
     Events(commands::events::Events),
     Copy(commands::copy::Copy),
+    Fsck(commands::fsck::Fsck),
 }
 
 fn main() -> ExitCode {
@@ -52,6 +53,7 @@ fn main() -> ExitCode {
         Command::Partitions(c) => c.run(),
         Command::Events(c) => c.run(),
         Command::Copy(c) => c.run(),
+        Command::Fsck(c) => c.run(),
     };
     match result {
         Ok(code) => code,

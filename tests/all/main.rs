@@ -4,6 +4,7 @@
 mod binance;
 mod cli;
 mod conformance;
+mod filestore;
 mod index;
 mod layout;
 mod parity;

@@ -4,7 +4,10 @@
 
 mod dirs;
 mod file;
+pub mod fsck;
 pub mod index;
+mod lock;
+mod log;
 mod memory;
 pub mod postgres;
 pub mod uri;
@@ -14,6 +17,8 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 pub use file::{FileStore, FileStoreOptions};
+pub use index::IndexState;
+pub use lock::LOCK_FILE;
 pub use memory::MemoryStore;
 pub use postgres::PgStore;
 pub use uri::StoreUri;
