@@ -38,9 +38,9 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 use super::dirs::sorted_entries;
-use super::index::IndexState;
+use super::index_state::IndexState;
 use super::lock::WriterLock;
-use super::log::{self, io};
+use super::log::{self, LogView, io};
 use super::{
     AppendReport, EventSink, EventSource, SeqRange, StoredSnapshot, StreamInfo, check_seqs,
 };
@@ -67,14 +67,6 @@ impl Default for FileStoreOptions {
             lock_timeout: Duration::from_secs(30),
         }
     }
-}
-
-/// What one scan of the log (or the index) says about the streams.
-#[derive(Debug, Default)]
-pub(super) struct LogView {
-    pub(super) infos: BTreeMap<String, StreamInfo>,
-    /// The day partition of each stream's last event.
-    pub(super) last_day: BTreeMap<String, String>,
 }
 
 #[derive(Debug)]
@@ -251,7 +243,7 @@ impl FileStore {
     /// Whether the index matches the log, and if not why (see [`IndexState`]).
     pub fn index_state(&self) -> Result<&IndexState> {
         if self.index.get().is_none() {
-            let s = super::index::state(&self.root)?;
+            let s = super::index_state::state(&self.root)?;
             if let IndexState::Unusable(why) = &s {
                 eprintln!(
                     "warning: {}: the index is unusable ({why}); reading the log instead. `tapedeck index rebuild --store {}` rebuilds it",

@@ -8,7 +8,7 @@
 //! `index/manifest.json` records, per day, the log parts it was built from (name, size and
 //! sha256 of the bytes indexed) and the sha256 of the day's index file.
 //!
-//! Invariants: the index is used only when [`state`] finds it `Fresh`: every log part's
+//! Invariants: the index is used only when [`super::index_state::state`] finds it `Fresh`: every log part's
 //! content checksum matches (a same-size edit makes it stale, not served stale) and every
 //! index file is there with its checksum (a deleted or bit-flipped file makes it `Unusable`,
 //! and readers go to the log). A rebuild indexes complete lines only (an unterminated last
@@ -62,20 +62,7 @@ pub struct DayEntry {
 }
 
 /// The manifest version this build writes; older manifests are stale.
-const VERSION: u32 = 2;
-
-/// Whether the index can serve reads.
-#[derive(Debug, Clone, PartialEq)]
-pub enum IndexState {
-    /// It covers exactly the log as it is now.
-    Fresh(Manifest),
-    /// There is none.
-    Missing,
-    /// It was built from another state of the log (reads go to the log).
-    Stale,
-    /// It is damaged (reads go to the log): why.
-    Unusable(String),
-}
+pub(super) const VERSION: u32 = 2;
 
 /// What a rebuild did.
 #[derive(Debug, Clone, Default, Serialize)]
@@ -124,59 +111,6 @@ pub(super) fn read_manifest(root: &Path) -> Result<Option<Manifest>> {
         })
 }
 
-/// sha256 (hex) of a file's bytes.
-pub(super) fn sha256_file(path: &Path) -> Result<String> {
-    use sha2::Digest;
-    let mut h = sha2::Sha256::new();
-    let mut f = File::open(path).map_err(|e| Error::io(path, e))?;
-    std::io::copy(&mut f, &mut h).map_err(|e| Error::io(path, e))?;
-    Ok(hex(&h.finalize()))
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-/// Whether the index at `root` covers exactly the log as it is now, and can be read.
-pub fn state(root: &Path) -> Result<IndexState> {
-    let m = match read_manifest(root) {
-        Ok(Some(m)) => m,
-        Ok(None) => return Ok(IndexState::Missing),
-        Err(e) => return Ok(IndexState::Unusable(e.to_string())),
-    };
-    if m.version != VERSION {
-        return Ok(IndexState::Stale);
-    }
-    let log = log_days(root)?;
-    let same_parts = log.len() == m.days.len()
-        && log.iter().all(|(day, parts)| {
-            m.days.get(day).is_some_and(|e| {
-                e.parts.len() == parts.len()
-                    && e.checksums.len() == parts.len()
-                    && e.parts
-                        .iter()
-                        .zip(parts)
-                        .all(|(a, b)| a.0 == b.0 && a.1 == b.1)
-            })
-        });
-    if !same_parts {
-        return Ok(IndexState::Stale);
-    }
-    for day in m.days.keys() {
-        if let Some(why) = day_file_problem(root, &m, day)? {
-            return Ok(IndexState::Unusable(why));
-        }
-    }
-    for (day, parts) in &log {
-        for ((_, _, path), sum) in parts.iter().zip(&m.days[day].checksums) {
-            if sha256_file(path)? != *sum {
-                return Ok(IndexState::Stale);
-            }
-        }
-    }
-    Ok(IndexState::Fresh(m))
-}
-
 /// What is wrong with `day`'s index file of manifest `m`, if anything (missing, or not the
 /// bytes the manifest names).
 pub(super) fn day_file_problem(root: &Path, m: &Manifest, day: &str) -> Result<Option<String>> {
@@ -184,7 +118,7 @@ pub(super) fn day_file_problem(root: &Path, m: &Manifest, day: &str) -> Result<O
     if !path.is_file() {
         return Ok(Some(format!("{} is missing", path.display())));
     }
-    if sha256_file(&path)? != m.days[day].file_sha256 {
+    if super::checksum::sha256_file(&path)? != m.days[day].file_sha256 {
         return Ok(Some(format!(
             "{} does not match its checksum in the manifest",
             path.display()
@@ -234,7 +168,7 @@ pub(super) fn rebuild_locked(root: &Path, since: Option<&str>) -> Result<Rebuild
                 parts: indexed.iter().map(|(n, s, _)| (n.clone(), *s)).collect(),
                 rows,
                 checksums: indexed.into_iter().map(|(_, _, c)| c).collect(),
-                file_sha256: sha256_file(&out)?,
+                file_sha256: super::checksum::sha256_file(&out)?,
             },
         );
         summary.days.push(day.clone());
@@ -285,7 +219,7 @@ fn rebuild_day(out: &Path, parts: &[LogPart]) -> Result<(u64, Vec<Indexed>)> {
             ));
             Ok(())
         })?;
-        indexed.push((name.clone(), size, hex(&h.finalize())));
+        indexed.push((name.clone(), size, super::checksum::hex(&h.finalize())));
     }
     // Log order is seq order within a stream, so a stable sort by stream is enough.
     rows.sort_by(|a, b| a.0.cmp(&b.0));
@@ -473,8 +407,8 @@ pub fn stream_infos(
 }
 
 /// Stream summaries and each stream's last day partition, from the index alone.
-pub(super) fn log_view(root: &Path, manifest: &Manifest) -> Result<super::file::LogView> {
-    let mut view = super::file::LogView::default();
+pub(super) fn log_view(root: &Path, manifest: &Manifest) -> Result<super::log::LogView> {
+    let mut view = super::log::LogView::default();
     let out = &mut view.infos;
     for day in manifest.days.keys() {
         let path = root.join(format!("index/day={day}.parquet"));

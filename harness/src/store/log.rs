@@ -8,12 +8,22 @@
 //! - Only `day=YYYY-MM-DD/part-NNNNNN.jsonl` files are log parts; anything else in `events/`
 //!   (a repair's temporary file, say) is never read.
 
+use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions};
 use std::io::{BufRead, BufReader, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
+use super::StreamInfo;
 use super::dirs::sorted_entries;
 use crate::error::{Error, Result};
+
+/// What one scan of the log (or the index) says about the streams.
+#[derive(Debug, Default)]
+pub(super) struct LogView {
+    pub(super) infos: BTreeMap<String, StreamInfo>,
+    /// The day partition of each stream's last event.
+    pub(super) last_day: BTreeMap<String, String>,
+}
 
 pub(super) fn io<T>(path: &Path, r: std::io::Result<T>) -> Result<T> {
     r.map_err(|e| Error::io(path, e))
