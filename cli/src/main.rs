@@ -40,6 +40,7 @@ enum Command {
     Partitions(commands::postgres::Partitions),
     Events(commands::events::Events),
     Copy(commands::copy::Copy),
+    Fsck(commands::fsck::Fsck),
 }
 
 /// Writes one line to stdout; see `outln!`.
@@ -73,6 +74,7 @@ fn main() -> ExitCode {
         Command::Partitions(c) => c.run(),
         Command::Events(c) => c.run(),
         Command::Copy(c) => c.run(),
+        Command::Fsck(c) => c.run(),
     };
     match result {
         Ok(code) => code,

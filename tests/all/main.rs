@@ -5,6 +5,7 @@ mod bad_input;
 mod binance;
 mod cli;
 mod conformance;
+mod filestore;
 mod index;
 mod layout;
 mod parity;

@@ -95,6 +95,8 @@ pub struct AppendArgs {
     /// JSON lines, one envelope each (the file store's format).
     #[arg(long)]
     pub file: PathBuf,
+    #[command(flatten)]
+    pub lock: super::LockTimeout,
 }
 
 impl Events {
@@ -221,7 +223,7 @@ fn append(a: &AppendArgs) -> Result<ExitCode> {
         })?;
         events.push(e);
     }
-    let mut store = a.store.open_writable()?;
+    let mut store = a.store.open_writable_with(a.lock.options()?)?;
     let done = store.append(&events)?;
     outln!(
         "{} events stored, {} already stored (idempotent duplicates)",

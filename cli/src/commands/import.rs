@@ -44,6 +44,8 @@ pub struct BinanceArgs {
     /// Print the summary as JSON.
     #[arg(long)]
     pub json: bool,
+    #[command(flatten)]
+    pub lock: super::LockTimeout,
 }
 
 impl Import {
@@ -56,7 +58,7 @@ impl Import {
 
 impl BinanceArgs {
     fn run(self) -> Result<ExitCode> {
-        let mut store = self.store.open_writable()?;
+        let mut store = self.store.open_writable_with(self.lock.options()?)?;
         let mut importer = Importer::new(store.as_mut(), self.market, self.symbol);
         for f in &self.files {
             eprintln!("importing {}", f.display());

@@ -2,9 +2,14 @@
 //! an in-memory store beside it. Every command takes a store URI; `open` picks the
 //! implementation.
 
+mod checksum;
 mod dirs;
 mod file;
+pub mod fsck;
 pub mod index;
+pub mod index_state;
+mod lock;
+mod log;
 mod memory;
 pub mod postgres;
 pub mod uri;
@@ -14,6 +19,8 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 pub use file::{FileStore, FileStoreOptions};
+pub use index_state::IndexState;
+pub use lock::LOCK_FILE;
 pub use memory::MemoryStore;
 pub use postgres::PgStore;
 pub use uri::StoreUri;

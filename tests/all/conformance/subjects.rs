@@ -87,6 +87,7 @@ fn open_file(case: &str, indexed: bool) -> Option<Box<dyn Subject>> {
     // Small parts, so a case's events span several part files per day.
     let opts = FileStoreOptions {
         max_part_bytes: 2_000,
+        ..FileStoreOptions::default()
     };
     let store = FileStore::create(&root, opts).expect("creating the file store");
     Some(Box::new(File {
