@@ -2,6 +2,7 @@
 //! repository's sources by the `tapedeck-test-guests` build script.
 
 mod binance;
+mod binance_input;
 mod binance_resume;
 mod cli;
 mod conformance;
