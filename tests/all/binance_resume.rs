@@ -138,7 +138,7 @@ fn reproductions(capture: &Path) -> Vec<Case> {
         // a spurious gap, then no deltas).
         Case {
             name: "snapshot-then-straddling-diff",
-            prefixes: vec![8],
+            prefixes: vec![7],
             lines: snapshot_first(&lines),
         },
     ]
