@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use proptest::prelude::*;
+use proptest::test_runner::TestRunner;
 use tapedeck::event::Body;
 use tapedeck::import::binance::{ImportSummary, Importer};
 use tapedeck::store::{EventSource, FileStore, FileStoreOptions, PgStore, SeqRange, Store};
@@ -223,21 +224,24 @@ fn split_points() -> impl Strategy<Value = Vec<usize>> {
     })
 }
 
-proptest! {
-    #![proptest_config(ProptestConfig {
+/// Importing `lines[..k]` (for each split point k, in order) and then the whole prefix stores
+/// exactly what one whole import does.
+#[test]
+fn an_import_split_at_any_line_equals_one_whole_import() {
+    let Some(capture) = capture() else { return };
+    let whole = whole_prefix(&capture);
+    let lines = capture_lines(&capture);
+    let config = ProptestConfig {
         cases: 24,
         failure_persistence: None,
         ..ProptestConfig::default()
-    })]
-
-    /// Importing `lines[..k]` (for each split point k, in order) and then the whole prefix
-    /// stores exactly what one whole import does.
-    #[test]
-    fn an_import_split_at_any_line_equals_one_whole_import(splits in split_points()) {
-        let Some(capture) = capture() else { return Ok(()) };
-        let whole = whole_prefix(&capture);
-        let lines = capture_lines(&capture);
-        let name = splits.iter().map(usize::to_string).collect::<Vec<_>>().join("-");
+    };
+    let result = TestRunner::new(config).run(&split_points(), |splits| {
+        let name = splits
+            .iter()
+            .map(usize::to_string)
+            .collect::<Vec<_>>()
+            .join("-");
         let src = tmp(&format!("prop-src-{name}"));
         std::fs::create_dir_all(&src).unwrap();
         let dir = tmp(&format!("prop-{name}"));
@@ -248,6 +252,10 @@ proptest! {
         for d in [src, dir] {
             std::fs::remove_dir_all(d).unwrap();
         }
+        Ok(())
+    });
+    if let Err(e) = result {
+        panic!("{e}");
     }
 }
 
