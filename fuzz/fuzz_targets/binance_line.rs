@@ -39,6 +39,10 @@ fuzz_target!(
                 })
                 .unwrap_or_else(|e| panic!("a stored event cannot be replayed: {e}"));
         }
-        assert_eq!(stored, summary.events, "events stored vs reported");
+        assert_eq!(
+            stored,
+            summary.events + summary.checkpoints,
+            "events stored vs reported"
+        );
     }
 );

@@ -21,7 +21,11 @@ pub enum Source {
     /// depthUpdate, bookTicker, trade, and REST depth snapshots. Files of one stream are
     /// imported in the order given and the book continues across them. A stream the store
     /// holds already is continued: lines recorded at or before its last stored event are
-    /// skipped (and counted), so re-running an import adds nothing.
+    /// skipped (and counted), so re-running an import adds nothing. The book's sync state is
+    /// kept in the store (`import:binance-<market>:<SYMBOL>`), so importing a capture in
+    /// pieces, in as many runs, stores what one import of it would. Exit 1 on findings: gaps,
+    /// quarantined lines (unparseable or not UTF-8), a truncated or corrupt gzip stream (its
+    /// readable lines are imported).
     Binance(BinanceArgs),
 }
 
@@ -61,7 +65,7 @@ impl BinanceArgs {
         let mut store = self.store.open_writable_with(self.lock.options()?)?;
         let mut importer = Importer::new(store.as_mut(), self.market, self.symbol);
         for f in &self.files {
-            eprintln!("importing {}", f.display());
+            eoutln!("importing {}", f.display());
             importer.import_file(f)?;
         }
         let s = importer.finish()?;
@@ -81,7 +85,7 @@ impl BinanceArgs {
             );
             if s.already_stored > 0 {
                 outln!(
-                    "  {} lines skipped: recorded at or before what the store already held for their stream",
+                    "  {} lines skipped: an earlier import into this store read them",
                     s.already_stored
                 );
             }
@@ -103,9 +107,15 @@ impl BinanceArgs {
                     s.quarantined_to.as_deref().unwrap_or("?")
                 );
             }
+            for t in &s.truncated {
+                outln!(
+                    "  TRUNCATED {}: {} after {} lines ({} bytes); the lines before it were imported",
+                    t.file, t.message, t.lines, t.bytes
+                );
+            }
         }
-        // Gaps are findings, not errors.
-        Ok(if s.gaps.is_empty() && s.quarantined == 0 {
+        // Gaps, quarantined lines and damaged input are findings, not errors.
+        Ok(if s.is_clean() {
             ExitCode::SUCCESS
         } else {
             ExitCode::from(1)
