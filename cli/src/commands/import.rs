@@ -65,7 +65,7 @@ impl BinanceArgs {
         let mut store = self.store.open_writable_with(self.lock.options()?)?;
         let mut importer = Importer::new(store.as_mut(), self.market, self.symbol);
         for f in &self.files {
-            eoutln!("importing {}", f.display());
+            eprintln!("importing {}", f.display());
             importer.import_file(f)?;
         }
         let s = importer.finish()?;
@@ -110,7 +110,10 @@ impl BinanceArgs {
             for t in &s.truncated {
                 outln!(
                     "  TRUNCATED {}: {} after {} lines ({} bytes); the lines before it were imported",
-                    t.file, t.message, t.lines, t.bytes
+                    t.file,
+                    t.message,
+                    t.lines,
+                    t.bytes
                 );
             }
         }
