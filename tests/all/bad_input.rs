@@ -187,28 +187,29 @@ fn quote_lines(stream: &str, first: u64, n: u64) -> String {
     s
 }
 
+/// Writes `lines` to `dir/name` and runs `tapedeck events append` of it into `dir/store`.
+fn append_file(dir: &std::path::Path, name: &str, lines: String) -> std::process::Output {
+    let file = dir.join(name);
+    std::fs::write(&file, lines).unwrap();
+    let store = dir.join("store");
+    tapedeck(&[
+        "events",
+        "append",
+        "--store",
+        store.to_str().unwrap(),
+        "--file",
+        file.to_str().unwrap(),
+    ])
+}
+
 #[test]
 fn events_append_checks_the_whole_file_before_writing_any_batch() {
     // More events than one append batch (8192), so the file is written in several; a gap in
     // the last stream of the file must still write nothing at all.
     let dir = tmp("append");
     std::fs::create_dir_all(&dir).unwrap();
-    let store = dir.join("store");
-    let store = store.to_str().unwrap();
-    let bad = dir.join("bad.jsonl");
-    std::fs::write(
-        &bad,
-        quote_lines("md:t:A", 1, 20_000) + &quote_lines("md:t:B", 2, 5),
-    )
-    .unwrap();
-    let o = tapedeck(&[
-        "events",
-        "append",
-        "--store",
-        store,
-        "--file",
-        bad.to_str().unwrap(),
-    ]);
+    let lines = quote_lines("md:t:A", 1, 20_000) + &quote_lines("md:t:B", 2, 5);
+    let o = append_file(&dir, "bad.jsonl", lines);
     let err = stderr(&o);
     assert_eq!(o.status.code(), Some(2), "{err}");
     assert!(
@@ -216,47 +217,19 @@ fn events_append_checks_the_whole_file_before_writing_any_batch() {
             && err.contains("nothing was written"),
         "{err}"
     );
-    let o = tapedeck(&["streams", "--store", store]);
-    assert!(
-        !String::from_utf8_lossy(&o.stdout).contains("md:t:"),
-        "nothing written"
-    );
+    let o = tapedeck(&["streams", "--store", dir.join("store").to_str().unwrap()]);
+    let listed = String::from_utf8_lossy(&o.stdout);
+    assert!(!listed.contains("md:t:"), "nothing written: {listed}");
 
-    let good = dir.join("good.jsonl");
-    std::fs::write(
-        &good,
-        quote_lines("md:t:A", 1, 20_000) + &quote_lines("md:t:B", 1, 5),
-    )
-    .unwrap();
-    let o = tapedeck(&[
-        "events",
-        "append",
-        "--store",
-        store,
-        "--file",
-        good.to_str().unwrap(),
-    ]);
+    let lines = quote_lines("md:t:A", 1, 20_000) + &quote_lines("md:t:B", 1, 5);
+    let o = append_file(&dir, "good.jsonl", lines);
+    let out = String::from_utf8_lossy(&o.stdout);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
-    assert!(
-        String::from_utf8_lossy(&o.stdout).contains("20005 events stored"),
-        "{}",
-        String::from_utf8_lossy(&o.stdout)
-    );
+    assert!(out.contains("20005 events stored"), "{out}");
+
     // A seq out of place inside the file is refused with its line.
-    let jumbled = dir.join("jumbled.jsonl");
-    std::fs::write(
-        &jumbled,
-        quote_lines("md:t:C", 1, 3) + &quote_lines("md:t:C", 5, 1),
-    )
-    .unwrap();
-    let o = tapedeck(&[
-        "events",
-        "append",
-        "--store",
-        store,
-        "--file",
-        jumbled.to_str().unwrap(),
-    ]);
+    let lines = quote_lines("md:t:C", 1, 3) + &quote_lines("md:t:C", 5, 1);
+    let o = append_file(&dir, "jumbled.jsonl", lines);
     let err = stderr(&o);
     assert_eq!(o.status.code(), Some(2), "{err}");
     assert!(
