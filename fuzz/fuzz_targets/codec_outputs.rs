@@ -1,7 +1,7 @@
 //! Output batches as the host reads a guest's: any bytes (a guest is untrusted code).
 //!
 //! Oracle: decoding never panics; the host's validation (every record decodes) and its use of
-//! a validated batch (`outputs::to_json` for decision logs) never panic; a valid batch
+//! a validated batch (typed `decision::Output` and its JSON for decision logs) never panic; a valid batch
 //! re-encodes to the same length and re-encoding is a fixed point (bytes, since a metric may
 //! be NaN).
 #![no_main]
@@ -29,7 +29,7 @@ fuzz_target!(
         };
         assert_eq!(records.len() as u64, u64::from(announced));
         for r in &records {
-            let _ = tapedeck::outputs::to_json(&r.output);
+            let _ = tapedeck::decision::Output::from(&r.output).to_json();
         }
         let again = encode(&records);
         assert_eq!(again.len(), data.len(), "re-encoding changed the batch length");
