@@ -30,6 +30,7 @@ enum Command {
     Snapshot(commands::snapshot::Snapshot),
     Migrate(commands::postgres::Migrate),
     Partitions(commands::postgres::Partitions),
+    Retention(commands::retention::Retention),
     Events(commands::events::Events),
     Copy(commands::copy::Copy),
 }
@@ -50,6 +51,7 @@ fn main() -> ExitCode {
         Command::Snapshot(c) => c.run(),
         Command::Migrate(c) => c.run(),
         Command::Partitions(c) => c.run(),
+        Command::Retention(c) => c.run(),
         Command::Events(c) => c.run(),
         Command::Copy(c) => c.run(),
     };

@@ -3,6 +3,7 @@
 
 mod binance;
 mod cli;
+mod clickhouse;
 mod index;
 mod parity;
 mod postgres;

@@ -1,7 +1,8 @@
-//! Where recorded events come from: the `EventSource` seam, with the embedded file store and
-//! an in-memory store beside it. Every command takes a store URI; `open` picks the
+//! Where recorded events come from: the `EventSource` seam, with the embedded file store,
+//! PostgreSQL, ClickHouse and an in-memory store beside it. Every command takes a store URI; `open` picks the
 //! implementation.
 
+pub mod clickhouse;
 mod file;
 pub mod index;
 mod memory;
@@ -12,6 +13,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+pub use clickhouse::ChStore;
 pub use file::{FileStore, FileStoreOptions};
 pub use memory::MemoryStore;
 pub use postgres::PgStore;

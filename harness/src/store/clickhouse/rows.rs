@@ -1,0 +1,705 @@
+//! The rows of the ClickHouse tables in RowBinary, written and read by hand: one place states
+//! each table's column order (it must match `migrations/clickhouse/`; validation is off on
+//! 18.16, so a mismatch is not caught by the server, only by the round-trip tests here and
+//! against the server). Appends become one RowBinary body per table; reads parse RowBinary as
+//! it streams in, row by row, never holding more than a row and a chunk.
+//!
+//! RowBinary: integers little-endian; `String` a LEB128 length then bytes; `Nullable(T)` a byte
+//! (1 = NULL) then `T` when 0; `Array(T)` a LEB128 count then the elements; `Decimal128(18)` an
+//! i128 mantissa at scale 18.
+
+use tapedeck_guest::codec::EventBatchWriter;
+
+use crate::error::{Error, Result};
+use crate::event::{Body, Correlation, Dec, Envelope, LevelPair, StreamEncoder, Tenancy};
+
+/// A RowBinary body under construction.
+#[derive(Debug, Default)]
+pub(super) struct RowWriter {
+    pub(super) buf: Vec<u8>,
+    pub(super) rows: u64,
+}
+
+impl RowWriter {
+    fn u8(&mut self, v: u8) {
+        self.buf.push(v);
+    }
+    fn u64(&mut self, v: u64) {
+        self.buf.extend_from_slice(&v.to_le_bytes());
+    }
+    fn i64(&mut self, v: i64) {
+        self.buf.extend_from_slice(&v.to_le_bytes());
+    }
+    fn len(&mut self, mut n: usize) {
+        loop {
+            let b = (n & 0x7f) as u8;
+            n >>= 7;
+            if n == 0 {
+                self.buf.push(b);
+                return;
+            }
+            self.buf.push(b | 0x80);
+        }
+    }
+    fn bytes(&mut self, s: &[u8]) {
+        self.len(s.len());
+        self.buf.extend_from_slice(s);
+    }
+    fn str(&mut self, s: &str) {
+        self.bytes(s.as_bytes());
+    }
+    fn opt_str(&mut self, s: Option<&str>) {
+        match s {
+            Some(s) => {
+                self.u8(0);
+                self.str(s);
+            }
+            None => self.u8(1),
+        }
+    }
+    fn opt_u64(&mut self, v: Option<u64>) {
+        match v {
+            Some(v) => {
+                self.u8(0);
+                self.u64(v);
+            }
+            None => self.u8(1),
+        }
+    }
+    fn dec(&mut self, d: Dec) {
+        self.buf.extend_from_slice(&dec18(d).to_le_bytes());
+    }
+    fn opt_dec(&mut self, d: Option<Dec>) {
+        match d {
+            Some(d) => {
+                self.u8(0);
+                self.dec(d);
+            }
+            None => self.u8(1),
+        }
+    }
+    fn decs(&mut self, it: impl ExactSizeIterator<Item = Dec>) {
+        self.len(it.len());
+        for d in it {
+            self.dec(d);
+        }
+    }
+}
+
+/// `d` at scale 18 (Decimal128(18)); finer decimals are cut to 18 places (the typed tables are
+/// for analysis; `events.payload` keeps every digit).
+pub(super) fn dec18(d: Dec) -> i128 {
+    let (m, s) = (d.0.mantissa as i128, d.0.scale as u32);
+    if s <= 18 {
+        m * 10i128.pow(18 - s)
+    } else {
+        m / 10i128.pow(s - 18)
+    }
+}
+
+/// The `payload` of an event as JSON text: the body serialized (`{"event_type":..,"payload":
+/// {..}}`) with the wrapper cut off.
+pub(super) fn payload_text(body: &Body) -> String {
+    let full = serde_json::to_string(body).expect("bodies serialize");
+    let prefix = format!("{{\"event_type\":\"{}\",\"payload\":", body.event_type());
+    match full.strip_prefix(&prefix).and_then(|p| p.strip_suffix('}')) {
+        Some(p) => p.to_string(),
+        None => {
+            let mut v = serde_json::to_value(body).expect("bodies serialize");
+            v.as_object_mut()
+                .and_then(|m| m.remove("payload"))
+                .unwrap_or_else(|| serde_json::json!({}))
+                .to_string()
+        }
+    }
+}
+
+/// The seed's typed tables, in the order their bodies are built.
+pub(super) const TYPED: [&str; 8] = [
+    "market_data",
+    "orders",
+    "fills",
+    "positions_intraday",
+    "account_state",
+    "risk_decisions",
+    "guardrail_transitions",
+    "system_events",
+];
+
+/// Events in a replay run at most (a run never spans a day either).
+pub(super) const RUN_EVENTS: usize = 4096;
+
+/// One append as RowBinary bodies: `events`, `event_runs` and each typed table.
+#[derive(Debug, Default)]
+pub(super) struct Encoded {
+    pub(super) events: RowWriter,
+    pub(super) runs: RowWriter,
+    pub(super) typed: [RowWriter; 8],
+}
+
+/// Encodes `events` (one stream, consecutive seqs) as the rows of append `append_id`.
+/// Fails, before anything is written, on an event the codec cannot pack.
+pub(super) fn encode(events: &[Envelope], append_id: &str) -> Result<Encoded> {
+    let mut out = Encoded::default();
+    let mut enc = StreamEncoder::new(0);
+    let mut scratch = Vec::new();
+    let mut run = RunBuilder::default();
+    for e in events {
+        let mut w = EventBatchWriter::new(std::mem::take(&mut scratch));
+        enc.encode(e, &mut w)?;
+        let rec = w.records().next().expect("one record");
+        run.push(&mut out.runs, e, rec, append_id);
+        event_row(&mut out.events, e, rec, append_id);
+        typed_row(&mut out.typed, e);
+        scratch = w.finish();
+    }
+    run.flush(&mut out.runs, append_id);
+    Ok(out)
+}
+
+fn event_row(w: &mut RowWriter, e: &Envelope, packed: &[u8], append_id: &str) {
+    let Tenancy {
+        tenant_id,
+        owner_id,
+        workspace_id,
+        project_id,
+    } = &e.tenancy;
+    let Correlation {
+        trace_id,
+        causation_id,
+        command_id,
+        workflow_id,
+    } = &e.correlation;
+    w.str(&e.stream_key);
+    w.u64(e.seq);
+    w.str(&e.event_id);
+    w.str(e.body.event_type());
+    w.opt_str(e.instrument.as_deref());
+    w.i64(e.occurred_at);
+    w.i64(e.ingested_at);
+    for v in [
+        tenant_id,
+        owner_id,
+        workspace_id,
+        project_id,
+        trace_id,
+        causation_id,
+        command_id,
+        workflow_id,
+        &e.idempotency_key,
+    ] {
+        w.opt_str(v.as_deref());
+    }
+    w.str(&payload_text(&e.body));
+    w.bytes(packed);
+    w.str(append_id);
+    w.rows += 1;
+}
+
+/// Packs consecutive records of a stream into `event_runs` rows.
+#[derive(Default)]
+struct RunBuilder {
+    stream: String,
+    first_seq: u64,
+    last_seq: u64,
+    first_time: i64,
+    day: i64,
+    n: usize,
+    records: Vec<u8>,
+}
+
+impl RunBuilder {
+    fn push(&mut self, w: &mut RowWriter, e: &Envelope, rec: &[u8], append_id: &str) {
+        let day = e.occurred_at.div_euclid(86_400_000_000_000);
+        if self.n > 0 && (self.n >= RUN_EVENTS || day != self.day) {
+            self.flush(w, append_id);
+        }
+        if self.n == 0 {
+            if self.stream != e.stream_key {
+                self.stream = e.stream_key.clone();
+            }
+            self.first_seq = e.seq;
+            self.first_time = e.occurred_at;
+            self.day = day;
+        }
+        self.last_seq = e.seq;
+        self.n += 1;
+        self.records.extend_from_slice(&e.occurred_at.to_le_bytes());
+        self.records
+            .extend_from_slice(&(rec.len() as u32).to_le_bytes());
+        self.records.extend_from_slice(rec);
+    }
+
+    fn flush(&mut self, w: &mut RowWriter, append_id: &str) {
+        if self.n == 0 {
+            return;
+        }
+        w.str(&self.stream);
+        w.u64(self.first_seq);
+        w.u64(self.last_seq);
+        w.i64(self.first_time);
+        w.bytes(&self.records);
+        w.str(append_id);
+        w.rows += 1;
+        self.n = 0;
+        self.records.clear();
+    }
+}
+
+fn typed_row(t: &mut [RowWriter; 8], e: &Envelope) {
+    let sym = e.instrument.as_deref().unwrap_or("");
+    let account = e.tenancy.tenant_id.as_deref().unwrap_or("");
+    let tail = |w: &mut RowWriter| {
+        w.str(&e.stream_key);
+        w.u64(e.seq);
+        w.rows += 1;
+    };
+    let top = |levels: &[LevelPair], i: usize| -> Vec<Dec> {
+        levels.iter().take(5).map(|l| l[i]).collect()
+    };
+    match &e.body {
+        Body::Quote { .. }
+        | Body::Trade { .. }
+        | Body::BookSnapshot { .. }
+        | Body::BookDelta { .. } => {
+            let w = &mut t[0];
+            w.i64(e.occurred_at);
+            w.i64(e.ingested_at);
+            w.str(sym);
+            w.str(e.body.event_type());
+            let (l1, levels, last) = match &e.body {
+                Body::Quote {
+                    bid_px,
+                    bid_qty,
+                    ask_px,
+                    ask_qty,
+                    ..
+                } => (Some([*bid_px, *bid_qty, *ask_px, *ask_qty]), None, None),
+                Body::Trade { price, qty, .. } => (None, None, Some((*price, *qty))),
+                Body::BookSnapshot { bids, asks, .. } | Body::BookDelta { bids, asks, .. } => {
+                    let l1 = bids.first().zip(asks.first()).map(|(b, a)| [b[0], b[1], a[0], a[1]]);
+                    (l1, Some((bids, asks)), None)
+                }
+                _ => unreachable!(),
+            };
+            for i in 0..4 {
+                w.opt_dec(l1.map(|l| l[i]));
+            }
+            let empty: &Vec<LevelPair> = &Vec::new();
+            let (bids, asks) = levels.unwrap_or((empty, empty));
+            for (side, i) in [(bids, 0), (bids, 1), (asks, 0), (asks, 1)] {
+                w.decs(top(side, i).into_iter());
+            }
+            w.opt_dec(last.map(|l| l.0));
+            w.opt_dec(last.map(|l| l.1));
+            w.str(&e.stream_key);
+            tail(w);
+        }
+        Body::OrderSubmitted { .. }
+        | Body::OrderAcked { .. }
+        | Body::OrderRejected { .. }
+        | Body::OrderCancelled { .. } => {
+            let w = &mut t[1];
+            w.i64(e.occurred_at);
+            w.i64(e.ingested_at);
+            let (coid, broker, status, reject) = match &e.body {
+                Body::OrderSubmitted {
+                    client_order_id, ..
+                } => (*client_order_id, None, "submitted", None),
+                Body::OrderAcked {
+                    client_order_id,
+                    venue_order_id,
+                } => (*client_order_id, Some(*venue_order_id), "acked", None),
+                Body::OrderRejected {
+                    client_order_id,
+                    reason,
+                } => (*client_order_id, None, "rejected", Some(reason.as_str())),
+                Body::OrderCancelled { client_order_id } => {
+                    (*client_order_id, None, "cancelled", None)
+                }
+                _ => unreachable!(),
+            };
+            w.u64(coid);
+            w.opt_u64(broker);
+            w.str(sym);
+            match &e.body {
+                Body::OrderSubmitted {
+                    side,
+                    order_type,
+                    tif,
+                    price,
+                    qty,
+                    ..
+                } => {
+                    w.opt_str(Some(&name(side)));
+                    w.opt_dec(Some(*qty));
+                    w.opt_dec(*price);
+                    w.opt_str(Some(&name(order_type)));
+                    w.opt_str(Some(&name(tif)));
+                }
+                _ => (0..5).for_each(|_| w.u8(1)),
+            }
+            w.str(status);
+            w.opt_str(reject);
+            tail(w);
+        }
+        Body::Fill {
+            client_order_id,
+            trade_id,
+            side,
+            liquidity,
+            is_final,
+            price,
+            qty,
+            fee,
+        } => {
+            let w = &mut t[2];
+            w.i64(e.occurred_at);
+            w.i64(e.ingested_at);
+            w.u64(*client_order_id);
+            w.u64(*trade_id);
+            w.str(sym);
+            w.str(&name(side));
+            w.opt_str(liquidity.as_ref().map(name).as_deref());
+            w.u8(u8::from(*is_final));
+            w.dec(*qty);
+            w.dec(*price);
+            w.dec(*fee);
+            w.str(&e.stream_key);
+            tail(w);
+        }
+        Body::Position {
+            qty,
+            avg_price,
+            realized_pnl,
+        } => {
+            let w = &mut t[3];
+            w.i64(e.occurred_at);
+            w.str(account);
+            w.str(sym);
+            w.dec(*qty);
+            w.dec(*avg_price);
+            w.dec(*realized_pnl);
+            tail(w);
+        }
+        Body::Balance {
+            total,
+            free,
+            locked,
+        } => {
+            let w = &mut t[4];
+            w.i64(e.occurred_at);
+            w.str(account);
+            w.str(sym);
+            w.dec(*total);
+            w.dec(*free);
+            w.dec(*locked);
+            tail(w);
+        }
+        Body::RiskDecision {
+            client_order_id,
+            decision,
+            reason_code,
+        } => {
+            let w = &mut t[5];
+            w.i64(e.occurred_at);
+            w.str(sym);
+            w.u64(*client_order_id);
+            w.str(&name(decision));
+            w.str(reason_code);
+            tail(w);
+        }
+        Body::GuardrailTransition {
+            prev_mode,
+            next_mode,
+            trigger_metric,
+            value,
+            reason,
+        } => {
+            let w = &mut t[6];
+            w.i64(e.occurred_at);
+            w.str(prev_mode);
+            w.str(next_mode);
+            w.str(trigger_metric);
+            w.dec(*value);
+            w.str(reason);
+            tail(w);
+        }
+        Body::Funding { .. } | Body::Custom { .. } => {
+            let w = &mut t[7];
+            w.i64(e.occurred_at);
+            w.str(e.body.event_type());
+            w.str(sym);
+            w.str(&payload_text(&e.body));
+            tail(w);
+        }
+    }
+}
+
+/// The snake_case name an enum serializes to.
+fn name<T: serde::Serialize>(v: &T) -> String {
+    match serde_json::to_value(v) {
+        Ok(serde_json::Value::String(s)) => s,
+        _ => String::new(),
+    }
+}
+
+/// A RowBinary reader over what has arrived so far. Every method returns `None` when the
+/// data ends first: the caller keeps the bytes of the unfinished row and waits for more.
+#[derive(Debug)]
+pub(super) struct Cur<'a> {
+    pub(super) b: &'a [u8],
+    pub(super) pos: usize,
+}
+
+impl<'a> Cur<'a> {
+    pub(super) fn new(b: &'a [u8]) -> Self {
+        Cur { b, pos: 0 }
+    }
+    fn take(&mut self, n: usize) -> Option<&'a [u8]> {
+        let s = self.b.get(self.pos..self.pos.checked_add(n)?)?;
+        self.pos += n;
+        Some(s)
+    }
+    pub(super) fn u8(&mut self) -> Option<u8> {
+        self.take(1).map(|b| b[0])
+    }
+    pub(super) fn u64(&mut self) -> Option<u64> {
+        self.take(8)
+            .map(|b| u64::from_le_bytes(b.try_into().expect("8 bytes")))
+    }
+    pub(super) fn i64(&mut self) -> Option<i64> {
+        self.u64().map(|v| v as i64)
+    }
+    pub(super) fn u32(&mut self) -> Option<u32> {
+        self.take(4)
+            .map(|b| u32::from_le_bytes(b.try_into().expect("4 bytes")))
+    }
+    fn len(&mut self) -> Option<usize> {
+        let mut n = 0usize;
+        for shift in (0..64).step_by(7) {
+            let b = self.u8()?;
+            n |= ((b & 0x7f) as usize) << shift;
+            if b & 0x80 == 0 {
+                return Some(n);
+            }
+        }
+        Some(usize::MAX)
+    }
+    pub(super) fn bytes(&mut self) -> Option<&'a [u8]> {
+        let n = self.len()?;
+        self.take(n)
+    }
+    pub(super) fn str(&mut self) -> Option<&'a str> {
+        // Our own columns hold UTF-8 only; anything else reads as empty and fails upstream.
+        self.bytes().map(|b| std::str::from_utf8(b).unwrap_or(""))
+    }
+    pub(super) fn opt_str(&mut self) -> Option<Option<&'a str>> {
+        match self.u8()? {
+            0 => self.str().map(Some),
+            _ => Some(None),
+        }
+    }
+    pub(super) fn is_empty(&self) -> bool {
+        self.pos >= self.b.len()
+    }
+}
+
+/// The columns [`envelope_row`] reads, in order.
+pub(super) const ENVELOPE_COLUMNS: &str = "stream_key, seq, event_id, event_type, instrument, \
+    occurred_at_ns, ingested_at_ns, tenant_id, owner_id, workspace_id, project_id, trace_id, \
+    causation_id, command_id, workflow_id, idempotency_key, payload";
+
+/// One `events` row of [`ENVELOPE_COLUMNS`]; `None` when the data ends inside it.
+pub(super) fn envelope_row(c: &mut Cur<'_>) -> Option<Result<Envelope>> {
+    let stream = c.str()?;
+    let seq = c.u64()?;
+    let event_id = c.str()?;
+    let event_type = c.str()?;
+    let instrument = c.opt_str()?;
+    let occurred_at = c.i64()?;
+    let ingested_at = c.i64()?;
+    let mut opt = [None; 9];
+    for o in &mut opt {
+        *o = c.opt_str()?;
+    }
+    let payload = c.str()?;
+    let own = |o: Option<&str>| o.map(str::to_string);
+    let body = serde_json::from_str::<Body>(&format!(
+        "{{\"event_type\":{},\"payload\":{payload}}}",
+        serde_json::Value::String(event_type.to_string())
+    ))
+    .map_err(|e| Error::BadEvent {
+        stream: stream.to_string(),
+        seq,
+        message: format!("stored payload does not parse: {e}"),
+    });
+    Some(body.map(|body| Envelope {
+        event_id: event_id.to_string(),
+        stream_key: stream.to_string(),
+        seq,
+        occurred_at,
+        ingested_at,
+        instrument: own(instrument),
+        tenancy: Tenancy {
+            tenant_id: own(opt[0]),
+            owner_id: own(opt[1]),
+            workspace_id: own(opt[2]),
+            project_id: own(opt[3]),
+        },
+        correlation: Correlation {
+            trace_id: own(opt[4]),
+            causation_id: own(opt[5]),
+            command_id: own(opt[6]),
+            workflow_id: own(opt[7]),
+        },
+        idempotency_key: own(opt[8]),
+        body,
+    }))
+}
+
+/// The records of one `event_runs` row (`first_seq`, `records`): (seq, time, record) each.
+pub(super) fn run_records(
+    first_seq: u64,
+    records: &[u8],
+    f: &mut dyn FnMut(u64, i64, &[u8]) -> Result<()>,
+) -> Result<u64> {
+    let mut c = Cur::new(records);
+    let mut seq = first_seq;
+    while !c.is_empty() {
+        let (Some(time), Some(len)) = (c.i64(), c.u32()) else {
+            return Err(malformed_run(first_seq));
+        };
+        let Some(rec) = c.take(len as usize) else {
+            return Err(malformed_run(first_seq));
+        };
+        f(seq, time, rec)?;
+        seq += 1;
+    }
+    Ok(seq - first_seq)
+}
+
+fn malformed_run(first_seq: u64) -> Error {
+    Error::ClickHouse {
+        context: "reading packed events".into(),
+        message: format!("the run from seq {first_seq} is malformed"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::{SideName, VerdictName};
+
+    fn quote(seq: u64, t: i64) -> Envelope {
+        let mut e = Envelope::new(
+            "md:x",
+            seq,
+            t,
+            Some("BTCUSDT"),
+            Body::Quote {
+                bid_px: Dec::new(10_050, 2),
+                bid_qty: Dec::new(15, 1),
+                ask_px: Dec::new(10_051, 2),
+                ask_qty: Dec::new(2, 0),
+                update_id: Some(7),
+            },
+        );
+        e.tenancy.tenant_id = Some("t'1".into());
+        e.correlation.trace_id = Some("tr".into());
+        e
+    }
+
+    #[test]
+    fn envelope_rows_read_back_whole_and_only_whole() {
+        let events = vec![
+            quote(1, 1_000),
+            Envelope::new(
+                "md:x",
+                2,
+                2_000,
+                None,
+                Body::RiskDecision {
+                    client_order_id: 3,
+                    decision: VerdictName::Deny,
+                    reason_code: "limit".into(),
+                },
+            ),
+        ];
+        let enc = encode(&events, "a1").unwrap();
+        assert_eq!(enc.events.rows, 2);
+        assert_eq!(enc.typed[0].rows, 1);
+        assert_eq!(enc.typed[5].rows, 1);
+        // Drop the trailing packed record and append id of each row: what `read` selects.
+        let mut body = Vec::new();
+        for e in &events {
+            let mut w = RowWriter::default();
+            event_row(&mut w, e, b"rec", "a1");
+            let mut c = Cur::new(&w.buf);
+            envelope_row(&mut c).unwrap().unwrap();
+            body.extend_from_slice(&w.buf[..c.pos]);
+        }
+        let mut c = Cur::new(&body);
+        let mut got = Vec::new();
+        while !c.is_empty() {
+            got.push(envelope_row(&mut c).unwrap().unwrap());
+        }
+        assert_eq!(got, events);
+        // A row cut anywhere reads as "need more", never as a row.
+        for cut in 0..body.len() / 2 {
+            let mut c = Cur::new(&body[..cut]);
+            assert!(envelope_row(&mut c).is_none(), "cut at {cut}");
+        }
+    }
+
+    #[test]
+    fn runs_hold_consecutive_records_and_split_at_days_and_size() {
+        let day = 86_400_000_000_000;
+        let mut events: Vec<Envelope> = (1..=RUN_EVENTS as u64 + 10)
+            .map(|s| quote(s, day + s as i64))
+            .collect();
+        let n = events.len() as u64;
+        events.push(quote(n + 1, 2 * day));
+        let enc = encode(&events, "a").unwrap();
+        assert_eq!(enc.runs.rows, 3);
+        let mut c = Cur::new(&enc.runs.buf);
+        let mut seqs = Vec::new();
+        while !c.is_empty() {
+            assert_eq!(c.str(), Some("md:x"));
+            let first = c.u64().unwrap();
+            let last = c.u64().unwrap();
+            c.i64().unwrap();
+            let recs = c.bytes().unwrap();
+            assert_eq!(c.str(), Some("a"));
+            let got = run_records(first, recs, &mut |s, t, r| {
+                assert_eq!(t, events[s as usize - 1].occurred_at);
+                assert!(!r.is_empty());
+                seqs.push(s);
+                Ok(())
+            })
+            .unwrap();
+            assert_eq!(first + got - 1, last);
+        }
+        assert_eq!(seqs, (1..=n + 1).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn decimals_and_payloads() {
+        assert_eq!(dec18(Dec::new(15, 1)), 1_500_000_000_000_000_000);
+        assert_eq!(dec18(Dec::new(-1, 0)), -1_000_000_000_000_000_000);
+        assert_eq!(dec18(Dec::new(123, 20)), 1);
+        let b = Body::Fill {
+            client_order_id: 1,
+            trade_id: 2,
+            side: SideName::Buy,
+            liquidity: None,
+            is_final: true,
+            price: Dec::new(1, 0),
+            qty: Dec::new(2, 0),
+            fee: Dec::new(0, 0),
+        };
+        let p = payload_text(&b);
+        assert!(p.starts_with("{\"client_order_id\":1"), "{p}");
+        assert_eq!(name(&SideName::Sell), "sell");
+    }
+}
