@@ -18,7 +18,7 @@ CREATE TABLE IF NOT EXISTS tapedeck_migrations (
 ) ENGINE = MergeTree ORDER BY version;
 
 -- Store-wide facts (the codec layout of the `packed` columns). Latest row per key wins.
-CREATE TABLE tapedeck_meta (
+CREATE TABLE IF NOT EXISTS tapedeck_meta (
     key   String,
     value String
 ) ENGINE = ReplacingMergeTree ORDER BY key;
@@ -26,7 +26,7 @@ CREATE TABLE tapedeck_meta (
 -- One row per event: the full envelope (the JSON envelope's fields), the payload as JSON text
 -- and the event as a packed guest codec record (as PostgreSQL's `packed`). `append_id` names
 -- the append that wrote it (see `batches`).
-CREATE TABLE events (
+CREATE TABLE IF NOT EXISTS events (
     stream_key      String,
     seq             UInt64,
     event_id        String,
@@ -53,7 +53,7 @@ ORDER BY (stream_key, seq);
 -- The replay path: runs of consecutive events of one stream (at most a few thousand, never
 -- across a day), their packed records concatenated as (time Int64 LE, length UInt32 LE,
 -- record). One row streams thousands of events: replay reads these, not `events`.
-CREATE TABLE event_runs (
+CREATE TABLE IF NOT EXISTS event_runs (
     stream_key String,
     first_seq  UInt64,
     last_seq   UInt64,
@@ -67,7 +67,7 @@ ORDER BY (stream_key, first_seq);
 -- The commit log: one row per append, written after all its rows. A stream holds exactly the
 -- seqs up to its greatest committed `last_seq`; rows past it belong to an append that failed
 -- and are deleted before the stream is written again.
-CREATE TABLE batches (
+CREATE TABLE IF NOT EXISTS batches (
     stream_key String,
     first_seq  UInt64,
     last_seq   UInt64,
@@ -78,7 +78,7 @@ CREATE TABLE batches (
 
 -- Stored projector states (replay anchors). A later put of the same key replaces it (read
 -- with FINAL).
-CREATE TABLE snapshots (
+CREATE TABLE IF NOT EXISTS snapshots (
     stream_key     String,
     seq            UInt64,
     projector      String,
@@ -87,7 +87,7 @@ CREATE TABLE snapshots (
 ) ENGINE = ReplacingMergeTree ORDER BY (stream_key, seq, projector);
 
 -- What could not become an event (an unparseable capture line), kept rather than dropped.
-CREATE TABLE quarantine (
+CREATE TABLE IF NOT EXISTS quarantine (
     source      String,
     record      String,
     received_at DateTime DEFAULT now()
@@ -99,7 +99,7 @@ CREATE TABLE quarantine (
 
 -- Quotes, trades and book snapshots/deltas (the top 5 levels as arrays). ts_exchange is the
 -- event time, ts_local the recording time, source the stream.
-CREATE TABLE market_data (
+CREATE TABLE IF NOT EXISTS market_data (
     ts_exchange Int64,
     ts_local    Int64,
     symbol      String,
@@ -122,7 +122,7 @@ PARTITION BY toDate(intDiv(ts_exchange, 1000000000))
 ORDER BY (symbol, ts_exchange);
 
 -- The order lifecycle, one row per event: status submitted / acked / rejected / cancelled.
-CREATE TABLE orders (
+CREATE TABLE IF NOT EXISTS orders (
     ts              Int64,
     ts_local        Int64,
     client_order_id UInt64,
@@ -141,7 +141,7 @@ CREATE TABLE orders (
 PARTITION BY toDate(intDiv(ts, 1000000000))
 ORDER BY (client_order_id, ts);
 
-CREATE TABLE fills (
+CREATE TABLE IF NOT EXISTS fills (
     ts_exchange     Int64,
     ts_local        Int64,
     client_order_id UInt64,
@@ -161,7 +161,7 @@ PARTITION BY toDate(intDiv(ts_exchange, 1000000000))
 ORDER BY (client_order_id, ts_exchange);
 
 -- Position snapshots (`position` events); account_id is the tenant.
-CREATE TABLE positions_intraday (
+CREATE TABLE IF NOT EXISTS positions_intraday (
     ts           Int64,
     account_id   String,
     symbol       String,
@@ -176,7 +176,7 @@ ORDER BY (symbol, ts);
 
 -- Balance snapshots (`balance` events), per asset: equity is the total, cash the free part,
 -- margin_used the locked part.
-CREATE TABLE account_state (
+CREATE TABLE IF NOT EXISTS account_state (
     ts          Int64,
     account_id  String,
     asset       String,
@@ -189,7 +189,7 @@ CREATE TABLE account_state (
 PARTITION BY toDate(intDiv(ts, 1000000000))
 ORDER BY (account_id, asset, ts);
 
-CREATE TABLE risk_decisions (
+CREATE TABLE IF NOT EXISTS risk_decisions (
     ts              Int64,
     symbol          String,
     client_order_id UInt64,
@@ -201,7 +201,7 @@ CREATE TABLE risk_decisions (
 PARTITION BY toDate(intDiv(ts, 1000000000))
 ORDER BY (client_order_id, ts);
 
-CREATE TABLE guardrail_transitions (
+CREATE TABLE IF NOT EXISTS guardrail_transitions (
     ts             Int64,
     prev_mode      String,
     next_mode      String,
@@ -215,7 +215,7 @@ PARTITION BY toDate(intDiv(ts, 1000000000))
 ORDER BY ts;
 
 -- Everything else (funding, custom events): the type and the payload JSON.
-CREATE TABLE system_events (
+CREATE TABLE IF NOT EXISTS system_events (
     ts         Int64,
     event_type String,
     symbol     String,
