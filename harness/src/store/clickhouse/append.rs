@@ -52,9 +52,12 @@ impl ChStore {
             }
             prev = e.seq;
         }
+        // Encoded before the lock (bad input writes nothing and holds nobody up); the append id
+        // is set once the lock, whose owner id it is, is taken.
+        let enc = rows::encode(run, rows::APPEND_ID_SLOT)?;
         self.rt.block_on(async {
             let lock = self.lock(stream).await?;
-            let result = self.append_locked(stream, run, &lock).await;
+            let result = self.append_locked(stream, run, enc, &lock).await;
             let released = self.unlock(&lock).await;
             let outcome = result?;
             released?;
@@ -77,6 +80,7 @@ impl ChStore {
         &self,
         stream: &str,
         run: &[Envelope],
+        enc: rows::Encoded,
         lock: &Lock,
     ) -> Result<AppendOutcome> {
         let last = self.committed_last(stream).await?;
@@ -127,7 +131,12 @@ impl ChStore {
                 duplicates,
             });
         }
-        let enc = rows::encode(fresh, &lock.owner)?;
+        let mut enc = if overlap > 0 {
+            rows::encode(fresh, rows::APPEND_ID_SLOT)?
+        } else {
+            enc
+        };
+        enc.set_append_id(&lock.owner);
         if self.rows_past(stream, last).await? > 0 {
             self.rollback(stream, last).await?;
         }

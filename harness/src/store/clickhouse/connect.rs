@@ -10,7 +10,7 @@ use ::clickhouse::Client;
 use tapedeck_guest::codec::LAYOUT_VERSION;
 
 use super::ChStore;
-use super::rows::Cur;
+use super::decode::Cur;
 use crate::error::{Error, Result};
 use crate::store::uri::redact;
 

@@ -17,7 +17,7 @@ use sha2::{Digest, Sha256};
 
 use super::ChStore;
 use super::connect::{exec, fetch, scalar};
-use super::rows::Cur;
+use super::decode::Cur;
 use crate::error::{Error, Result};
 
 /// Seconds a lock holds before other writers may break it.
@@ -30,7 +30,8 @@ pub(super) struct Lock {
     pub(super) owner: String,
 }
 
-/// A fresh owner id: unique across processes (pid, start time) and within one (a counter).
+/// A fresh owner id: unique across processes (pid, start time) and within one (a counter);
+/// fixed-width (`rows::APPEND_ID_SLOT`), as it is patched into encoded rows.
 fn new_owner() -> String {
     static NEXT: AtomicU64 = AtomicU64::new(0);
     static START: std::sync::OnceLock<u128> = std::sync::OnceLock::new();
@@ -41,10 +42,10 @@ fn new_owner() -> String {
             .map_or(0, |d| d.as_nanos())
     });
     format!(
-        "w{}_{:x}_{}",
+        "w{:010}_{:016x}_{:012}",
         std::process::id(),
-        start,
-        NEXT.fetch_add(1, Ordering::Relaxed)
+        *start as u64,
+        NEXT.fetch_add(1, Ordering::Relaxed) % 1_000_000_000_000
     )
 }
 
@@ -181,6 +182,7 @@ mod tests {
         assert_ne!(a, lock_table("md:y"));
         let (o1, o2) = (new_owner(), new_owner());
         assert_ne!(o1, o2);
+        assert_eq!(o1.len(), super::super::rows::APPEND_ID_SLOT.len());
         assert!(
             o1.bytes()
                 .all(|b| b.is_ascii_alphanumeric() || b == b'_')

@@ -47,6 +47,7 @@
 
 mod append;
 mod connect;
+mod decode;
 mod lock;
 mod reads;
 pub mod retention;

@@ -9,7 +9,7 @@ use ::clickhouse::query::Query;
 
 use super::ChStore;
 use super::connect::{ch, fetch};
-use super::rows::{self, Cur, ENVELOPE_COLUMNS};
+use super::decode::{self, Cur, ENVELOPE_COLUMNS};
 use crate::error::{Error, Result};
 use crate::event::Envelope;
 use crate::store::{RecordSink, SeqRange, StoredSnapshot, StreamInfo};
@@ -172,7 +172,7 @@ impl ChStore {
             .bind(stream);
         let ctx = format!("reading stream {stream}");
         stream_rows(q, &ctx, &mut |c| {
-            rows::envelope_row(c).map(|e| e.and_then(&mut *f))
+            decode::envelope_row(c).map(|e| e.and_then(&mut *f))
         })
         .await
     }
@@ -203,7 +203,7 @@ impl ChStore {
                 let first = c.u64()?;
                 let records = c.bytes()?;
                 Some(
-                    rows::run_records(first, records, &mut |seq, time, rec| {
+                    decode::run_records(first, records, &mut |seq, time, rec| {
                         if range.contains(seq) {
                             check.see(seq)?;
                             f(seq, time, rec)?;

@@ -11,7 +11,7 @@ use serde::Serialize;
 
 use super::ChStore;
 use super::connect::{exec, fetch};
-use super::rows::Cur;
+use super::decode::Cur;
 use crate::error::{Error, Result};
 
 /// How long one table keeps its day partitions (`None`: for ever).

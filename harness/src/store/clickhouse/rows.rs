@@ -10,7 +10,7 @@
 
 use tapedeck_guest::codec::EventBatchWriter;
 
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::event::{Body, Correlation, Dec, Envelope, LevelPair, StreamEncoder, Tenancy};
 
 /// A RowBinary body under construction.
@@ -129,12 +129,30 @@ pub(super) const TYPED: [&str; 8] = [
 /// Events in a replay run at most (a run never spans a day either).
 pub(super) const RUN_EVENTS: usize = 4096;
 
+/// The append id rows are encoded with before their append has one: as long as every append
+/// id (lock owner ids are fixed-width), so [`Encoded::set_append_id`] patches it in place.
+pub(super) const APPEND_ID_SLOT: &str = "-----------------------------------------";
+
 /// One append as RowBinary bodies: `events`, `event_runs` and each typed table.
 #[derive(Debug, Default)]
 pub(super) struct Encoded {
     pub(super) events: RowWriter,
     pub(super) runs: RowWriter,
     pub(super) typed: [RowWriter; 8],
+    /// Where the append id's bytes start in `events` and `runs` rows.
+    id_at: (Vec<usize>, Vec<usize>),
+}
+
+impl Encoded {
+    /// Writes `id` (as long as [`APPEND_ID_SLOT`]) over the append id of every row.
+    pub(super) fn set_append_id(&mut self, id: &str) {
+        assert_eq!(id.len(), APPEND_ID_SLOT.len(), "append ids are fixed-width");
+        for (w, at) in [(&mut self.events, &self.id_at.0), (&mut self.runs, &self.id_at.1)] {
+            for &p in at {
+                w.buf[p..p + id.len()].copy_from_slice(id.as_bytes());
+            }
+        }
+    }
 }
 
 /// Encodes `events` (one stream, consecutive seqs) as the rows of append `append_id`.
@@ -148,16 +166,17 @@ pub(super) fn encode(events: &[Envelope], append_id: &str) -> Result<Encoded> {
         let mut w = EventBatchWriter::new(std::mem::take(&mut scratch));
         enc.encode(e, &mut w)?;
         let rec = w.records().next().expect("one record");
-        run.push(&mut out.runs, e, rec, append_id);
+        run.push(&mut out.runs, e, rec, append_id, &mut out.id_at.1);
         event_row(&mut out.events, e, rec, append_id);
+        out.id_at.0.push(out.events.buf.len() - append_id.len());
         typed_row(&mut out.typed, e);
         scratch = w.finish();
     }
-    run.flush(&mut out.runs, append_id);
+    run.flush(&mut out.runs, append_id, &mut out.id_at.1);
     Ok(out)
 }
 
-fn event_row(w: &mut RowWriter, e: &Envelope, packed: &[u8], append_id: &str) {
+pub(super) fn event_row(w: &mut RowWriter, e: &Envelope, packed: &[u8], append_id: &str) {
     let Tenancy {
         tenant_id,
         owner_id,
@@ -209,10 +228,17 @@ struct RunBuilder {
 }
 
 impl RunBuilder {
-    fn push(&mut self, w: &mut RowWriter, e: &Envelope, rec: &[u8], append_id: &str) {
+    fn push(
+        &mut self,
+        w: &mut RowWriter,
+        e: &Envelope,
+        rec: &[u8],
+        append_id: &str,
+        id_at: &mut Vec<usize>,
+    ) {
         let day = e.occurred_at.div_euclid(86_400_000_000_000);
         if self.n > 0 && (self.n >= RUN_EVENTS || day != self.day) {
-            self.flush(w, append_id);
+            self.flush(w, append_id, id_at);
         }
         if self.n == 0 {
             if self.stream != e.stream_key {
@@ -230,7 +256,7 @@ impl RunBuilder {
         self.records.extend_from_slice(rec);
     }
 
-    fn flush(&mut self, w: &mut RowWriter, append_id: &str) {
+    fn flush(&mut self, w: &mut RowWriter, append_id: &str, id_at: &mut Vec<usize>) {
         if self.n == 0 {
             return;
         }
@@ -240,6 +266,7 @@ impl RunBuilder {
         w.i64(self.first_time);
         w.bytes(&self.records);
         w.str(append_id);
+        id_at.push(w.buf.len() - append_id.len());
         w.rows += 1;
         self.n = 0;
         self.records.clear();
@@ -444,151 +471,10 @@ fn name<T: serde::Serialize>(v: &T) -> String {
     }
 }
 
-/// A RowBinary reader over what has arrived so far. Every method returns `None` when the
-/// data ends first: the caller keeps the bytes of the unfinished row and waits for more.
-#[derive(Debug)]
-pub(super) struct Cur<'a> {
-    pub(super) b: &'a [u8],
-    pub(super) pos: usize,
-}
-
-impl<'a> Cur<'a> {
-    pub(super) fn new(b: &'a [u8]) -> Self {
-        Cur { b, pos: 0 }
-    }
-    fn take(&mut self, n: usize) -> Option<&'a [u8]> {
-        let s = self.b.get(self.pos..self.pos.checked_add(n)?)?;
-        self.pos += n;
-        Some(s)
-    }
-    pub(super) fn u8(&mut self) -> Option<u8> {
-        self.take(1).map(|b| b[0])
-    }
-    pub(super) fn u64(&mut self) -> Option<u64> {
-        self.take(8)
-            .map(|b| u64::from_le_bytes(b.try_into().expect("8 bytes")))
-    }
-    pub(super) fn i64(&mut self) -> Option<i64> {
-        self.u64().map(|v| v as i64)
-    }
-    pub(super) fn u32(&mut self) -> Option<u32> {
-        self.take(4)
-            .map(|b| u32::from_le_bytes(b.try_into().expect("4 bytes")))
-    }
-    fn len(&mut self) -> Option<usize> {
-        let mut n = 0usize;
-        for shift in (0..64).step_by(7) {
-            let b = self.u8()?;
-            n |= ((b & 0x7f) as usize) << shift;
-            if b & 0x80 == 0 {
-                return Some(n);
-            }
-        }
-        Some(usize::MAX)
-    }
-    pub(super) fn bytes(&mut self) -> Option<&'a [u8]> {
-        let n = self.len()?;
-        self.take(n)
-    }
-    pub(super) fn str(&mut self) -> Option<&'a str> {
-        // Our own columns hold UTF-8 only; anything else reads as empty and fails upstream.
-        self.bytes().map(|b| std::str::from_utf8(b).unwrap_or(""))
-    }
-    pub(super) fn opt_str(&mut self) -> Option<Option<&'a str>> {
-        match self.u8()? {
-            0 => self.str().map(Some),
-            _ => Some(None),
-        }
-    }
-    pub(super) fn is_empty(&self) -> bool {
-        self.pos >= self.b.len()
-    }
-}
-
-/// The columns [`envelope_row`] reads, in order.
-pub(super) const ENVELOPE_COLUMNS: &str = "stream_key, seq, event_id, event_type, instrument, \
-    occurred_at_ns, ingested_at_ns, tenant_id, owner_id, workspace_id, project_id, trace_id, \
-    causation_id, command_id, workflow_id, idempotency_key, payload";
-
-/// One `events` row of [`ENVELOPE_COLUMNS`]; `None` when the data ends inside it.
-pub(super) fn envelope_row(c: &mut Cur<'_>) -> Option<Result<Envelope>> {
-    let stream = c.str()?;
-    let seq = c.u64()?;
-    let event_id = c.str()?;
-    let event_type = c.str()?;
-    let instrument = c.opt_str()?;
-    let occurred_at = c.i64()?;
-    let ingested_at = c.i64()?;
-    let mut opt = [None; 9];
-    for o in &mut opt {
-        *o = c.opt_str()?;
-    }
-    let payload = c.str()?;
-    let own = |o: Option<&str>| o.map(str::to_string);
-    let body = serde_json::from_str::<Body>(&format!(
-        "{{\"event_type\":{},\"payload\":{payload}}}",
-        serde_json::Value::String(event_type.to_string())
-    ))
-    .map_err(|e| Error::BadEvent {
-        stream: stream.to_string(),
-        seq,
-        message: format!("stored payload does not parse: {e}"),
-    });
-    Some(body.map(|body| Envelope {
-        event_id: event_id.to_string(),
-        stream_key: stream.to_string(),
-        seq,
-        occurred_at,
-        ingested_at,
-        instrument: own(instrument),
-        tenancy: Tenancy {
-            tenant_id: own(opt[0]),
-            owner_id: own(opt[1]),
-            workspace_id: own(opt[2]),
-            project_id: own(opt[3]),
-        },
-        correlation: Correlation {
-            trace_id: own(opt[4]),
-            causation_id: own(opt[5]),
-            command_id: own(opt[6]),
-            workflow_id: own(opt[7]),
-        },
-        idempotency_key: own(opt[8]),
-        body,
-    }))
-}
-
-/// The records of one `event_runs` row (`first_seq`, `records`): (seq, time, record) each.
-pub(super) fn run_records(
-    first_seq: u64,
-    records: &[u8],
-    f: &mut dyn FnMut(u64, i64, &[u8]) -> Result<()>,
-) -> Result<u64> {
-    let mut c = Cur::new(records);
-    let mut seq = first_seq;
-    while !c.is_empty() {
-        let (Some(time), Some(len)) = (c.i64(), c.u32()) else {
-            return Err(malformed_run(first_seq));
-        };
-        let Some(rec) = c.take(len as usize) else {
-            return Err(malformed_run(first_seq));
-        };
-        f(seq, time, rec)?;
-        seq += 1;
-    }
-    Ok(seq - first_seq)
-}
-
-fn malformed_run(first_seq: u64) -> Error {
-    Error::ClickHouse {
-        context: "reading packed events".into(),
-        message: format!("the run from seq {first_seq} is malformed"),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::clickhouse::decode::{Cur, run_records};
     use crate::event::{SideName, VerdictName};
 
     fn quote(seq: u64, t: i64) -> Envelope {
@@ -611,48 +497,6 @@ mod tests {
     }
 
     #[test]
-    fn envelope_rows_read_back_whole_and_only_whole() {
-        let events = vec![
-            quote(1, 1_000),
-            Envelope::new(
-                "md:x",
-                2,
-                2_000,
-                None,
-                Body::RiskDecision {
-                    client_order_id: 3,
-                    decision: VerdictName::Deny,
-                    reason_code: "limit".into(),
-                },
-            ),
-        ];
-        let enc = encode(&events, "a1").unwrap();
-        assert_eq!(enc.events.rows, 2);
-        assert_eq!(enc.typed[0].rows, 1);
-        assert_eq!(enc.typed[5].rows, 1);
-        // Drop the trailing packed record and append id of each row: what `read` selects.
-        let mut body = Vec::new();
-        for e in &events {
-            let mut w = RowWriter::default();
-            event_row(&mut w, e, b"rec", "a1");
-            let mut c = Cur::new(&w.buf);
-            envelope_row(&mut c).unwrap().unwrap();
-            body.extend_from_slice(&w.buf[..c.pos]);
-        }
-        let mut c = Cur::new(&body);
-        let mut got = Vec::new();
-        while !c.is_empty() {
-            got.push(envelope_row(&mut c).unwrap().unwrap());
-        }
-        assert_eq!(got, events);
-        // A row cut anywhere reads as "need more", never as a row.
-        for cut in 0..body.len() / 2 {
-            let mut c = Cur::new(&body[..cut]);
-            assert!(envelope_row(&mut c).is_none(), "cut at {cut}");
-        }
-    }
-
-    #[test]
     fn runs_hold_consecutive_records_and_split_at_days_and_size() {
         let day = 86_400_000_000_000;
         let mut events: Vec<Envelope> = (1..=RUN_EVENTS as u64 + 10)
@@ -660,7 +504,9 @@ mod tests {
             .collect();
         let n = events.len() as u64;
         events.push(quote(n + 1, 2 * day));
-        let enc = encode(&events, "a").unwrap();
+        let mut enc = encode(&events, APPEND_ID_SLOT).unwrap();
+        let id = "a".repeat(APPEND_ID_SLOT.len());
+        enc.set_append_id(&id);
         assert_eq!(enc.runs.rows, 3);
         let mut c = Cur::new(&enc.runs.buf);
         let mut seqs = Vec::new();
@@ -670,7 +516,7 @@ mod tests {
             let last = c.u64().unwrap();
             c.i64().unwrap();
             let recs = c.bytes().unwrap();
-            assert_eq!(c.str(), Some("a"));
+            assert_eq!(c.str(), Some(id.as_str()));
             let got = run_records(first, recs, &mut |s, t, r| {
                 assert_eq!(t, events[s as usize - 1].occurred_at);
                 assert!(!r.is_empty());

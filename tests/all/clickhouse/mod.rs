@@ -1,8 +1,8 @@
 //! The ClickHouse store against a real server (Debian's clickhouse-server 18.16):
 //! `$TAPEDECK_CH_URL` (`scripts/test.sh` starts it with `scripts/ch.sh`); every test gets a
 //! database of its own. Without `$TAPEDECK_CH_URL` the tests say so and pass (CI sets it).
-//! The fault tests stop servers: they start a private instance each (`scripts/ch.sh` with its
-//! own directory and ports), never the shared one.
+//! The fault tests (`faults`) stop servers: they start a private instance each
+//! (`scripts/ch.sh` with its own directory and ports), never the shared one.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Barrier};
@@ -14,6 +14,8 @@ use tapedeck::store::clickhouse::{
 };
 use tapedeck::store::{EventSink, EventSource, SeqRange, StoredSnapshot, records_from_envelopes};
 use tapedeck_test_guests as guests;
+
+mod faults;
 
 use super::{assert_same_run_dirs, fixtures_uri, tapedeck, tmp};
 
@@ -576,149 +578,4 @@ fn retention_drops_expired_day_partitions_only_when_told() {
     assert_eq!(read_all(&store, "md:ret").len(), 3, "the event log is kept");
     let o = tapedeck(&["retention", "apply", "--store", &fixtures_uri()]);
     assert_eq!(o.status.code(), Some(2));
-}
-
-/// A server of a test's own, for tests that stop it: `scripts/ch.sh` with its own directory
-/// and ports. Stopped and removed on drop.
-struct PrivateServer {
-    dir: PathBuf,
-    http: u16,
-    tcp: u16,
-}
-
-impl PrivateServer {
-    fn start(name: &str, http: u16) -> Self {
-        let s = PrivateServer {
-            dir: std::env::temp_dir().join(format!("tapedeck-ch-{name}-{}", std::process::id())),
-            http,
-            tcp: http + 1000,
-        };
-        let _ = std::fs::remove_dir_all(&s.dir);
-        s.script("start");
-        s
-    }
-
-    fn script(&self, cmd: &str) {
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/ch.sh");
-        let out = std::process::Command::new(script)
-            .arg(cmd)
-            .env("TAPEDECK_CH_DIR", &self.dir)
-            .env("TAPEDECK_CH_HTTP_PORT", self.http.to_string())
-            .env("TAPEDECK_CH_TCP_PORT", self.tcp.to_string())
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "ch.sh {cmd}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-
-    fn url(&self) -> String {
-        format!("clickhouse://127.0.0.1:{}/default", self.http)
-    }
-
-    /// Kills the server (SIGKILL: no chance to finish anything) and waits until it is gone.
-    fn kill(&self) {
-        let pid = std::fs::read_to_string(self.dir.join("server.pid")).unwrap();
-        let pid = pid.trim();
-        std::process::Command::new("kill")
-            .args(["-9", pid])
-            .status()
-            .unwrap();
-        while Path::new(&format!("/proc/{pid}")).exists()
-            && !std::fs::read_to_string(format!("/proc/{pid}/stat"))
-                .unwrap_or_default()
-                .contains(") Z")
-        {
-            std::thread::sleep(std::time::Duration::from_millis(10));
-        }
-    }
-}
-
-impl Drop for PrivateServer {
-    fn drop(&mut self) {
-        self.script("stop");
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-#[test]
-fn a_server_killed_mid_append_shows_nothing_partial_and_the_retry_stores_once() {
-    if server().is_none() {
-        return;
-    }
-    let srv = PrivateServer::start("append", 18311);
-    let url = db(&srv.url(), "fault");
-    let head = quotes("md:f", 1, 1000, 100);
-    let big = quotes("md:f", 1001, 400_000, 100);
-    {
-        let store = ChStore::connect(&url).unwrap();
-        store.append(&head).unwrap();
-        let killer = std::thread::spawn({
-            let srv_pid = srv.dir.join("server.pid");
-            move || {
-                std::thread::sleep(std::time::Duration::from_millis(700));
-                let pid = std::fs::read_to_string(srv_pid).unwrap();
-                std::process::Command::new("kill")
-                    .args(["-9", pid.trim()])
-                    .status()
-                    .unwrap();
-            }
-        });
-        let r = store.append(&big);
-        killer.join().unwrap();
-        assert!(r.is_err(), "the append finished before the server was killed");
-    }
-    srv.kill();
-    srv.script("start");
-    // Nothing of the failed append is visible.
-    let store = ChStore::connect(&url).unwrap().with_lease_secs(2);
-    assert_eq!(read_all(&store, "md:f"), head);
-    assert_eq!(store.streams().unwrap()[0].last_seq, 1000);
-    // The retry stores it, once.
-    let r = store.append(&big).unwrap();
-    assert_eq!((r.appended(), r.duplicates()), (400_000, 0));
-    assert_eq!(records(&store, "md:f", SeqRange::ALL).len(), 401_000);
-    assert_eq!(count(&store, "SELECT count() FROM events"), 401_000);
-    assert_eq!(count(&store, "SELECT count() FROM market_data"), 401_000);
-    assert_eq!(
-        count(&store, "SELECT sum(last_seq - first_seq + 1) FROM event_runs"),
-        401_000
-    );
-    let again = store.append(&big).unwrap();
-    assert_eq!((again.appended(), again.duplicates()), (0, 400_000));
-}
-
-#[test]
-fn a_server_killed_mid_replay_is_an_error_not_a_short_replay() {
-    if server().is_none() {
-        return;
-    }
-    let srv = PrivateServer::start("replay", 18312);
-    let url = db(&srv.url(), "fault");
-    let store = ChStore::connect(&url).unwrap();
-    for from in (1..400_000).step_by(100_000) {
-        store
-            .append(&quotes("md:g", from as u64, 100_000, 100))
-            .unwrap();
-    }
-    let mut seen = 0u64;
-    let r = store.read_records("md:g", SeqRange::ALL, &mut |_, _, _| {
-        seen += 1;
-        if seen == 1000 {
-            srv.kill();
-        }
-        if seen % 1000 == 0 {
-            std::thread::sleep(std::time::Duration::from_millis(1));
-        }
-        Ok(())
-    });
-    let e = r.expect_err("a replay whose server died mid-result must fail");
-    assert!(seen < 400_000, "read {seen} records");
-    eprintln!("mid-replay: {e}");
-    // And through the CLI, against the dead server: exit 2, naming the store.
-    let o = tapedeck(&["replay", "--store", &url, "--projector", guests::POSITIONS]);
-    assert_eq!(o.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&o.stderr).contains(&url));
 }
