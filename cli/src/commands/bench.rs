@@ -331,14 +331,21 @@ impl ClickhouseArgs {
             opts.append_batch,
             opts.writers,
             opts.jobs,
-            if opts.pg.is_some() { ", with PostgreSQL" } else { "" }
+            if opts.pg.is_some() {
+                ", with PostgreSQL"
+            } else {
+                ""
+            }
         );
         let r = tapedeck_dev::bench_clickhouse::clickhouse_bench(&rt, &rt.load(&pos)?, &opts)?;
         if self.json {
             println!("{}", serde_json::to_string(&r)?);
         } else {
             println!("events        {}", r.events);
-            println!("append        {:.0} events/s (exactly-once)", r.append_events_per_sec);
+            println!(
+                "append        {:.0} events/s (exactly-once)",
+                r.append_events_per_sec
+            );
             println!(
                 "replay        {:.2}M events/s (ClickHouse, packed runs)",
                 r.replay_events_per_sec / 1e6

@@ -143,9 +143,7 @@ impl StoreUri {
             StoreUri::ClickHouse(u) => Ok(u),
             _ => Err(Error::BadStoreUri {
                 uri: self.redacted(),
-                reason: format!(
-                    "`{command}` is for ClickHouse stores (clickhouse://HOST:PORT/DB)"
-                ),
+                reason: format!("`{command}` is for ClickHouse stores (clickhouse://HOST:PORT/DB)"),
             }),
         }
     }

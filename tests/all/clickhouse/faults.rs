@@ -115,7 +115,10 @@ fn a_server_killed_mid_append_shows_nothing_partial_and_the_retry_stores_once() 
         });
         let r = store.append(&big);
         killer.join().unwrap();
-        assert!(r.is_err(), "the append finished before the server was killed");
+        assert!(
+            r.is_err(),
+            "the append finished before the server was killed"
+        );
     }
     srv.kill();
     srv.script("start");
@@ -131,7 +134,10 @@ fn a_server_killed_mid_append_shows_nothing_partial_and_the_retry_stores_once() 
     assert_eq!(count(&store, "SELECT count() FROM events"), 401_000);
     assert_eq!(count(&store, "SELECT count() FROM market_data"), 401_000);
     assert_eq!(
-        count(&store, "SELECT sum(last_seq - first_seq + 1) FROM event_runs"),
+        count(
+            &store,
+            "SELECT sum(last_seq - first_seq + 1) FROM event_runs"
+        ),
         401_000
     );
     let again = store.append(&big).unwrap();

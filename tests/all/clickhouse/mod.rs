@@ -21,7 +21,9 @@ use super::{assert_same_run_dirs, fixtures_uri, tapedeck, tmp};
 
 /// The shared test server, or `None` (with a note) when `$TAPEDECK_CH_URL` is unset.
 fn server() -> Option<String> {
-    let url = std::env::var("TAPEDECK_CH_URL").ok().filter(|u| !u.is_empty());
+    let url = std::env::var("TAPEDECK_CH_URL")
+        .ok()
+        .filter(|u| !u.is_empty());
     if url.is_none() {
         eprintln!("skipped: TAPEDECK_CH_URL is unset (scripts/ch.sh start prints one)");
     }
@@ -84,7 +86,14 @@ fn records(store: &dyn EventSource, stream: &str, range: SeqRange) -> Vec<(u64, 
 /// One `UInt64` from SQL.
 fn count(store: &ChStore, sql: &str) -> u64 {
     let text = store
-        .block_on(store.client().query(sql).fetch_bytes("TabSeparated").unwrap().collect())
+        .block_on(
+            store
+                .client()
+                .query(sql)
+                .fetch_bytes("TabSeparated")
+                .unwrap()
+                .collect(),
+        )
         .unwrap();
     String::from_utf8_lossy(&text).trim().parse().unwrap()
 }
@@ -171,7 +180,13 @@ fn appends_read_back_whole_with_typed_tables_and_packed_runs() {
     assert_eq!(read_all(&store, "orders:x"), events);
     assert_eq!(read_all(&store, "md:x"), q);
     // Packed runs equal the envelopes encoded, whole and in part.
-    for range in [SeqRange::ALL, SeqRange { from: 4090, to: 4200 }] {
+    for range in [
+        SeqRange::ALL,
+        SeqRange {
+            from: 4090,
+            to: 4200,
+        },
+    ] {
         let mut want = Vec::new();
         records_from_envelopes(&store, "md:x", range, &mut |s, t, r| {
             want.push((s, t, r.to_vec()));
@@ -182,7 +197,10 @@ fn appends_read_back_whole_with_typed_tables_and_packed_runs() {
     }
     let streams = store.streams().unwrap();
     assert_eq!(streams.len(), 2);
-    assert_eq!((streams[0].key.as_str(), streams[0].last_seq), ("md:x", 5000));
+    assert_eq!(
+        (streams[0].key.as_str(), streams[0].last_seq),
+        ("md:x", 5000)
+    );
     assert_eq!(streams[1].counts["fill"], 1);
     for (table, n) in [
         ("market_data", 5002),
@@ -192,10 +210,17 @@ fn appends_read_back_whole_with_typed_tables_and_packed_runs() {
         ("account_state", 1),
         ("system_events", 1),
     ] {
-        assert_eq!(count(&store, &format!("SELECT count() FROM {table}")), n, "{table}");
+        assert_eq!(
+            count(&store, &format!("SELECT count() FROM {table}")),
+            n,
+            "{table}"
+        );
     }
     assert_eq!(
-        count(&store, "SELECT toUInt64(sum(toFloat64(fill_price)) * 100) FROM fills"),
+        count(
+            &store,
+            "SELECT toUInt64(sum(toFloat64(fill_price)) * 100) FROM fills"
+        ),
         10050
     );
     // Snapshots: a later put of the same key replaces it.
@@ -212,7 +237,9 @@ fn appends_read_back_whole_with_typed_tables_and_packed_runs() {
     let mut past = snap(3);
     past.seq = 5001;
     assert!(store.put_snapshot(&past).is_err());
-    let at = store.quarantine("test", &serde_json::json!({"line": "x"})).unwrap();
+    let at = store
+        .quarantine("test", &serde_json::json!({"line": "x"}))
+        .unwrap();
     assert!(at.contains("quarantine"), "{at}");
 }
 
@@ -266,7 +293,7 @@ fn two_writers_racing_on_a_stream_end_gapless_without_duplicates() {
     eprintln!("racing writers: {conflicts} conflicts retried");
     // The same race with stale expectations: exactly one of two batches for seqs 401.. wins.
     let barrier = Arc::new(Barrier::new(2));
-    let results: Vec<_> = [1i64, 2]
+    let racers: Vec<_> = [1i64, 2]
         .into_iter()
         .map(|k| {
             let (url, barrier) = (url.clone(), barrier.clone());
@@ -276,8 +303,8 @@ fn two_writers_racing_on_a_stream_end_gapless_without_duplicates() {
                 store.append(&quotes("md:race", 401, 50, k * 1_000_000))
             })
         })
-        .map(|h| h.join().unwrap())
         .collect();
+    let results: Vec<_> = racers.into_iter().map(|h| h.join().unwrap()).collect();
     assert_eq!(results.iter().filter(|r| r.is_ok()).count(), 1);
     assert!(results.iter().any(|r| matches!(
         r,
@@ -382,7 +409,10 @@ fn replay_regress_and_snapshot_checks_from_clickhouse_match_the_file_store() {
     assert!(run(&["migrate", "--store", &url]).contains("up to date"));
     let fixtures = fixtures_uri();
     let out = run(&["copy", "--from", &fixtures, "--to", &url]);
-    assert!(out.contains("6 streams: 3600 events, 54 snapshots"), "{out}");
+    assert!(
+        out.contains("6 streams: 3600 events, 54 snapshots"),
+        "{out}"
+    );
     // Again: nothing stored twice.
     run(&["copy", "--from", &fixtures, "--to", &url]);
     let store = ChStore::connect(&url).unwrap();
@@ -476,9 +506,11 @@ fn replay_regress_and_snapshot_checks_from_clickhouse_match_the_file_store() {
             std::fs::remove_dir_all(d).unwrap();
         }
     }
-    // Snapshot files written from ClickHouse are the file store's, byte for byte.
-    let snapshot = |store: &str, dir: &Path| {
-        let o = tapedeck(&[
+    // Snapshot files written from ClickHouse are the file store's, byte for byte apart from
+    // the command line in their header (which names the store); accepted from the file store,
+    // they check clean against ClickHouse.
+    let snapshot = |store: &str, dir: &Path, mode: &str| {
+        tapedeck(&[
             "snapshot",
             "--store",
             store,
@@ -488,16 +520,40 @@ fn replay_regress_and_snapshot_checks_from_clickhouse_match_the_file_store() {
             "150",
             "--snapshots",
             dir.to_str().unwrap(),
-            "--accept",
-        ]);
-        assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
+            mode,
+        ])
     };
     let (a, b) = (tmp("snaps-file"), tmp("snaps-ch"));
-    snapshot(&fixtures, &a);
-    snapshot(&url, &b);
-    let files = dir_bytes(&a);
-    assert_eq!(files.len(), 6 * 4);
-    assert_eq!(files, dir_bytes(&b));
+    for (store, dir) in [(&fixtures, &a), (&url, &b)] {
+        let o = snapshot(store, dir, "--accept");
+        assert_eq!(
+            o.status.code(),
+            Some(0),
+            "{}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+    }
+    let texts = |dir: &Path, uri: &str| -> Vec<(String, String)> {
+        dir_bytes(dir)
+            .into_iter()
+            .map(|(f, b)| (f, String::from_utf8(b).unwrap().replace(uri, "STORE")))
+            .collect()
+    };
+    let from_files = texts(&a, &fixtures);
+    assert_eq!(
+        from_files.len(),
+        6 * 4,
+        "every 150 of 600 events, 6 streams"
+    );
+    assert!(from_files == texts(&b, &url), "the .snap files differ");
+    let check = snapshot(&url, &a, "--check");
+    assert_eq!(
+        check.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&check.stdout)
+    );
+    assert_eq!(dir_bytes(&a).len(), 6 * 4, "no .snap.new");
     for d in [a, b] {
         std::fs::remove_dir_all(d).unwrap();
     }
@@ -508,14 +564,20 @@ fn a_missing_or_foreign_schema_is_refused_with_what_to_run() {
     let Some(server) = server() else { return };
     let bare = recreate_database(&server, "tdch_bare").unwrap();
     let e = ChStore::connect(&bare).unwrap_err().to_string();
-    assert!(e.contains("run `tapedeck migrate --store clickhouse://"), "{e}");
+    assert!(
+        e.contains("run `tapedeck migrate --store clickhouse://"),
+        "{e}"
+    );
     let url = db(&server, "newer");
     let store = ChStore::connect(&url).unwrap();
     store
         .execute("INSERT INTO tapedeck_migrations (version, name) VALUES (99, 'future')")
         .unwrap();
     let e = ChStore::connect(&url).unwrap_err().to_string();
-    assert!(e.contains("at migration 99, newer than this tapedeck"), "{e}");
+    assert!(
+        e.contains("at migration 99, newer than this tapedeck"),
+        "{e}"
+    );
     // Through the CLI: exit 2 and the message.
     let o = tapedeck(&["streams", "--store", &url]);
     assert_eq!(o.status.code(), Some(2));
@@ -558,22 +620,39 @@ fn retention_drops_expired_day_partitions_only_when_told() {
     assert!(r.expired.is_empty(), "{r:?}");
     // As of 2024-04-02, market data of 2024-01-02 is past retention; fills are not.
     let r = apply_retention(&store, RetentionPolicy::DEFAULTS, "2024-04-02", false).unwrap();
-    let names: Vec<String> = r.expired.iter().map(|x| format!("{}.{}", x.table, x.partition)).collect();
+    let names: Vec<String> = r
+        .expired
+        .iter()
+        .map(|x| format!("{}.{}", x.table, x.partition))
+        .collect();
     assert_eq!(names, ["market_data.2024-01-02"]);
     assert_eq!(count(&store, "SELECT count() FROM market_data"), 5);
     // The CLI: a dry run by default, then --execute.
     let cli = |extra: &[&str]| {
-        let mut a = vec!["retention", "apply", "--store", &url, "--as-of", "2024-04-02"];
+        let mut a = vec![
+            "retention",
+            "apply",
+            "--store",
+            &url,
+            "--as-of",
+            "2024-04-02",
+        ];
         a.extend(extra);
         let o = tapedeck(&a);
-        assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
+        assert_eq!(
+            o.status.code(),
+            Some(0),
+            "{}",
+            String::from_utf8_lossy(&o.stderr)
+        );
         String::from_utf8(o.stdout).unwrap()
     };
     let dry = cli(&[]);
     assert!(dry.contains("would drop market_data.2024-01-02"), "{dry}");
     assert_eq!(count(&store, "SELECT count() FROM market_data"), 5);
     assert!(cli(&["--execute"]).contains("dropped market_data.2024-01-02"));
-    assert_eq!(count(&store, "SELECT count() FROM market_data"), 3);
+    // Left: the quotes of the two later days (the first day's quote, trade and book are gone).
+    assert_eq!(count(&store, "SELECT count() FROM market_data"), 2);
     assert_eq!(count(&store, "SELECT count() FROM fills"), 1);
     assert_eq!(read_all(&store, "md:ret").len(), 3, "the event log is kept");
     let o = tapedeck(&["retention", "apply", "--store", &fixtures_uri()]);

@@ -137,7 +137,10 @@ pub(super) fn runtime() -> Result<tokio::runtime::Runtime> {
 
 /// Runs one statement.
 pub(super) async fn exec(c: &Client, sql: &str) -> Result<()> {
-    c.query_raw(sql).execute().await.map_err(ch(sql.to_string()))
+    c.query_raw(sql)
+        .execute()
+        .await
+        .map_err(ch(sql.to_string()))
 }
 
 /// The whole RowBinary result of `q` (small results only).
@@ -295,7 +298,9 @@ impl ChStore {
             )
             .await?;
             let layout = fetch(
-                client.query("SELECT value FROM tapedeck_meta FINAL WHERE key = ?").bind(LAYOUT_KEY),
+                client
+                    .query("SELECT value FROM tapedeck_meta FINAL WHERE key = ?")
+                    .bind(LAYOUT_KEY),
                 "reading the codec layout",
             )
             .await?;
@@ -342,11 +347,18 @@ mod tests {
         assert_eq!(t.user.as_deref(), Some("me"));
         assert_eq!(t.password.as_deref(), Some("p@ss"));
         let t = Target::parse("clickhouse://h").unwrap();
-        assert_eq!((t.http.as_str(), t.database.as_str()), ("http://h:8123", "default"));
+        assert_eq!(
+            (t.http.as_str(), t.database.as_str()),
+            ("http://h:8123", "default")
+        );
         assert!(Target::parse("clickhouse://h/a;drop").is_err());
-        let e = Target::parse("clickhouse://u:secret@/x").unwrap_err().to_string();
+        let e = Target::parse("clickhouse://u:secret@/x")
+            .unwrap_err()
+            .to_string();
         assert!(!e.contains("secret"), "{e}");
-        let s = statements("-- c\nCREATE TABLE a (x String DEFAULT 'a;b') ENGINE = Memory;\n\nSELECT 1; -- end\n");
+        let s = statements(
+            "-- c\nCREATE TABLE a (x String DEFAULT 'a;b') ENGINE = Memory;\n\nSELECT 1; -- end\n",
+        );
         assert_eq!(s.len(), 2, "{s:?}");
         assert!(s[0].starts_with("CREATE TABLE a"));
         assert_eq!(s[1], "SELECT 1");

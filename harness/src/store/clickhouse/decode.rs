@@ -213,5 +213,4 @@ mod tests {
             assert!(envelope_row(&mut c).is_none(), "cut at {cut}");
         }
     }
-
 }

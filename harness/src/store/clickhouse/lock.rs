@@ -101,9 +101,7 @@ impl ChStore {
             "reading a stream lock",
         )
         .await?;
-        Ok(Cur::new(&b)
-            .str()
-            .map(|s| s.trim_matches('\'').to_string()))
+        Ok(Cur::new(&b).str().map(|s| s.trim_matches('\'').to_string()))
     }
 
     /// (owner, age in seconds, server uptime in seconds) of lock `table`, if it exists.
@@ -152,7 +150,11 @@ impl ChStore {
     /// Releases `lock` (if it is still ours).
     pub(super) async fn unlock(&self, lock: &Lock) -> Result<()> {
         if self.still_held(lock).await? {
-            exec(&self.client, &format!("DROP TABLE IF EXISTS {}", lock.table)).await?;
+            exec(
+                &self.client,
+                &format!("DROP TABLE IF EXISTS {}", lock.table),
+            )
+            .await?;
         }
         Ok(())
     }
@@ -183,9 +185,6 @@ mod tests {
         let (o1, o2) = (new_owner(), new_owner());
         assert_ne!(o1, o2);
         assert_eq!(o1.len(), super::super::rows::APPEND_ID_SLOT.len());
-        assert!(
-            o1.bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'_')
-        );
+        assert!(o1.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_'));
     }
 }

@@ -50,7 +50,10 @@ async fn stream_rows(
     if !pending.is_empty() {
         return Err(Error::ClickHouse {
             context: ctx.to_string(),
-            message: format!("the result ended inside a row ({} bytes left)", pending.len()),
+            message: format!(
+                "the result ended inside a row ({} bytes left)",
+                pending.len()
+            ),
         });
     }
     Ok(())
@@ -111,8 +114,9 @@ impl ChStore {
             };
             let key = c.str().ok_or_else(malformed)?;
             let event_type = c.str().ok_or_else(malformed)?;
-            let (n, t0, t1, s0, s1) = (|| Some((c.u64()?, c.i64()?, c.i64()?, c.u64()?, c.u64()?)))()
-                .ok_or_else(malformed)?;
+            let (n, t0, t1, s0, s1) =
+                (|| Some((c.u64()?, c.i64()?, c.i64()?, c.u64()?, c.u64()?)))()
+                    .ok_or_else(malformed)?;
             if out.last().is_none_or(|s| s.key != key) {
                 out.push(StreamInfo {
                     key: key.to_string(),
@@ -231,13 +235,13 @@ impl ChStore {
         let mut c = Cur::new(&b);
         let mut out = Vec::new();
         while !c.is_empty() {
-            let (seq, projector, state, guest) =
-                (|| Some((c.u64()?, c.str()?, c.str()?, c.opt_str()?)))().ok_or_else(|| {
-                    Error::ClickHouse {
-                        context: format!("reading snapshots of {stream}"),
-                        message: "malformed result".into(),
-                    }
-                })?;
+            let (seq, projector, state, guest) = (|| {
+                Some((c.u64()?, c.str()?, c.str()?, c.opt_str()?))
+            })()
+            .ok_or_else(|| Error::ClickHouse {
+                context: format!("reading snapshots of {stream}"),
+                message: "malformed result".into(),
+            })?;
             let parse = |s: &str| {
                 serde_json::from_str(s).map_err(|e| Error::BadEvent {
                     stream: stream.to_string(),

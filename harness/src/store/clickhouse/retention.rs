@@ -151,8 +151,15 @@ mod tests {
         assert_eq!(first_kept_day("2024-03-01", 1).unwrap(), "2024-02-29");
         assert!(first_kept_day("March", 1).is_err());
         let d = RetentionPolicy::DEFAULTS;
-        assert_eq!(d.iter().find(|p| p.table == "market_data").unwrap().days, Some(90));
-        assert!(d.iter().filter(|p| p.table.starts_with("event")).all(|p| p.days.is_none()));
+        assert_eq!(
+            d.iter().find(|p| p.table == "market_data").unwrap().days,
+            Some(90)
+        );
+        assert!(
+            d.iter()
+                .filter(|p| p.table.starts_with("event"))
+                .all(|p| p.days.is_none())
+        );
         assert_eq!(d.len(), 2 + super::super::rows::TYPED.len());
     }
 }

@@ -147,7 +147,10 @@ impl Encoded {
     /// Writes `id` (as long as [`APPEND_ID_SLOT`]) over the append id of every row.
     pub(super) fn set_append_id(&mut self, id: &str) {
         assert_eq!(id.len(), APPEND_ID_SLOT.len(), "append ids are fixed-width");
-        for (w, at) in [(&mut self.events, &self.id_at.0), (&mut self.runs, &self.id_at.1)] {
+        for (w, at) in [
+            (&mut self.events, &self.id_at.0),
+            (&mut self.runs, &self.id_at.1),
+        ] {
             for &p in at {
                 w.buf[p..p + id.len()].copy_from_slice(id.as_bytes());
             }
@@ -304,7 +307,10 @@ fn typed_row(t: &mut [RowWriter; 8], e: &Envelope) {
                 } => (Some([*bid_px, *bid_qty, *ask_px, *ask_qty]), None, None),
                 Body::Trade { price, qty, .. } => (None, None, Some((*price, *qty))),
                 Body::BookSnapshot { bids, asks, .. } | Body::BookDelta { bids, asks, .. } => {
-                    let l1 = bids.first().zip(asks.first()).map(|(b, a)| [b[0], b[1], a[0], a[1]]);
+                    let l1 = bids
+                        .first()
+                        .zip(asks.first())
+                        .map(|(b, a)| [b[0], b[1], a[0], a[1]]);
                     (l1, Some((bids, asks)), None)
                 }
                 _ => unreachable!(),
@@ -474,8 +480,8 @@ fn name<T: serde::Serialize>(v: &T) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::clickhouse::decode::{Cur, run_records};
     use crate::event::{SideName, VerdictName};
+    use crate::store::clickhouse::decode::{Cur, run_records};
 
     fn quote(seq: u64, t: i64) -> Envelope {
         let mut e = Envelope::new(
