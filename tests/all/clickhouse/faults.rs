@@ -163,7 +163,7 @@ fn a_server_killed_mid_replay_is_an_error_not_a_short_replay() {
         if seen == 1000 {
             srv.kill();
         }
-        if seen % 1000 == 0 {
+        if seen.is_multiple_of(1000) {
             std::thread::sleep(std::time::Duration::from_millis(1));
         }
         Ok(())

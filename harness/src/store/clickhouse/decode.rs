@@ -123,7 +123,7 @@ pub(super) fn envelope_row(c: &mut Cur<'_>) -> Option<Result<Envelope>> {
 pub(super) fn run_records(
     first_seq: u64,
     records: &[u8],
-    f: &mut dyn FnMut(u64, i64, &[u8]) -> Result<()>,
+    f: &mut crate::store::RecordSink<'_>,
 ) -> Result<u64> {
     let mut c = Cur::new(records);
     let mut seq = first_seq;

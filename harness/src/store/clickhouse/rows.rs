@@ -480,7 +480,7 @@ fn name<T: serde::Serialize>(v: &T) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::event::{SideName, VerdictName};
+    use crate::event::SideName;
     use crate::store::clickhouse::decode::{Cur, run_records};
 
     fn quote(seq: u64, t: i64) -> Envelope {
