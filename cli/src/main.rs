@@ -1,5 +1,13 @@
 //! The `tapedeck` command line: a thin dispatcher over the library, one module per command.
 
+/// `println!` for a command's output: a reader that went away (`tapedeck streams | head -1`)
+/// ends the process quietly with exit 0, as other Unix tools do, instead of a panic.
+macro_rules! outln {
+    ($($arg:tt)*) => {
+        $crate::write_out(format_args!($($arg)*))
+    };
+}
+
 mod commands;
 
 use std::process::ExitCode;
@@ -33,6 +41,20 @@ enum Command {
     Retention(commands::retention::Retention),
     Events(commands::events::Events),
     Copy(commands::copy::Copy),
+    Fsck(commands::fsck::Fsck),
+}
+
+/// Writes one line to stdout; see `outln!`.
+fn write_out(line: std::fmt::Arguments<'_>) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    if let Err(e) = writeln!(out, "{line}") {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            std::process::exit(0);
+        }
+        eprintln!("error: writing to stdout: {e}");
+        std::process::exit(2);
+    }
 }
 
 fn main() -> ExitCode {
@@ -54,6 +76,7 @@ fn main() -> ExitCode {
         Command::Retention(c) => c.run(),
         Command::Events(c) => c.run(),
         Command::Copy(c) => c.run(),
+        Command::Fsck(c) => c.run(),
     };
     match result {
         Ok(code) => code,

@@ -1,4 +1,8 @@
-//! `Ctx`: how a guest emits outputs while it handles one event.
+//! The contexts handed to `on_event`. A strategy's [`Ctx`] emits outputs (orders, cancels,
+//! logs, metrics), each tagged with the seq of the event being handled. A projector's
+//! [`ProjectorCtx`] emits nothing: the host keeps no projector output (a projector's result
+//! is its `state()`), so placing an order, logging or a metric from a projector is a compile
+//! error rather than an output silently dropped.
 
 use crate::codec::{
     Event, LogLevel, NewOrder, OrderType, Output, OutputBatchWriter, Side, TimeInForce, pow10,
@@ -86,6 +90,66 @@ impl<'w> Ctx<'w> {
     pub fn metric(&mut self, name: &str, value: f64) {
         self.out
             .push(self.cause_seq, &Output::Metric { name, value });
+    }
+}
+
+/// Handed to a projector's `on_event`. It has no way to emit anything: what a projector
+/// computes goes in its state. Calling an order method on it (`market`, `limit`, `order`,
+/// `cancel`) fails to compile with "projectors cannot place orders".
+pub struct ProjectorCtx<'w> {
+    cause_seq: u64,
+    // Room for host services to come without changing the `Projector::on_event` signature.
+    _borrows: core::marker::PhantomData<&'w mut ()>,
+}
+
+impl ProjectorCtx<'_> {
+    pub(crate) fn new(cause_seq: u64) -> Self {
+        Self {
+            cause_seq,
+            _borrows: core::marker::PhantomData,
+        }
+    }
+
+    /// The seq of the event being handled.
+    pub fn cause_seq(&self) -> u64 {
+        self.cause_seq
+    }
+}
+
+// The order methods a projector might reach for, present only to fail with a message that
+// says why: their argument types never implement the sealed `StrategiesOnly`, so no call
+// compiles (and none can run). Hidden from the docs.
+impl ProjectorCtx<'_> {
+    #[doc(hidden)]
+    pub fn order<O: sealed::StrategiesOnly>(&mut self, order: O) -> u64 {
+        order.unreachable()
+    }
+
+    #[doc(hidden)]
+    pub fn market<E: sealed::StrategiesOnly>(&mut self, event: E, _: Side, _: f64) -> u64 {
+        event.unreachable()
+    }
+
+    #[doc(hidden)]
+    pub fn limit<E: sealed::StrategiesOnly>(&mut self, event: E, _: Side, _: f64, _: f64) -> u64 {
+        event.unreachable()
+    }
+
+    #[doc(hidden)]
+    pub fn cancel<I: sealed::StrategiesOnly>(&mut self, instrument: I, _: u64) {
+        instrument.unreachable();
+    }
+}
+
+mod sealed {
+    /// Implemented by no type, and not nameable outside this crate, so nothing can be.
+    #[diagnostic::on_unimplemented(
+        message = "projectors cannot place orders",
+        label = "a projector only rebuilds state; orders come from a `Strategy`",
+        note = "the host keeps none of a projector's outputs: put what it computes in its state, and place orders from a type that implements `tapedeck_guest::Strategy`, exported with `export_strategy!`"
+    )]
+    pub trait StrategiesOnly {
+        fn unreachable(&self) -> !;
     }
 }
 

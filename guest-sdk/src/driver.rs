@@ -3,7 +3,7 @@
 //! execute the same code path from batch bytes to output bytes.
 
 use crate::codec::{EventBatch, OutputBatchWriter};
-use crate::{Ctx, Projector, Strategy, state};
+use crate::{Ctx, Event, Projector, ProjectorCtx, Strategy, state};
 
 /// Feeds every event of `batch` to `on_event`; returns the packed outputs in `out`.
 ///
@@ -13,16 +13,13 @@ fn run_batch<G>(
     guest: &mut G,
     batch: &[u8],
     out: &mut Vec<u8>,
-    on_event: impl Fn(&mut G, &crate::Event<'_>, &mut Ctx<'_>),
+    on_event: impl Fn(&mut G, &Event<'_>, &mut OutputBatchWriter),
 ) {
     let events = EventBatch::new(batch)
         .unwrap_or_else(|e| panic!("tapedeck-guest: invalid batch from host: {e}"));
     let mut writer = OutputBatchWriter::new(std::mem::take(out));
     events
-        .for_each_event(|ev| {
-            let mut ctx = Ctx::new(&mut writer, ev.header.seq);
-            on_event(guest, ev, &mut ctx);
-        })
+        .for_each_event(|ev| on_event(guest, ev, &mut writer))
         .unwrap_or_else(|e| panic!("tapedeck-guest: invalid event from host: {e}"));
     *out = writer.finish();
 }
@@ -51,7 +48,9 @@ impl<S: Strategy> StrategyDriver<S> {
     }
 
     pub fn on_events(&mut self, batch: &[u8]) -> &[u8] {
-        run_batch(&mut self.guest, batch, &mut self.out, S::on_event);
+        run_batch(&mut self.guest, batch, &mut self.out, |g, ev, w| {
+            g.on_event(ev, &mut Ctx::new(w, ev.header.seq));
+        });
         &self.out
     }
 
@@ -87,7 +86,11 @@ impl<P: Projector> ProjectorDriver<P> {
     }
 
     pub fn on_events(&mut self, batch: &[u8]) -> &[u8] {
-        run_batch(&mut self.guest, batch, &mut self.out, P::on_event);
+        // A projector emits nothing: its output batch is always empty (the ABI keeps the
+        // batch, and the host keeps no projector output).
+        run_batch(&mut self.guest, batch, &mut self.out, |g, ev, _| {
+            g.on_event(ev, &mut ProjectorCtx::new(ev.header.seq));
+        });
         &self.out
     }
 

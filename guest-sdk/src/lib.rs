@@ -17,6 +17,27 @@
 //! tapedeck_guest::export_strategy!(Mine);
 //! ```
 //!
+//! A projector is written the same way; its context, a [`ProjectorCtx`], has no order, log
+//! or metric methods (the host keeps nothing a projector emits: its result is its state), so
+//! `ctx.market(..)` in a projector does not compile:
+//!
+//! ```ignore
+//! use tapedeck_guest::{Event, Payload, Projector, ProjectorCtx};
+//!
+//! #[derive(Default, serde::Serialize, serde::Deserialize)]
+//! pub struct Fills { count: u64 }
+//!
+//! impl Projector for Fills {
+//!     type Config = ();
+//!     fn new(_: ()) -> Result<Self, String> { Ok(Fills::default()) }
+//!     fn on_event(&mut self, ev: &Event<'_>, _ctx: &mut ProjectorCtx<'_>) {
+//!         if let Payload::Fill(_) = ev.payload { self.count += 1 }
+//!     }
+//! }
+//!
+//! tapedeck_guest::export_projector!(Fills);
+//! ```
+//!
 //! The crate also holds the batch [`codec`], compiled into the host as well, and a
 //! [`driver`] that runs the same guest code natively (tests and benches compare the
 //! two). On `wasm32` the export macros generate the component glue with `wit-bindgen`; a
@@ -37,7 +58,7 @@ pub use codec::{
     Aggressor, Decimal, Event, EventHeader, EventKind, Level, Levels, Liquidity, LogLevel,
     OrderType, Payload, Side, TimeInForce,
 };
-pub use ctx::Ctx;
+pub use ctx::{Ctx, ProjectorCtx};
 pub use per_instrument::PerInstrument;
 
 /// Version of the host/guest contract: the WIT worlds plus the codec layouts. Every guest
@@ -73,7 +94,8 @@ pub trait Strategy: serde::Serialize + serde::de::DeserializeOwned + 'static {
 }
 
 /// A projector: rebuilds state from events; its `state()` is what gets diffed and
-/// snapshot-tested.
+/// snapshot-tested. It emits nothing: its context, [`ProjectorCtx`], has no order, log or
+/// metric methods (orders come from a [`Strategy`]).
 #[diagnostic::on_unimplemented(
     message = "`{Self}` is not a Tapedeck projector",
     label = "export_projector! needs a type that implements `tapedeck_guest::Projector`",
@@ -84,7 +106,8 @@ pub trait Projector: serde::Serialize + serde::de::DeserializeOwned + 'static {
 
     fn new(config: Self::Config) -> Result<Self, String>;
 
-    fn on_event(&mut self, event: &Event<'_>, ctx: &mut Ctx<'_>);
+    /// One event, in seq order within its stream.
+    fn on_event(&mut self, event: &Event<'_>, ctx: &mut ProjectorCtx<'_>);
 
     /// The projected state as a JSON value; serialized canonically (sorted keys) by the SDK.
     /// Defaults to the type's own serde form.

@@ -86,6 +86,16 @@ pub enum Error {
         actual: u64,
     },
 
+    #[error(
+        "store {} is locked by another writer: {holder}; gave up after {waited_secs:.1}s. Run again when it has finished, or wait longer with --lock-timeout SECS",
+        store.display()
+    )]
+    StoreLocked {
+        store: PathBuf,
+        holder: String,
+        waited_secs: f64,
+    },
+
     #[error("PostgreSQL, {context}: {message}")]
     Postgres { context: String, message: String },
 

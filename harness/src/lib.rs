@@ -7,25 +7,26 @@
 //!   store (log, snapshots, Parquet index), PostgreSQL, and a memory store.
 //! - [`import`]: venue captures into a store (Binance).
 //! - [`replay`] and [`diff`]: modules over streams, state diffed against stored snapshots.
+//! - [`decision`]: strategy outputs as typed values, handed from replay to the venue, the
+//!   regression and the reports (JSON only where a file is written).
 //! - [`venue`] and [`regress`]: the simulated venue and baseline-vs-candidate regression.
-//! - [`report`], [`html`], [`artifacts`]: run directories.
+//! - [`report`]: run directories (run card, Markdown, JUnit, HTML, Parquet).
 //! - [`snapshot`] and `testing` (feature `testing`): projections under insta-style snapshot
 //!   tests.
-//! - [`glob`], [`time`], [`hash`]: small shared helpers (stream globs, calendar times, module
-//!   hashes).
+//! - [`glob`], [`time`], [`hash`], [`names`]: small shared helpers (stream globs, calendar
+//!   times, module hashes, stream keys as file names).
 //!
 //! The command line is the `tapedeck-cli` crate; the fixture generator, synthetic data and
 //! benches are `tapedeck-dev`.
 
-pub mod artifacts;
+pub mod decision;
 pub mod diff;
 pub mod error;
 pub mod event;
 pub mod glob;
 pub mod hash;
-pub mod html;
 pub mod import;
-pub mod outputs;
+pub mod names;
 pub mod regress;
 pub mod replay;
 pub mod report;

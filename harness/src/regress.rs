@@ -8,10 +8,11 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 use serde_json::Value;
 
+use crate::decision::Decision;
 use crate::error::{Error, Result};
 use crate::event::Envelope;
 use crate::event::instrument_id;
-use crate::replay::{Decision, Finding, Plugin, ReplayOptions, replay};
+use crate::replay::{Finding, Plugin, ReplayOptions, replay};
 use crate::runtime::Runtime;
 use crate::store::{EventSource, SeqRange};
 use crate::venue::{Performance, VenueConfig, simulate};
@@ -27,7 +28,8 @@ pub struct Divergence {
     pub event_type: String,
     /// The event at that seq.
     pub event: Value,
-    /// Every output each strategy emitted for that event.
+    /// Every output each strategy emitted for that event, as the reports write them
+    /// ([`crate::decision::Output::to_json`]).
     pub baseline: Vec<Value>,
     pub candidate: Vec<Value>,
 }
@@ -164,6 +166,22 @@ impl FailOn {
     }
 }
 
+/// The `--fail-on` verdict: why the run fails, empty when it passes. Findings (traps, state
+/// mismatches) always fail a run and come first; then each rule that triggers, in the order
+/// given.
+pub fn verdict(rules: &[FailOn], report: &RegressReport) -> Vec<String> {
+    FailOn::Finding
+        .check(report)
+        .into_iter()
+        .chain(
+            rules
+                .iter()
+                .filter(|r| **r != FailOn::Finding)
+                .filter_map(|r| r.check(report)),
+        )
+        .collect()
+}
+
 /// Runs the regression. `baseline` and `candidate` are strategies; their labels are set here.
 pub fn regress(
     rt: &Runtime,
@@ -266,7 +284,7 @@ pub fn first_divergence(b: &[Decision], c: &[Decision], events: &[Envelope]) -> 
     let at = |d: &[Decision]| {
         d.iter()
             .filter(|x| x.seq == seq)
-            .map(|x| x.output.clone())
+            .map(|x| x.output.to_json())
             .collect::<Vec<_>>()
     };
     let event = events.iter().find(|e| e.seq == seq);
@@ -285,13 +303,26 @@ pub fn first_divergence(b: &[Decision], c: &[Decision], events: &[Envelope]) -> 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
+    use crate::decision::Output;
+    use crate::event::{OrderTypeName, SideName, TifName};
 
     fn d(seq: u64, side: &str) -> Decision {
         Decision {
             seq,
             time_ns: seq as i64,
-            output: json!({"output": "new_order", "side": side}),
+            output: Output::NewOrder {
+                instrument: 1,
+                client_order_id: 1,
+                side: if side == "buy" {
+                    SideName::Buy
+                } else {
+                    SideName::Sell
+                },
+                order_type: OrderTypeName::Market,
+                tif: TifName::Gtc,
+                price: "0".parse().unwrap(),
+                qty: "1".parse().unwrap(),
+            },
         }
     }
 
@@ -313,7 +344,10 @@ mod tests {
         .unwrap();
         assert_eq!(x.seq, 5);
         assert_eq!(x.baseline.len(), 1);
+        assert_eq!(x.baseline[0], d(5, "sell").output.to_json());
         assert!(x.candidate.is_empty(), "the candidate did nothing at seq 5");
+        let x = first_divergence(&[d(1, "buy")], &[d(1, "sell")], &[]).unwrap();
+        assert_eq!((x.seq, &x.candidate[0]["side"]), (1, &Value::from("sell")));
         let x = first_divergence(&[d(1, "buy")], &[d(1, "buy"), d(2, "buy")], &[]).unwrap();
         assert_eq!((x.seq, x.baseline.len(), x.candidate.len()), (2, 0, 1));
     }
@@ -356,5 +390,59 @@ mod tests {
         assert!(rules[1].check(&r).is_none());
         r.candidate.max_drawdown = 11.0;
         assert!(rules[2].check(&r).unwrap().contains("drawdown grew"));
+    }
+
+    fn report(diverged_streams: u64, findings: usize) -> RegressReport {
+        let trap = Finding::GuestTrap {
+            stream: "s".into(),
+            module: CANDIDATE.into(),
+            message: "out of fuel".into(),
+            first_seq: 1,
+            last_seq: 2,
+        };
+        RegressReport {
+            streams: vec![StreamRegress {
+                stream: "s".into(),
+                events: 2,
+                first_divergence: None,
+                baseline: Performance::default(),
+                candidate: Performance::default(),
+                findings: vec![trap; findings],
+                decisions: Default::default(),
+            }],
+            baseline: Totals {
+                pnl: 100.0,
+                ..Default::default()
+            },
+            candidate: Totals {
+                pnl: 90.0,
+                ..Default::default()
+            },
+            diverged_streams,
+        }
+    }
+
+    #[test]
+    fn the_verdict_puts_findings_first_then_the_rules_in_order() {
+        let rules = FailOn::parse_list("pnl-drop:5,divergence,finding").unwrap();
+        assert!(verdict(&[], &report(0, 0)).is_empty());
+        assert!(
+            verdict(&[FailOn::Divergence], &report(0, 0)).is_empty(),
+            "nothing diverged"
+        );
+        assert_eq!(
+            verdict(&rules, &report(2, 0)),
+            [
+                "PnL dropped by 10.000000 (baseline 100.000000, candidate 90.000000; allowed 5.000000)",
+                "decisions diverge on 2 stream(s)",
+            ]
+        );
+        // Findings fail a run with no rules at all, once even when `finding` is a rule.
+        assert_eq!(verdict(&[], &report(0, 3)), ["3 finding(s)"]);
+        let v = verdict(&rules, &report(1, 1));
+        assert_eq!(v.len(), 3);
+        assert_eq!(v[0], "1 finding(s)");
+        assert!(v[1].starts_with("PnL dropped"), "{v:?}");
+        assert_eq!(v[2], "decisions diverge on 1 stream(s)");
     }
 }

@@ -13,6 +13,7 @@ use serde::Serialize;
 use serde_json::Value;
 use tapedeck_guest::codec::EventBatchWriter;
 
+use crate::decision::Decision;
 use crate::diff::{Tolerances, diff};
 use crate::error::{Error, Result};
 use crate::glob::glob_match;
@@ -43,7 +44,9 @@ impl std::str::FromStr for Point {
             return Ok(Point::Seq(seq));
         }
         parse_rfc3339(s).map(Point::Time).ok_or_else(|| {
-            format!("{s:?} is neither a seq, t:<ns>, nor a time like 2024-08-08T23:55:00Z")
+            format!(
+                "{s:?} is neither a seq, t:<ns>, nor a valid UTC time like 2024-08-08T23:55:00Z"
+            )
         })
     }
 }
@@ -138,14 +141,6 @@ impl Finding {
             Finding::StateMismatch { stream, .. } | Finding::GuestTrap { stream, .. } => stream,
         }
     }
-}
-
-/// One output of one strategy, with its cause.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Decision {
-    pub seq: u64,
-    pub time_ns: i64,
-    pub output: Value,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -488,7 +483,7 @@ fn run_batch(
                         v.push(Decision {
                             seq: r.cause_seq,
                             time_ns: times.get(idx).copied().unwrap_or(0),
-                            output: crate::outputs::to_json(&r.output),
+                            output: (&r.output).into(),
                         });
                     }
                 }

@@ -31,7 +31,9 @@ fn runtime() -> &'static Runtime {
 }
 
 /// The projector's state at the end of every stream of `store` matching `streams`, as
-/// (snapshot suffix, state). Panics with the reason on any error: this is for tests.
+/// (snapshot suffix, state); the suffix is the stream key as a [`crate::names::file_name`], so
+/// two streams never share a snapshot (`exec:sim:SYM1` is `@exec%3Asim%3ASYM1`).
+/// Panics with the reason on any error: this is for tests.
 pub fn projection_states(
     wasm: &str,
     store: &str,
@@ -58,20 +60,7 @@ pub fn projection_states(
     );
     taken
         .into_iter()
-        .map(|t| {
-            let suffix: String = t
-                .stream
-                .chars()
-                .map(|c| {
-                    if c.is_ascii_alphanumeric() || c == '-' {
-                        c
-                    } else {
-                        '-'
-                    }
-                })
-                .collect();
-            (suffix, t.state)
-        })
+        .map(|t| (crate::names::file_name(&t.stream), t.state))
         .collect()
 }
 

@@ -31,7 +31,19 @@ pub fn format_ns(ns: i64) -> String {
     )
 }
 
-/// `YYYY-MM-DDTHH:MM:SS[.fffffffff]Z` to ns since the epoch.
+/// Days in month `m` (1-12) of year `y` (proleptic Gregorian).
+fn days_in_month(y: i64, m: i64) -> i64 {
+    match m {
+        2 if y % 4 == 0 && (y % 100 != 0 || y % 400 == 0) => 29,
+        2 => 28,
+        4 | 6 | 9 | 11 => 30,
+        _ => 31,
+    }
+}
+
+/// `YYYY-MM-DDTHH:MM:SS[.fffffffff]Z` to ns since the epoch. `None` for anything else, including
+/// impossible dates and times (February 31, hour 24, minute 60, a leap second) and years outside
+/// 1678-2261, which do not fit an i64 of ns.
 pub fn parse_rfc3339(s: &str) -> Option<i64> {
     let s = s.strip_suffix('Z')?;
     let (date, time) = s.split_once('T')?;
@@ -40,6 +52,15 @@ pub fn parse_rfc3339(s: &str) -> Option<i64> {
     let (hms, frac) = time.split_once('.').unwrap_or((time, ""));
     let mut t = hms.splitn(3, ':').map(|x| x.parse::<i64>().ok());
     let (hh, mm, ss) = (t.next()??, t.next()??, t.next()??);
+    let valid = (1678..=2261).contains(&y)
+        && (1..=12).contains(&m)
+        && (1..=days_in_month(y, m)).contains(&day)
+        && (0..24).contains(&hh)
+        && (0..60).contains(&mm)
+        && (0..60).contains(&ss);
+    if !valid {
+        return None;
+    }
     if frac.len() > 9 || !frac.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }
@@ -55,7 +76,9 @@ pub fn parse_rfc3339(s: &str) -> Option<i64> {
     let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + day - 1;
     let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
     let days = era * 146_097 + doe - 719_468;
-    Some(((days * 86_400 + hh * 3600 + mm * 60 + ss) * 1_000_000_000) + nanos)
+    (days * 86_400 + hh * 3600 + mm * 60 + ss)
+        .checked_mul(1_000_000_000)?
+        .checked_add(nanos)
 }
 
 #[cfg(test)]
@@ -72,5 +95,28 @@ mod tests {
         assert_eq!(format_ns(t), "2024-08-08T23:54:14.500000000Z");
         assert_eq!(parse_rfc3339(&format_ns(t)), Some(t));
         assert_eq!(parse_rfc3339("2024-08-08T23:54:14"), None);
+    }
+
+    #[test]
+    fn impossible_dates_and_times_are_refused_not_rolled_over() {
+        // Before: 2024-02-31 was read as March 2.
+        for bad in [
+            "2024-02-31T00:00:00Z",
+            "2023-02-29T00:00:00Z",
+            "2024-04-31T00:00:00Z",
+            "2024-13-01T00:00:00Z",
+            "2024-00-10T00:00:00Z",
+            "2024-08-00T00:00:00Z",
+            "2024-08-08T24:00:00Z",
+            "2024-08-08T23:60:00Z",
+            "2024-08-08T23:59:60Z",
+            "2024-08-08T-1:00:00Z",
+            "9999-01-01T00:00:00Z",
+        ] {
+            assert_eq!(parse_rfc3339(bad), None, "{bad}");
+        }
+        assert!(parse_rfc3339("2024-02-29T23:59:59.999999999Z").is_some());
+        assert!(parse_rfc3339("2000-02-29T00:00:00Z").is_some());
+        assert_eq!(parse_rfc3339("1900-02-29T00:00:00Z"), None);
     }
 }

@@ -18,8 +18,8 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::event::{Body, Dec, Envelope};
-use crate::replay::Decision;
+use crate::decision::{Decision, Output};
+use crate::event::{Body, Dec, Envelope, OrderTypeName, SideName};
 
 const SCALE: u8 = 9;
 const E9: f64 = 1e9;
@@ -125,8 +125,9 @@ fn to9(d: Dec) -> i128 {
     }
 }
 
-fn parse9(s: &str) -> Option<i128> {
-    s.parse::<Dec>().ok().map(to9)
+/// [`to9`] for decimals a guest wrote: `None` beyond the 18 places a stored decimal has.
+fn to9_checked(d: Dec) -> Option<i128> {
+    (d.scale() <= 18).then(|| to9(d))
 }
 
 /// Runs the venue over one stream's events and one strategy's decisions on it.
@@ -178,37 +179,39 @@ pub fn simulate(
         while next_decision < decisions.len() && decisions[next_decision].seq <= e.seq {
             let d = &decisions[next_decision];
             next_decision += 1;
-            let o = &d.output;
-            let inst = o["instrument"]
-                .as_u64()
-                .and_then(|i| instruments.get(&(i as u32)))
-                .cloned()
-                .unwrap_or_else(|| sym.clone());
-            match o["output"].as_str() {
-                Some("new_order") => {
+            match &d.output {
+                Output::NewOrder {
+                    instrument,
+                    client_order_id,
+                    side,
+                    order_type,
+                    price,
+                    qty,
+                    ..
+                } => {
                     perf.orders += 1;
-                    let (Some(price), Some(qty)) = (
-                        o["price"].as_str().and_then(parse9),
-                        o["qty"].as_str().and_then(parse9),
-                    ) else {
+                    // Decimals the store could not hold (more than 18 places) are not placed.
+                    let (Some(price), Some(qty)) = (to9_checked(*price), to9_checked(*qty)) else {
                         continue;
                     };
                     resting.push(Resting {
                         order_seq: d.seq,
-                        client_order_id: o["client_order_id"].as_u64().unwrap_or(0),
-                        instrument: inst,
-                        buy: o["side"] == "buy",
+                        client_order_id: *client_order_id,
+                        instrument: instruments
+                            .get(instrument)
+                            .cloned()
+                            .unwrap_or_else(|| sym.clone()),
+                        buy: *side == SideName::Buy,
                         price,
                         qty,
                         active_at: d.time_ns + cfg.latency_ns,
-                        market: o["order_type"] == "market",
+                        market: *order_type == OrderTypeName::Market,
                     });
                 }
-                Some("cancel") => {
-                    let id = o["client_order_id"].as_u64();
-                    resting.retain(|r| Some(r.client_order_id) != id);
-                }
-                _ => {}
+                Output::Cancel {
+                    client_order_id, ..
+                } => resting.retain(|r| r.client_order_id != *client_order_id),
+                Output::Log { .. } | Output::Metric { .. } => {}
             }
         }
         // 3. Orders that have arrived try to fill. An order never fills against the trade that
@@ -307,7 +310,7 @@ pub fn simulate(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
+    use crate::event::TifName;
 
     fn quote(seq: u64, bid: &str, ask: &str) -> Envelope {
         Envelope::new(
@@ -344,7 +347,23 @@ mod tests {
         Decision {
             seq,
             time_ns: seq as i64 * 1000,
-            output: json!({"output": "new_order", "instrument": 1, "client_order_id": seq << 8, "side": side, "order_type": kind, "tif": "gtc", "price": price, "qty": qty}),
+            output: Output::NewOrder {
+                instrument: 1,
+                client_order_id: seq << 8,
+                side: if side == "buy" {
+                    SideName::Buy
+                } else {
+                    SideName::Sell
+                },
+                order_type: if kind == "market" {
+                    OrderTypeName::Market
+                } else {
+                    OrderTypeName::Limit
+                },
+                tif: TifName::Gtc,
+                price: price.parse().unwrap(),
+                qty: qty.parse().unwrap(),
+            },
         }
     }
 

@@ -14,20 +14,12 @@ use tapedeck::import::binance::{ImportSummary, Importer};
 use tapedeck::store::{EventSource, FileStore, FileStoreOptions, SeqRange};
 use tapedeck_test_guests as guests;
 
-use super::{load, rt, tmp};
+use super::{load, rt, shared_data, tmp};
 
+/// The shared capture, or `None` (said on stderr) where it is absent: see [`shared_data`].
+#[track_caller]
 pub(super) fn capture() -> Option<PathBuf> {
-    let p = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../shared/data/binance/spot_btcusdt_20240808.gz");
-    if p.is_file() {
-        Some(p)
-    } else {
-        eprintln!(
-            "skipping: {} is absent (it is in this project's shared/ folder)",
-            p.display()
-        );
-        None
-    }
+    shared_data("binance/spot_btcusdt_20240808.gz")
 }
 
 fn import(files: &[&Path], store_dir: &Path) -> (ImportSummary, Vec<Envelope>) {

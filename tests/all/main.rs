@@ -1,10 +1,16 @@
 //! Workspace integration tests: one binary, one module per area. Guests are built from this
 //! repository's sources by the `tapedeck-test-guests` build script.
 
+mod bad_input;
 mod binance;
+mod binance_input;
+mod binance_resume;
 mod cli;
 mod clickhouse;
+mod conformance;
+mod filestore;
 mod index;
+mod layout;
 mod parity;
 mod postgres;
 mod projectors;
@@ -59,6 +65,39 @@ pub fn batch(first_seq: u64, events: &[(u32, Payload<'_>)]) -> Vec<u8> {
         w.push(&h, p);
     }
     w.finish()
+}
+
+/// Where the shared data lives: `$TAPEDECK_SHARED_DIR`, else the `shared/` folder beside the
+/// repository (`../shared` of a clone in this environment).
+pub fn shared_dir() -> PathBuf {
+    match std::env::var_os("TAPEDECK_SHARED_DIR") {
+        Some(d) => PathBuf::from(d),
+        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared"),
+    }
+}
+
+/// `data/<rel>` of the shared folder, or `None` after saying why the calling test skips: the
+/// shared data (a real Binance capture from the hftbacktest project's examples, MIT) is not
+/// part of a clone. The line goes straight to the process's stderr, past the test harness's
+/// capture, so a run without the data shows each test that skipped.
+#[track_caller]
+pub fn shared_data(rel: &str) -> Option<PathBuf> {
+    let p = shared_dir().join("data").join(rel);
+    if p.is_file() {
+        return Some(p);
+    }
+    let caller = std::panic::Location::caller();
+    let line = format!(
+        "skipping: ../shared/data/{rel} not found (this capture comes from the hftbacktest \
+         project's examples, MIT, and is not part of a clone; looked at {}, set \
+         TAPEDECK_SHARED_DIR to use another folder) [{}:{}]\n",
+        p.display(),
+        caller.file(),
+        caller.line(),
+    );
+    use std::io::Write;
+    let _ = std::io::stderr().write_all(line.as_bytes());
+    None
 }
 
 /// The committed fixture store.

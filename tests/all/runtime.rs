@@ -2,7 +2,7 @@
 
 use tapedeck::codec::{OutputBatch, Payload, Quote};
 use tapedeck::error::{Error, TrapKind};
-use tapedeck::runtime::{ModuleKind, Runtime, RuntimeConfig, componentize};
+use tapedeck::runtime::{CacheStatus, ModuleKind, Runtime, RuntimeConfig, componentize};
 use tapedeck_dev::synth::QuoteGen;
 use tapedeck_test_guests as guests;
 
@@ -95,10 +95,12 @@ fn compiled_modules_are_cached_by_content_hash() {
     .unwrap();
     let path = std::path::Path::new(guests::ORDERS);
     let m = rt.load(path).unwrap();
+    assert_eq!(m.cache(), &CacheStatus::Compiled);
     let cached: Vec<_> = std::fs::read_dir(&dir)
         .unwrap()
         .filter_map(|e| e.ok())
         .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "cwasm"))
         .collect();
     assert_eq!(cached.len(), 1, "{cached:?}");
     assert!(
@@ -108,16 +110,37 @@ fn compiled_modules_are_cached_by_content_hash() {
             .to_string_lossy()
             .starts_with(&m.hash().hex())
     );
-    assert_eq!(
-        rt.load(path).unwrap().info(),
-        m.info(),
-        "a cache hit loads the same module"
-    );
+    let hit = rt.load(path).unwrap();
+    assert_eq!(hit.info(), m.info(), "a cache hit loads the same module");
+    assert_eq!(hit.cache(), &CacheStatus::Hit);
     // A corrupt entry is recompiled and replaced, not trusted.
     std::fs::write(&cached[0], b"garbage").unwrap();
-    assert_eq!(rt.load(path).unwrap().info(), m.info());
+    let again = rt.load(path).unwrap();
+    assert_eq!(again.info(), m.info());
+    assert!(matches!(again.cache(), CacheStatus::Replaced { .. }));
     assert!(std::fs::read(&cached[0]).unwrap().len() > 100, "rewritten");
-    drop(rt);
+    // Damage inside the machine code passes wasmtime's header check: before entries carried a
+    // MAC this one was deserialized and died with SIGSEGV/SIGTRAP when run.
+    let mut bytes = std::fs::read(&cached[0]).unwrap();
+    let mid = bytes.len() / 2;
+    for b in &mut bytes[mid..mid + 256] {
+        *b ^= 0xff;
+    }
+    std::fs::write(&cached[0], &bytes).unwrap();
+    let damaged = rt.load(path).unwrap();
+    match damaged.cache() {
+        CacheStatus::Replaced { reason } => assert!(reason.contains("MAC"), "{reason}"),
+        other => panic!("a damaged entry was used: {other:?}"),
+    }
+    let mut inst = rt.instantiate(&damaged).unwrap();
+    inst.init("null").unwrap();
+    inst.on_events(&quotes(1, 4)).unwrap();
+    assert_eq!(
+        rt.load(path).unwrap().cache(),
+        &CacheStatus::Hit,
+        "replaced"
+    );
+    drop((m, hit, again, damaged, inst, rt));
     std::fs::remove_dir_all(&dir).unwrap();
 }
 

@@ -1,5 +1,6 @@
 //! The guest SDK's compile-time guidance: misuse fails to build, with a message that says
-//! what to do. Real wasm32 builds of small throwaway crates.
+//! what to do. Real wasm32 builds of small throwaway crates. A projector gets a context without
+//! order methods: `ctx.market(..)` in a projector fails with "projectors cannot place orders".
 
 use std::path::{Path, PathBuf};
 
@@ -90,5 +91,49 @@ fn exporting_a_type_that_is_not_a_strategy_says_what_to_implement() {
             || err.contains("impl tapedeck_guest::Strategy for NotOne"),
         "{err}"
     );
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn a_projector_placing_an_order_does_not_compile_and_says_why() {
+    let body = r#"
+use tapedeck_guest::{Event, Projector, ProjectorCtx, Side};
+#[derive(serde::Serialize, serde::Deserialize)]
+pub struct P;
+impl Projector for P {
+    type Config = ();
+    fn new(_: ()) -> Result<Self, String> { Ok(P) }
+    fn on_event(&mut self, ev: &Event<'_>, ctx: &mut ProjectorCtx<'_>) {
+        ctx.market(ev, Side::Buy, 1.0);
+    }
+}
+tapedeck_guest::export_projector!(P);
+"#;
+    let dir = guest_crate("ordering_projector_guest", "\"projector\"", body);
+    let err = build_error(&dir);
+    assert!(err.contains("projectors cannot place orders"), "{err}");
+    assert!(err.contains("orders come from a `Strategy`"), "{err}");
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn a_projector_cannot_log_either() {
+    // The host keeps no projector output, so there is nothing to log to: method not found.
+    let body = r#"
+use tapedeck_guest::{Event, LogLevel, Projector, ProjectorCtx};
+#[derive(serde::Serialize, serde::Deserialize)]
+pub struct P;
+impl Projector for P {
+    type Config = ();
+    fn new(_: ()) -> Result<Self, String> { Ok(P) }
+    fn on_event(&mut self, _: &Event<'_>, ctx: &mut ProjectorCtx<'_>) {
+        ctx.log(LogLevel::Info, "seen");
+    }
+}
+tapedeck_guest::export_projector!(P);
+"#;
+    let dir = guest_crate("logging_projector_guest", "\"projector\"", body);
+    let err = build_error(&dir);
+    assert!(err.contains("no method named `log`"), "{err}");
     std::fs::remove_dir_all(dir).unwrap();
 }

@@ -170,23 +170,23 @@ impl StrategyArgs {
         );
         let r = strategy(&rt, &module, &opts)?;
         if self.json {
-            println!("{}", serde_json::to_string(&r)?);
+            outln!("{}", serde_json::to_string(&r)?);
         } else {
-            println!("events             {}", r.events);
-            println!("native             {:.2} ns/event", r.native_ns_per_event);
-            println!(
+            outln!("events             {}", r.events);
+            outln!("native             {:.2} ns/event", r.native_ns_per_event);
+            outln!(
                 "wasm               {:.2} ns/event ({:.1}M events/s)",
                 r.wasm_ns_per_event,
                 r.wasm_events_per_sec / 1e6
             );
-            println!("ratio wasm/native  {:.2}x", r.ratio);
-            println!(
+            outln!("ratio wasm/native  {:.2}x", r.ratio);
+            outln!(
                 "instantiate        {:.2} us (from the cached, pre-instantiated module)",
                 r.instantiate_us
             );
-            println!("load from cache    {:.1} us", r.load_cached_us);
-            println!("orders             {} (pnl {:.2})", r.orders, r.pnl);
-            println!("native == wasm     {}", r.identical);
+            outln!("load from cache    {:.1} us", r.load_cached_us);
+            outln!("orders             {} (pnl {:.2})", r.orders, r.pnl);
+            outln!("native == wasm     {}", r.identical);
         }
         if !r.identical {
             anyhow::bail!("native and Wasm runs diverged: outputs or PnL differ");
@@ -224,21 +224,21 @@ impl ReplayArgs {
         );
         let r = tapedeck_dev::bench::replay_bench(&rt, &rt.load(&ema)?, &rt.load(&pos)?, &opts)?;
         if self.json {
-            println!("{}", serde_json::to_string(&r)?);
+            outln!("{}", serde_json::to_string(&r)?);
         } else {
             if r.generate_secs > 0.0 {
-                println!("generated store + index in {:.1}s", r.generate_secs);
+                outln!("generated store + index in {:.1}s", r.generate_secs);
             }
-            println!("events        {}", r.events);
-            println!(
+            outln!("events        {}", r.events);
+            outln!(
                 "jobs 1        {:.2}M events/s",
                 r.events_per_sec_jobs1 / 1e6
             );
-            println!(
+            outln!(
                 "jobs 2        {:.2}M events/s",
                 r.events_per_sec_jobs2 / 1e6
             );
-            println!("speedup       {:.2}x", r.speedup);
+            outln!("speedup       {:.2}x", r.speedup);
         }
         Ok(ExitCode::SUCCESS)
     }
@@ -268,19 +268,19 @@ impl PostgresArgs {
         );
         let r = tapedeck_dev::bench::postgres_bench(&rt, &rt.load(&pos)?, &opts)?;
         if self.json {
-            println!("{}", serde_json::to_string(&r)?);
+            outln!("{}", serde_json::to_string(&r)?);
         } else {
-            println!("events        {}", r.events);
-            println!("append        {:.0} events/s", r.append_events_per_sec);
-            println!(
+            outln!("events        {}", r.events);
+            outln!("append        {:.0} events/s", r.append_events_per_sec);
+            outln!(
                 "replay        {:.2}M events/s (COPY of packed events)",
                 r.replay_events_per_sec / 1e6
             );
-            println!(
+            outln!(
                 "naive         {:.2}M events/s (sqlx row by row, JSONB decoded)",
                 r.naive_events_per_sec / 1e6
             );
-            println!(
+            outln!(
                 "replay/naive  {:.2}x",
                 r.replay_events_per_sec / r.naive_events_per_sec
             );
@@ -339,23 +339,23 @@ impl ClickhouseArgs {
         );
         let r = tapedeck_dev::bench_clickhouse::clickhouse_bench(&rt, &rt.load(&pos)?, &opts)?;
         if self.json {
-            println!("{}", serde_json::to_string(&r)?);
+            outln!("{}", serde_json::to_string(&r)?);
         } else {
-            println!("events        {}", r.events);
-            println!(
+            outln!("events        {}", r.events);
+            outln!(
                 "append        {:.0} events/s (exactly-once)",
                 r.append_events_per_sec
             );
-            println!(
+            outln!(
                 "replay        {:.2}M events/s (ClickHouse, packed runs)",
                 r.replay_events_per_sec / 1e6
             );
-            println!(
+            outln!(
                 "file replay   {:.2}M events/s (file store, index)",
                 r.file_replay_events_per_sec / 1e6
             );
             if let Some(pg) = r.pg_replay_events_per_sec {
-                println!("pg replay     {:.2}M events/s (PostgreSQL, COPY)", pg / 1e6);
+                outln!("pg replay     {:.2}M events/s (PostgreSQL, COPY)", pg / 1e6);
             }
         }
         Ok(ExitCode::SUCCESS)

@@ -50,7 +50,7 @@ impl Build {
             .with_context(|| format!("creating {}", self.out.display()))?;
         for dir in &self.crates {
             let out = build_one(&tc, &rt, dir, &target_dir, &self.out)?;
-            println!("{}", out.display());
+            outln!("{}", out.display());
         }
         Ok(ExitCode::SUCCESS)
     }

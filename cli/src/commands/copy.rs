@@ -25,12 +25,14 @@ pub struct Copy {
     /// Events per append (one transaction each in PostgreSQL).
     #[arg(long, default_value_t = 5000)]
     pub batch: usize,
+    #[command(flatten)]
+    pub lock: super::LockTimeout,
 }
 
 impl Copy {
     pub fn run(self) -> Result<ExitCode> {
         let from = self.from.open()?;
-        let mut to = self.to.open_writable()?;
+        let mut to = self.to.open_writable_with(self.lock.options()?)?;
         let mut streams = from.streams()?;
         streams.retain(|s| tapedeck::glob::glob_match(&self.streams, &s.key));
         let progress = Progress::start("copy", streams.iter().map(|s| s.events()).sum());
@@ -42,9 +44,11 @@ impl Copy {
             &mut |_, n| progress.counter.store(n, Ordering::Relaxed),
         )?;
         drop(progress);
-        println!(
+        outln!(
             "copied {} streams: {} events, {} snapshots",
-            sum.streams, sum.events, sum.snapshots
+            sum.streams,
+            sum.events,
+            sum.snapshots
         );
         Ok(ExitCode::SUCCESS)
     }

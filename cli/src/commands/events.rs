@@ -95,6 +95,8 @@ pub struct AppendArgs {
     /// JSON lines, one envelope each (the file store's format).
     #[arg(long)]
     pub file: PathBuf,
+    #[command(flatten)]
+    pub lock: super::LockTimeout,
 }
 
 impl Events {
@@ -133,7 +135,7 @@ impl Events {
                 })?;
                 match found.filter(|e| a.seq.is_none_or(|s| e.seq == s)) {
                     Some(e) => {
-                        println!("{}", serde_json::to_string_pretty(&e)?);
+                        outln!("{}", serde_json::to_string_pretty(&e)?);
                         Ok(ExitCode::SUCCESS)
                     }
                     None => {
@@ -181,12 +183,12 @@ fn print_matches(uri: &StoreUri, q: &EventQuery, json: bool) -> Result<ExitCode>
     store.query(q, &mut |e| {
         n += 1;
         if json {
-            println!(
+            outln!(
                 "{}",
                 serde_json::to_string(&e).expect("envelopes serialize")
             );
         } else {
-            println!(
+            outln!(
                 "{}  {}#{}  {}  {}  {}",
                 tapedeck::time::format_ns(e.occurred_at),
                 e.stream_key,
@@ -221,14 +223,12 @@ fn append(a: &AppendArgs) -> Result<ExitCode> {
         })?;
         events.push(e);
     }
-    let mut store = a.store.open_writable()?;
+    let mut store = a.store.open_writable_with(a.lock.options()?)?;
     let done = store.append(&events)?;
-    match done.duplicates() {
-        0 => println!("{} events stored", done.appended()),
-        dups => println!(
-            "{} events stored, {dups} already stored (idempotent duplicates)",
-            done.appended()
-        ),
-    }
+    outln!(
+        "{} events stored, {} already stored (idempotent duplicates)",
+        done.appended(),
+        done.duplicates()
+    );
     Ok(ExitCode::SUCCESS)
 }

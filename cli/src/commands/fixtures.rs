@@ -102,7 +102,7 @@ impl GenerateArgs {
         let mut text = serde_json::to_string_pretty(&meta)?;
         text.push('\n');
         std::fs::write(self.out.join("metadata.json"), text)?;
-        println!("{}", self.out.display());
+        outln!("{}", self.out.display());
         Ok(ExitCode::SUCCESS)
     }
 }

@@ -21,7 +21,11 @@ pub enum Source {
     /// depthUpdate, bookTicker, trade, and REST depth snapshots. Files of one stream are
     /// imported in the order given and the book continues across them. A stream the store
     /// holds already is continued: lines recorded at or before its last stored event are
-    /// skipped (and counted), so re-running an import adds nothing.
+    /// skipped (and counted), so re-running an import adds nothing. The book's sync state is
+    /// kept in the store (`import:binance-<market>:<SYMBOL>`), so importing a capture in
+    /// pieces, in as many runs, stores what one import of it would. Exit 1 on findings: gaps,
+    /// quarantined lines (unparseable or not UTF-8), a truncated or corrupt gzip stream (its
+    /// readable lines are imported).
     Binance(BinanceArgs),
 }
 
@@ -44,6 +48,8 @@ pub struct BinanceArgs {
     /// Print the summary as JSON.
     #[arg(long)]
     pub json: bool,
+    #[command(flatten)]
+    pub lock: super::LockTimeout,
 }
 
 impl Import {
@@ -56,7 +62,7 @@ impl Import {
 
 impl BinanceArgs {
     fn run(self) -> Result<ExitCode> {
-        let mut store = self.store.open_writable()?;
+        let mut store = self.store.open_writable_with(self.lock.options()?)?;
         let mut importer = Importer::new(store.as_mut(), self.market, self.symbol);
         for f in &self.files {
             eprintln!("importing {}", f.display());
@@ -64,39 +70,55 @@ impl BinanceArgs {
         }
         let s = importer.finish()?;
         if self.json {
-            println!("{}", serde_json::to_string_pretty(&s)?);
+            outln!("{}", serde_json::to_string_pretty(&s)?);
         } else {
-            println!("{} lines, {} events into {}", s.lines, s.events, self.store);
+            outln!("{} lines, {} events into {}", s.lines, s.events, self.store);
             for (stream, counts) in &s.by_stream {
                 let c: Vec<String> = counts.iter().map(|(k, v)| format!("{k} {v}")).collect();
-                println!("  {stream}: {}", c.join(", "));
+                outln!("  {stream}: {}", c.join(", "));
             }
-            println!(
+            outln!(
                 "  snapshots {}, superseded diffs {}, unsynced diffs {}",
-                s.snapshots, s.superseded_diffs, s.unsynced_diffs
+                s.snapshots,
+                s.superseded_diffs,
+                s.unsynced_diffs
             );
             if s.already_stored > 0 {
-                println!(
-                    "  {} lines skipped: recorded at or before what the store already held for their stream",
+                outln!(
+                    "  {} lines skipped: an earlier import into this store read them",
                     s.already_stored
                 );
             }
             for g in &s.gaps {
-                println!(
+                outln!(
                     "  GAP {} at {}:{}: expected {}, got {} (recorded as seq {})",
-                    g.stream, g.file, g.line, g.expected, g.got, g.seq
+                    g.stream,
+                    g.file,
+                    g.line,
+                    g.expected,
+                    g.got,
+                    g.seq
                 );
             }
             if s.quarantined > 0 {
-                println!(
+                outln!(
                     "  {} lines quarantined in {}",
                     s.quarantined,
                     s.quarantined_to.as_deref().unwrap_or("?")
                 );
             }
+            for t in &s.truncated {
+                outln!(
+                    "  TRUNCATED {}: {} after {} lines ({} bytes); the lines before it were imported",
+                    t.file,
+                    t.message,
+                    t.lines,
+                    t.bytes
+                );
+            }
         }
-        // Gaps are findings, not errors.
-        Ok(if s.gaps.is_empty() && s.quarantined == 0 {
+        // Gaps, quarantined lines and damaged input are findings, not errors.
+        Ok(if s.is_clean() {
             ExitCode::SUCCESS
         } else {
             ExitCode::from(1)

@@ -33,9 +33,9 @@ impl Inspect {
             "sha256": m.hash().hex(),
         });
         if self.json {
-            println!("{v}");
+            outln!("{v}");
         } else {
-            println!("{}", serde_json::to_string_pretty(&v)?);
+            outln!("{}", serde_json::to_string_pretty(&v)?);
         }
         Ok(ExitCode::SUCCESS)
     }

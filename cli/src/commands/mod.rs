@@ -6,6 +6,7 @@ pub mod build;
 pub mod copy;
 pub mod events;
 pub mod fixtures;
+pub mod fsck;
 pub mod import;
 pub mod index;
 pub mod inspect;
@@ -33,4 +34,27 @@ pub fn repo_guest_dir(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("../strategies")
         .join(name)
+}
+
+/// `--lock-timeout`, for every command that writes into a file store.
+#[derive(clap::Args, Debug, Clone, Copy)]
+pub struct LockTimeout {
+    /// Seconds to wait while another process writes the same file store, before giving up
+    /// (exit 2, naming that process); 0 tries once.
+    #[arg(long = "lock-timeout", value_name = "SECS", default_value_t = 30.0)]
+    pub lock_timeout: f64,
+}
+
+impl LockTimeout {
+    /// File store options with this timeout.
+    pub fn options(self) -> anyhow::Result<tapedeck::store::FileStoreOptions> {
+        let t = self.lock_timeout;
+        if !(t.is_finite() && (0.0..=1e9).contains(&t)) {
+            anyhow::bail!("--lock-timeout wants seconds (0 or more), got {t}");
+        }
+        Ok(tapedeck::store::FileStoreOptions {
+            lock_timeout: std::time::Duration::from_secs_f64(t),
+            ..Default::default()
+        })
+    }
 }

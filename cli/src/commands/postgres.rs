@@ -20,10 +20,10 @@ impl Migrate {
     pub fn run(self) -> Result<ExitCode> {
         let applied = self.store.migrate()?;
         if applied.is_empty() {
-            println!("schema up to date");
+            outln!("schema up to date");
         } else {
             let v: Vec<String> = applied.iter().map(|v| format!("{v:04}")).collect();
-            println!("applied migrations {}", v.join(", "));
+            outln!("applied migrations {}", v.join(", "));
         }
         Ok(ExitCode::SUCCESS)
     }
@@ -63,9 +63,9 @@ impl Partitions {
                 let names = PgStore::connect(a.store.postgres("partitions create")?)?
                     .create_partitions(a.months_ahead)?;
                 if a.json {
-                    println!("{}", serde_json::to_string_pretty(&names)?);
+                    outln!("{}", serde_json::to_string_pretty(&names)?);
                 } else {
-                    println!("partitions present: {}", names.join(", "));
+                    outln!("partitions present: {}", names.join(", "));
                 }
                 Ok(ExitCode::SUCCESS)
             }
@@ -74,14 +74,14 @@ impl Partitions {
                     .partition_coverage(a.months_ahead)?;
                 let missing = months.iter().filter(|m| !m.present).count();
                 if a.json {
-                    println!("{}", serde_json::to_string_pretty(&months)?);
+                    outln!("{}", serde_json::to_string_pretty(&months)?);
                 } else {
                     for m in &months {
                         let state = if m.present { "ok" } else { "MISSING" };
-                        println!("{}  {}  {state}", &m.month[..7], m.partition);
+                        outln!("{}  {}  {state}", &m.month[..7], m.partition);
                     }
                     if missing > 0 {
-                        println!(
+                        outln!(
                             "{missing} of {} months have no partition; run `tapedeck partitions create --store URI --months-ahead {}`",
                             months.len(),
                             a.months_ahead

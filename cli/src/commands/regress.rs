@@ -5,9 +5,9 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 
-use tapedeck::regress::{FailOn, regress};
+use tapedeck::regress::{FailOn, regress, verdict};
 use tapedeck::report::{Stopwatch, describe, regress_card, write_regress_dir};
-use tapedeck::runtime::{ModuleKind, Runtime, RuntimeConfig};
+use tapedeck::runtime::ModuleKind;
 use tapedeck::venue::VenueConfig;
 
 /// Run a baseline and a candidate strategy on the same streams with the same batch
@@ -28,13 +28,13 @@ pub struct Regress {
     #[arg(long, default_value = "")]
     pub config: String,
     /// Order latency in the simulated venue, microseconds.
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(i64).range(0..=86_400_000_000))]
     pub latency_us: i64,
-    /// Fee for fills of resting limit orders, basis points of notional.
-    #[arg(long, default_value_t = 1.0)]
+    /// Fee for fills of resting limit orders, basis points of notional (negative: a rebate).
+    #[arg(long, default_value_t = 1.0, allow_negative_numbers = true, value_parser = bps)]
     pub maker_fee_bps: f64,
     /// Fee for market orders and marketable limits, basis points of notional.
-    #[arg(long, default_value_t = 5.0)]
+    #[arg(long, default_value_t = 5.0, allow_negative_numbers = true, value_parser = bps)]
     pub taker_fee_bps: f64,
     /// Comma-separated rules: divergence, pnl-drop:X (or X%), drawdown-increase:X.
     /// Findings (a guest trap) always fail the run.
@@ -45,11 +45,22 @@ pub struct Regress {
     pub out: Option<PathBuf>,
 }
 
+/// A fee in basis points: a finite number within ±10,000 (NaN would make every fee 0).
+fn bps(s: &str) -> Result<f64, String> {
+    let v: f64 = s.parse().map_err(|_| format!("{s:?} is not a number"))?;
+    if !v.is_finite() || v.abs() > 10_000.0 {
+        return Err(format!(
+            "{s:?} is not a fee: want basis points between -10000 and 10000"
+        ));
+    }
+    Ok(v)
+}
+
 impl Regress {
     pub fn run(self) -> Result<ExitCode> {
         let clock = Stopwatch::start();
         let rules = FailOn::parse_list(&self.fail_on).map_err(anyhow::Error::msg)?;
-        let rt = Runtime::new(RuntimeConfig::default())?;
+        let rt = self.run.runtime(2)?;
         let mut mods = super::replay::plugins(
             &rt,
             &[self.baseline.clone(), self.candidate.clone()],
@@ -68,44 +79,39 @@ impl Regress {
         let report = regress(&rt, store.as_ref(), &mods[0], &mods[1], &opts, &venue)
             .context("regression run")?;
         drop(progress);
-        // Findings (traps, state mismatches) always fail a run; the rules add thresholds.
-        let mut verdict: Vec<String> = rules
-            .iter()
-            .filter(|r| **r != FailOn::Finding)
-            .filter_map(|r| r.check(&report))
-            .collect();
-        if let Some(v) = FailOn::Finding.check(&report) {
-            verdict.insert(0, v);
-        }
+        let verdict = verdict(&rules, &report);
         let (b, c) = (&report.baseline, &report.candidate);
-        println!(
+        outln!(
             "streams {}, diverged {}",
             report.streams.len(),
             report.diverged_streams
         );
-        println!("            {:>16} {:>16}", "baseline", "candidate");
-        println!("decisions   {:>16} {:>16}", b.decisions, c.decisions);
-        println!("trades      {:>16} {:>16}", b.trades, c.trades);
-        println!("PnL         {:>16.4} {:>16.4}", b.pnl, c.pnl);
-        println!(
+        outln!("            {:>16} {:>16}", "baseline", "candidate");
+        outln!("decisions   {:>16} {:>16}", b.decisions, c.decisions);
+        outln!("trades      {:>16} {:>16}", b.trades, c.trades);
+        outln!("PnL         {:>16.4} {:>16.4}", b.pnl, c.pnl);
+        outln!(
             "max DD      {:>16.4} {:>16.4}",
-            b.max_drawdown, c.max_drawdown
+            b.max_drawdown,
+            c.max_drawdown
         );
-        println!("fees        {:>16.4} {:>16.4}", b.fees, c.fees);
-        println!("turnover    {:>16.4} {:>16.4}", b.turnover, c.turnover);
+        outln!("fees        {:>16.4} {:>16.4}", b.fees, c.fees);
+        outln!("turnover    {:>16.4} {:>16.4}", b.turnover, c.turnover);
         for s in &report.streams {
             if let Some(d) = &s.first_divergence {
-                println!(
+                outln!(
                     "{}: first divergence at seq {} ({})",
-                    s.stream, d.seq, d.event_type
+                    s.stream,
+                    d.seq,
+                    d.event_type
                 );
             }
         }
         for f in report.findings() {
-            println!("{}", describe(f));
+            outln!("{}", describe(f));
         }
         for v in &verdict {
-            println!("FAIL: {v}");
+            outln!("FAIL: {v}");
         }
         if let Some(out) = &self.out {
             let card = regress_card(
@@ -119,7 +125,7 @@ impl Regress {
             );
             let timing = clock.timing(opts.jobs);
             write_regress_dir(out, &card, &report, &verdict, &timing)?;
-            println!("report: {}", out.join("report.html").display());
+            outln!("report: {}", out.join("report.html").display());
         }
         Ok(if verdict.is_empty() {
             ExitCode::SUCCESS

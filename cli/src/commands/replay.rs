@@ -9,6 +9,7 @@ use anyhow::{Context, Result, bail};
 use tapedeck::glob::glob_match;
 use tapedeck::replay::{Plugin, Point, ReplayOptions, replay};
 use tapedeck::store::EventSource;
+use tapedeck::time::format_ns;
 
 use super::progress::Progress;
 use tapedeck::report::{Stopwatch, describe, load_tolerances, run_card, write_run_dir};
@@ -43,6 +44,21 @@ pub struct RunArgs {
 }
 
 impl RunArgs {
+    /// The runtime for `modules` modules: the instance pool holds one instance of each per job
+    /// (and a few for loading), so `--jobs` never outgrows it.
+    pub fn runtime(&self, modules: usize) -> Result<Runtime> {
+        let default = RuntimeConfig::default();
+        let needed = self.jobs.max(1).saturating_mul(modules).saturating_add(4);
+        let max_instances = u32::try_from(needed)
+            .ok()
+            .filter(|&n| n <= 100_000)
+            .with_context(|| format!("--jobs {} is more than this machine can run", self.jobs))?;
+        Ok(Runtime::new(RuntimeConfig {
+            max_instances: max_instances.max(default.max_instances),
+            ..default
+        })?)
+    }
+
     /// Opens the store and builds the options, with a progress line (`what`) over the
     /// selected streams' events; the line goes away when the returned `Progress` is dropped.
     pub fn open(
@@ -50,13 +66,32 @@ impl RunArgs {
         what: &'static str,
         keep_outputs: bool,
     ) -> Result<(Box<dyn EventSource>, ReplayOptions, Progress)> {
+        match (self.from, self.to) {
+            (Some(Point::Seq(a)), Some(Point::Seq(b))) if a > b => {
+                bail!("--from {a} is after --to {b}: nothing to replay")
+            }
+            (Some(Point::Time(a)), Some(Point::Time(b))) if a > b => bail!(
+                "--from {} is after --to {}: nothing to replay",
+                format_ns(a),
+                format_ns(b)
+            ),
+            _ => {}
+        }
         let store = self.store.open()?;
-        let total: u64 = store
-            .streams()?
+        let all = store.streams()?;
+        let selected: Vec<_> = all
             .iter()
             .filter(|s| glob_match(&self.streams, &s.key))
-            .map(|s| s.events())
-            .sum();
+            .collect();
+        if selected.is_empty() {
+            bail!(
+                "no stream in {} matches --streams {:?} ({} streams; `tapedeck streams --store ...` lists them)",
+                store.describe(),
+                self.streams,
+                all.len()
+            );
+        }
+        let total: u64 = selected.iter().map(|s| s.events()).sum();
         let progress = Progress::start(what, total);
         let opts = ReplayOptions {
             streams: self.streams.clone(),
@@ -114,7 +149,9 @@ pub fn plugins(rt: &Runtime, paths: &[PathBuf], kind: ModuleKind) -> Result<Vec<
 impl Replay {
     pub fn run(self) -> Result<ExitCode> {
         let clock = Stopwatch::start();
-        let rt = Runtime::new(RuntimeConfig::default())?;
+        let rt = self
+            .run
+            .runtime(self.strategies.len() + self.projectors.len())?;
         let mut all = plugins(&rt, &self.strategies, ModuleKind::Strategy)?;
         all.extend(plugins(&rt, &self.projectors, ModuleKind::Projector)?);
         if all.is_empty() {
@@ -135,7 +172,7 @@ impl Replay {
             );
         }
         for f in report.findings() {
-            println!("{}", describe(f));
+            outln!("{}", describe(f));
         }
         if let Some(out) = &self.out {
             let card = run_card(&store.describe(), &all, &opts, rt.config());
@@ -212,7 +249,7 @@ impl State {
             .values()
             .next()
             .context("the projector produced no state")?;
-        println!("{}", serde_json::to_string_pretty(state)?);
+        outln!("{}", serde_json::to_string_pretty(state)?);
         Ok(ExitCode::SUCCESS)
     }
 }

@@ -44,26 +44,29 @@ impl Retention {
         let as_of = a.as_of.unwrap_or_else(today);
         let r = apply_retention(&store, RetentionPolicy::DEFAULTS, &as_of, a.execute)?;
         if a.json {
-            println!("{}", serde_json::to_string_pretty(&r)?);
+            outln!("{}", serde_json::to_string_pretty(&r)?);
             return Ok(ExitCode::SUCCESS);
         }
         for p in &r.policies {
             match p.days {
-                Some(d) => println!("{:<22} keeps {d} days", p.table),
-                None => println!("{:<22} keeps everything", p.table),
+                Some(d) => outln!("{:<22} keeps {d} days", p.table),
+                None => outln!("{:<22} keeps everything", p.table),
             }
         }
         let verb = if r.executed { "dropped" } else { "would drop" };
         for x in &r.expired {
-            println!(
+            outln!(
                 "{verb} {}.{} ({} rows, {} bytes)",
-                x.table, x.partition, x.rows, x.bytes
+                x.table,
+                x.partition,
+                x.rows,
+                x.bytes
             );
         }
         if r.expired.is_empty() {
-            println!("nothing past retention as of {as_of}");
+            outln!("nothing past retention as of {as_of}");
         } else if !r.executed {
-            println!(
+            outln!(
                 "{} partitions past retention as of {as_of}; run again with --execute to drop them",
                 r.expired.len()
             );

@@ -29,11 +29,11 @@ impl Streams {
             .filter(|s| tapedeck::glob::glob_match(pattern, &s.key))
             .collect();
         if self.json {
-            println!("{}", serde_json::to_string_pretty(&streams)?);
+            outln!("{}", serde_json::to_string_pretty(&streams)?);
             return Ok(ExitCode::SUCCESS);
         }
         for s in &streams {
-            println!(
+            outln!(
                 "{}  seq {}..{}  {} .. {}  {} events",
                 s.key,
                 s.first_seq,
@@ -43,7 +43,7 @@ impl Streams {
                 s.events()
             );
             let c: Vec<String> = s.counts.iter().map(|(k, v)| format!("{k} {v}")).collect();
-            println!("    {}", c.join(", "));
+            outln!("    {}", c.join(", "));
         }
         Ok(ExitCode::SUCCESS)
     }

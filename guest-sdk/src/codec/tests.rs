@@ -327,3 +327,40 @@ fn unknown_kinds_and_enum_values_are_refused() {
         })
     ));
 }
+
+#[test]
+fn push_record_refuses_a_record_that_does_not_decode() {
+    // See: fuzz target index_reader, fuzz/corpus/index_reader/crash-record-does-not-decode
+    // (a damaged index record passed the length and kind checks, and the batch it joined made
+    // the guest's driver trap: "batch truncated: 51723 bytes needed at offset 62").
+    let h = EventHeader {
+        seq: 1,
+        ..Default::default()
+    };
+    let mut w = EventBatchWriter::new(Vec::new());
+    w.push(
+        &h,
+        &Payload::OrderRejected(OrderRejected {
+            client_order_id: 8,
+            reason: "insufficient balance",
+        }),
+    );
+    let record = w.records().next().unwrap().to_vec();
+    let mut into = EventBatchWriter::new(Vec::new());
+    into.push_record(&record, 3).unwrap();
+    let mut long_string = record.clone();
+    long_string[EVENT_HEADER_LEN + 8] = 0xff; // the reason's length
+    let mut bad_utf8 = record.clone();
+    *bad_utf8.last_mut().unwrap() = 0xff;
+    let mut bad_kind = record.clone();
+    bad_kind[4] = EventKind::Trade as u8; // a trade's fields do not fill the record
+    for bad in [&long_string, &bad_utf8, &bad_kind] {
+        assert!(into.push_record(bad, 3).is_err(), "{bad:?} accepted");
+    }
+    assert_eq!(into.count(), 1);
+    let events = EventBatch::new(into.as_bytes())
+        .unwrap()
+        .collect_all()
+        .unwrap();
+    assert_eq!(events[0].header.stream, 3);
+}

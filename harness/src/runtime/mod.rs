@@ -3,6 +3,7 @@
 //! (stream, module) with a memory cap and a fuel budget per call.
 
 mod bindings;
+mod cache;
 mod instance;
 
 use std::fmt;
@@ -13,7 +14,10 @@ use wasmtime::component::{Component, Linker};
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store};
 
 pub use crate::hash::ModuleHash;
+pub use cache::CacheStatus;
 pub use instance::{Instance, StoreState};
+
+use cache::CompileCache;
 
 use crate::error::{Error, Result};
 
@@ -102,6 +106,7 @@ struct ModuleInner {
     origin: String,
     kind: ModuleKind,
     info: ModuleInfo,
+    cache: CacheStatus,
     pre: Pre,
 }
 
@@ -122,6 +127,11 @@ impl Module {
     pub fn info(&self) -> &ModuleInfo {
         &self.inner.info
     }
+
+    /// Whether its compiled code came from the compile cache.
+    pub fn cache(&self) -> &CacheStatus {
+        &self.inner.cache
+    }
 }
 
 impl fmt::Debug for Module {
@@ -140,6 +150,7 @@ impl fmt::Debug for Module {
 pub struct Runtime {
     engine: Engine,
     config: Arc<RuntimeConfig>,
+    cache: Option<Arc<CompileCache>>,
 }
 
 impl fmt::Debug for Runtime {
@@ -168,9 +179,18 @@ impl Runtime {
             .concurrency_support(false);
         let engine =
             Engine::new(&c).map_err(|e| Error::engine("creating the wasmtime engine", e))?;
+        // A cache that cannot be used costs compile time, not the run.
+        let cache = config.cache_dir.as_deref().and_then(|dir| {
+            CompileCache::open(dir)
+                .inspect_err(|why| {
+                    eprintln!("warning: compile cache {} not used: {why}", dir.display())
+                })
+                .ok()
+        });
         Ok(Runtime {
             engine,
             config: Arc::new(config),
+            cache: cache.map(Arc::new),
         })
     }
 
@@ -191,7 +211,7 @@ impl Runtime {
 
     pub fn load_bytes(&self, bytes: &[u8], origin: &str) -> Result<Module> {
         let hash = ModuleHash::of(bytes);
-        let component = self.compile_cached(bytes, hash, origin)?;
+        let (component, cache) = self.compile_cached(bytes, hash, origin)?;
         let linker = Linker::<StoreState>::new(&self.engine);
         let instance_pre = linker
             .instantiate_pre(&component)
@@ -223,6 +243,7 @@ impl Runtime {
                     version: String::new(),
                     abi_version: 0,
                 },
+                cache,
                 pre,
             }),
         };
@@ -247,20 +268,26 @@ impl Runtime {
         Instance::new(store, module, &self.config)
     }
 
-    /// Compiles `bytes`, or loads the compiled artifact cached under their hash.
-    fn compile_cached(&self, bytes: &[u8], hash: ModuleHash, origin: &str) -> Result<Component> {
-        let cached = self
-            .config
-            .cache_dir
-            .as_ref()
-            .map(|dir| dir.join(format!("{}-{}.cwasm", hash.hex(), self.compat_tag())));
-        if let Some(path) = cached.as_ref().filter(|p| p.is_file()) {
-            // SAFETY: the file is one this runtime wrote (named by content hash and engine
-            // compatibility); wasmtime still checks its header and refuses a mismatch.
-            match unsafe { Component::deserialize_file(&self.engine, path) } {
-                Ok(c) => return Ok(c),
-                Err(_) => {
-                    let _ = std::fs::remove_file(path);
+    /// Compiles `bytes`, or loads the compiled artifact cached under their hash (verified
+    /// first: see `cache`).
+    fn compile_cached(
+        &self,
+        bytes: &[u8],
+        hash: ModuleHash,
+        origin: &str,
+    ) -> Result<(Component, CacheStatus)> {
+        let name = format!("{}-{}.cwasm", hash.hex(), self.compat_tag());
+        let mut status = CacheStatus::Compiled;
+        if let Some(cache) = &self.cache {
+            match cache.get(&self.engine, &name) {
+                Ok(Some(c)) => return Ok((c, CacheStatus::Hit)),
+                Ok(None) => {}
+                Err(reason) => {
+                    eprintln!(
+                        "warning: compile cache entry {} for {origin} not used: {reason}; recompiling",
+                        cache.path(&name).display()
+                    );
+                    status = CacheStatus::Replaced { reason };
                 }
             }
         }
@@ -271,16 +298,14 @@ impl Runtime {
                 reason: format!("{e:?}"),
             }
         })?;
-        if let Some(path) = cached {
+        if let Some(cache) = &self.cache {
+            let artifact = component
+                .serialize()
+                .map_err(|e| Error::engine("serializing a compiled module", e))?;
             // Best effort: a cache that cannot be written only costs compile time.
-            let _ = write_atomic(
-                &path,
-                &component
-                    .serialize()
-                    .map_err(|e| Error::engine("serializing a compiled module", e))?,
-            );
+            let _ = cache.put(&name, &artifact);
         }
-        Ok(component)
+        Ok((component, status))
     }
 
     /// A tag of everything that makes a compiled artifact valid for this engine.

@@ -2,26 +2,51 @@
 //!
 //! ```text
 //! DIR/tapedeck-store.json                          format marker
+//! DIR/writer.lock                                  the writer lock (see `lock.rs`)
 //! DIR/events/day=YYYY-MM-DD/part-NNNNNN.jsonl      the log: one envelope per line, append-only
+//! DIR/index/                                       the Parquet index, derived (see `index.rs`)
 //! DIR/snapshots/<stream>/<seq>.<projector>.json    stored projector states (replay anchors)
 //! DIR/quarantine/                                  bytes set aside instead of dropped
 //! ```
-//! The log is the source of truth (seed 002). Parts are day-partitioned by `ingested_at` (the
-//! order appends happen in), rotated by size, and every append is one write followed by
-//! `fsync`. A write torn by a crash is moved to `quarantine/` when the store is next opened
-//! for appending.
+//! Stream keys and projector names in paths are [`crate::names::file_name`]s.
+//! The log is the source of truth (seed 002). Every append is one write per day part followed
+//! by `fsync`; parts are rotated by size.
+//!
+//! Invariants:
+//! - **One writer.** A store writes only while holding the writer lock ([`FileStoreOptions::
+//!   lock_timeout`] bounds the wait): [`FileStore::create`] takes it at once, a store from
+//!   [`FileStore::open`] on its first write; either holds it until dropped. Whoever takes it
+//!   first rereads the log, so an append always continues what is on disk.
+//! - **Readers never wait and never fail on a write in flight**: they take no lock and treat
+//!   an unterminated last line as not yet written. A line torn by a crash is moved to
+//!   `quarantine/` by the next writer, under the lock, and by nobody else.
+//! - **Day partition.** An event goes into the day partition `max(day of its ingested_at, the
+//!   day partition of its stream's previous event)`, and its envelope keeps the real
+//!   `ingested_at`. So each stream's events lie in seq order when the log is read day by day,
+//!   part by part, line by line, whatever the ingest times (clock skew, late data): reads are
+//!   by seq, as in the PostgreSQL store. Partitions are by ingest day otherwise.
+//! - **Derived files never block the store.** An index that is missing, stale (by content
+//!   checksum of the log parts) or unusable (bad manifest, missing or changed files) is not
+//!   used: reads go to the log, with a warning when it is unusable. Only `*.json` files of a
+//!   snapshot folder are snapshots (never a `*.tmpNNN` left by an interrupted write).
 
 use std::collections::BTreeMap;
-use std::fs::{self, File, OpenOptions};
-use std::io::{BufRead, BufReader, Write};
+use std::fs::{self, OpenOptions};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
+use std::time::Duration;
 
+use super::dirs::sorted_entries;
+use super::index_state::IndexState;
+use super::lock::WriterLock;
+use super::log::{self, LogView, io};
 use super::{
     AppendReport, EventSink, EventSource, SeqRange, StoredSnapshot, StreamInfo, check_seqs,
 };
 use crate::error::{Error, Result};
 use crate::event::Envelope;
+use crate::names::file_name;
 use crate::time::day_of;
 
 const MARKER: &str = "tapedeck-store.json";
@@ -30,12 +55,16 @@ const MARKER: &str = "tapedeck-store.json";
 pub struct FileStoreOptions {
     /// A part file is closed once it reaches this size.
     pub max_part_bytes: u64,
+    /// How long a writer waits for another process's writer lock before it fails with
+    /// [`Error::StoreLocked`]; zero tries once.
+    pub lock_timeout: Duration,
 }
 
 impl Default for FileStoreOptions {
     fn default() -> Self {
         FileStoreOptions {
             max_part_bytes: 128 << 20,
+            lock_timeout: Duration::from_secs(30),
         }
     }
 }
@@ -45,18 +74,23 @@ pub struct FileStore {
     root: PathBuf,
     opts: FileStoreOptions,
     /// Stream summaries, from one scan of the log (on first use).
-    streams: OnceLock<BTreeMap<String, StreamInfo>>,
-    /// The index manifest, if the index matches the log (checked on first use).
-    index: OnceLock<Option<super::index::Manifest>>,
-}
-
-fn io<T>(path: &Path, r: std::io::Result<T>) -> Result<T> {
-    r.map_err(|e| Error::io(path, e))
+    view: OnceLock<LogView>,
+    /// Whether the index matches the log (checked on first use).
+    index: OnceLock<IndexState>,
+    /// The writer lock, once this store has written (or was created to write).
+    lock: Option<WriterLock>,
+    /// The lock's generation `view` was read at.
+    seen: u64,
 }
 
 impl FileStore {
-    /// Opens an existing store.
+    /// Opens an existing store to read (it takes the writer lock on its first write).
     pub fn open(root: impl Into<PathBuf>) -> Result<Self> {
+        Self::open_with(root, FileStoreOptions::default())
+    }
+
+    /// [`FileStore::open`] with options for its writes.
+    pub fn open_with(root: impl Into<PathBuf>, opts: FileStoreOptions) -> Result<Self> {
         let root = root.into();
         if !root.join(MARKER).is_file() {
             return Err(Error::BadStoreUri {
@@ -68,35 +102,28 @@ impl FileStore {
         }
         Ok(FileStore {
             root,
-            opts: FileStoreOptions::default(),
-            streams: OnceLock::new(),
+            opts,
+            view: OnceLock::new(),
             index: OnceLock::new(),
+            lock: None,
+            seen: 0,
         })
     }
 
-    /// Opens a store for appending, creating it if needed, and sets aside any torn write.
+    /// Opens a store for appending, creating it if needed: takes the writer lock (waiting up
+    /// to `opts.lock_timeout`) and sets aside any torn write.
     pub fn create(root: impl Into<PathBuf>, opts: FileStoreOptions) -> Result<Self> {
         let root = root.into();
         io(&root, fs::create_dir_all(root.join("events")))?;
         let marker = root.join(MARKER);
         if !marker.is_file() {
-            io(
+            crate::runtime::write_atomic(
                 &marker,
-                fs::write(
-                    &marker,
-                    "{\"format\":\"tapedeck-file-store\",\"version\":1}\n",
-                ),
+                b"{\"format\":\"tapedeck-file-store\",\"version\":1}\n",
             )?;
         }
-        let store = FileStore {
-            root,
-            opts,
-            streams: OnceLock::new(),
-            index: OnceLock::new(),
-        };
-        for part in store.parts()? {
-            store.quarantine_torn_tail(&part)?;
-        }
+        let mut store = Self::open_with(root, opts)?;
+        store.writer()?;
         Ok(store)
     }
 
@@ -104,141 +131,169 @@ impl FileStore {
         &self.root
     }
 
-    /// Every part file, oldest first.
-    fn parts(&self) -> Result<Vec<PathBuf>> {
-        let events = self.root.join("events");
-        let mut parts = Vec::new();
-        for day in sorted_entries(&events)? {
-            if day
-                .file_name()
-                .is_some_and(|n| n.to_string_lossy().starts_with("day="))
-            {
-                parts.extend(
-                    sorted_entries(&day)?
-                        .into_iter()
-                        .filter(|p| p.extension().is_some_and(|e| e == "jsonl")),
-                );
+    /// Takes the writer lock if this store does not hold it yet (then repairs torn tails), and
+    /// forgets what it knew of the log if another store of this process wrote since.
+    pub(super) fn writer(&mut self) -> Result<WriterLock> {
+        let lock = match &self.lock {
+            Some(l) => l.clone(),
+            None => {
+                let l = WriterLock::acquire(&self.root, self.opts.lock_timeout)?;
+                for part in log::parts(&self.root)? {
+                    if log::quarantine_torn_tail(&self.root, &part)?.is_some() {
+                        l.wrote();
+                    }
+                }
+                self.view.take();
+                self.index.take();
+                self.seen = l.generation();
+                self.lock = Some(l.clone());
+                l
             }
+        };
+        if lock.generation() != self.seen {
+            self.view.take();
+            self.index.take();
+            self.seen = lock.generation();
         }
-        Ok(parts)
+        Ok(lock)
     }
 
-    /// Moves an unterminated last line (a write torn by a crash) to `quarantine/`.
-    fn quarantine_torn_tail(&self, part: &Path) -> Result<()> {
-        let bytes = io(part, fs::read(part))?;
-        if bytes.is_empty() || bytes.ends_with(b"\n") {
-            return Ok(());
-        }
-        let keep = bytes.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
-        let q = self.root.join("quarantine");
-        io(&q, fs::create_dir_all(&q))?;
-        let name = format!(
-            "torn-{}-at-{keep}.bin",
-            part.file_name().unwrap().to_string_lossy()
-        );
-        io(&q, fs::write(q.join(&name), &bytes[keep..]))?;
-        let f = io(part, OpenOptions::new().write(true).open(part))?;
-        io(part, f.set_len(keep as u64))?;
-        io(part, f.sync_all())?;
-        eprintln!(
-            "warning: {}: torn write of {} bytes at the end moved to quarantine/{name}",
-            part.display(),
-            bytes.len() - keep
-        );
-        Ok(())
+    /// Records a write of the log made under `lock`.
+    pub(super) fn wrote(&mut self, lock: &WriterLock) {
+        self.seen = lock.wrote();
+        // The log moved on: whether the index still matches is decided afresh.
+        self.index.take();
     }
 
-    /// Calls `f` on every event of the log in log order, with its file and line.
+    /// Every part file, oldest first.
+    #[cfg(test)]
+    fn parts(&self) -> Result<Vec<PathBuf>> {
+        log::parts(&self.root)
+    }
+
+    /// Calls `f` on every event of the log in log order, with its file, line and day.
     fn scan(
         &self,
         filter: Option<&str>,
-        f: &mut dyn FnMut(Envelope, &Path, u64) -> Result<()>,
+        f: &mut dyn FnMut(Envelope, &Path, u64, &str) -> Result<()>,
     ) -> Result<()> {
         let needle =
             filter.map(|s| format!("\"stream_key\":{}", serde_json::to_string(s).unwrap()));
-        for part in self.parts()? {
-            let reader = BufReader::with_capacity(1 << 20, io(&part, File::open(&part))?);
-            for (i, line) in reader.lines().enumerate() {
-                let line = io(&part, line)?;
-                if needle.as_ref().is_some_and(|n| !line.contains(n.as_str())) {
-                    continue;
-                }
-                let lineno = i as u64 + 1;
-                let e: Envelope = serde_json::from_str(&line).map_err(|e| Error::Corrupt {
-                    path: part.clone(),
-                    line: lineno,
-                    message: format!("not an event envelope: {e}"),
+        for (day, dir) in log::days(&self.root)? {
+            for part in log::parts_of(&dir)? {
+                log::lines(&part, &mut |line, lineno| {
+                    if let Some(n) = &needle
+                        && std::str::from_utf8(line).is_ok_and(|l| !l.contains(n.as_str()))
+                    {
+                        return Ok(());
+                    }
+                    let e: Envelope =
+                        serde_json::from_slice(line).map_err(|e| Error::Corrupt {
+                            path: part.clone(),
+                            line: lineno,
+                            message: format!(
+                                "not an event envelope: {e}; `tapedeck fsck --store DIR --repair` sets it aside"
+                            ),
+                        })?;
+                    f(e, &part, lineno, &day)
                 })?;
-                f(e, &part, lineno)?;
             }
         }
         Ok(())
     }
 
-    fn stream_map(&self) -> Result<&BTreeMap<String, StreamInfo>> {
-        if let Some(s) = self.streams.get() {
-            return Ok(s);
+    fn view(&self) -> Result<&LogView> {
+        if let Some(v) = self.view.get() {
+            return Ok(v);
         }
         // An up-to-date index answers without parsing the log.
         if let Some(m) = self.fresh_index()? {
-            let map = super::index::stream_infos(&self.root, m)?;
-            return Ok(self.streams.get_or_init(|| map));
+            let v = super::index::log_view(&self.root, m)?;
+            return Ok(self.view.get_or_init(|| v));
         }
-        let mut map: BTreeMap<String, StreamInfo> = BTreeMap::new();
-        self.scan(None, &mut |e, path, line| {
-            match map.get_mut(&e.stream_key) {
-                Some(info) if e.seq == info.last_seq + 1 => info.add(&e),
-                Some(info) => {
-                    return Err(Error::Corrupt {
-                        path: path.to_path_buf(),
-                        line,
-                        message: format!(
-                            "stream {} seq {} follows seq {}",
-                            e.stream_key, e.seq, info.last_seq
-                        ),
-                    });
-                }
-                None if e.seq == 1 => {
-                    let mut info = StreamInfo::new(&e);
-                    info.add(&e);
-                    map.insert(e.stream_key.clone(), info);
-                }
-                None => {
-                    return Err(Error::Corrupt {
-                        path: path.to_path_buf(),
-                        line,
-                        message: format!("stream {} starts at seq {}, not 1", e.stream_key, e.seq),
-                    });
-                }
+        let mut v = LogView::default();
+        self.scan(None, &mut |e, path, line, day| {
+            let prev = v.infos.get(&e.stream_key).map_or(0, |i| i.last_seq);
+            if e.seq != prev + 1 {
+                let message = if prev == 0 {
+                    format!("stream {} starts at seq {}, not 1", e.stream_key, e.seq)
+                } else {
+                    format!("stream {} seq {} follows seq {prev}", e.stream_key, e.seq)
+                };
+                return Err(Error::Corrupt {
+                    path: path.to_path_buf(),
+                    line,
+                    message: format!("{message}; `tapedeck fsck --store DIR` says more"),
+                });
             }
+            v.infos
+                .entry(e.stream_key.clone())
+                .or_insert_with(|| StreamInfo::new(&e))
+                .add(&e);
+            v.last_day.insert(e.stream_key, day.to_string());
             Ok(())
         })?;
-        Ok(self.streams.get_or_init(|| map))
+        Ok(self.view.get_or_init(|| v))
     }
 
     fn snapshot_dir(&self, stream: &str) -> PathBuf {
-        self.root.join("snapshots").join(escape(stream))
+        self.root.join("snapshots").join(file_name(stream))
     }
 
-    /// The part to append to for `day`: the newest, unless it is full.
-    fn part_for(&self, day: &str) -> Result<PathBuf> {
-        let dir = self.root.join("events").join(format!("day={day}"));
-        io(&dir, fs::create_dir_all(&dir))?;
-        let existing = sorted_entries(&dir)?;
-        let next_index = existing.len();
-        if let Some(last) = existing.last() {
-            let size = io(last, fs::metadata(last))?.len();
-            if size < self.opts.max_part_bytes {
-                return Ok(last.clone());
+    /// Whether the index matches the log, and if not why (see [`IndexState`]).
+    pub fn index_state(&self) -> Result<&IndexState> {
+        if self.index.get().is_none() {
+            let s = super::index_state::state(&self.root)?;
+            if let IndexState::Unusable(why) = &s {
+                eprintln!(
+                    "warning: {}: the index is unusable ({why}); reading the log instead. `tapedeck index rebuild --store {}` rebuilds it",
+                    self.root.display(),
+                    self.root.display()
+                );
             }
+            let _ = self.index.set(s);
         }
-        Ok(dir.join(format!("part-{next_index:06}.jsonl")))
+        Ok(self.index.get().expect("just set"))
     }
+
+    /// The index manifest when the index is up to date with the log and usable.
+    pub fn fresh_index(&self) -> Result<Option<&super::index::Manifest>> {
+        Ok(match self.index_state()? {
+            IndexState::Fresh(m) => Some(m),
+            _ => None,
+        })
+    }
+
+    /// Rebuilds the index (see [`super::index::rebuild`]) under this store's writer lock.
+    pub fn rebuild_index(&mut self, since: Option<&str>) -> Result<super::index::RebuildSummary> {
+        self.writer()?;
+        let s = super::index::rebuild_locked(&self.root, since)?;
+        self.index.take();
+        Ok(s)
+    }
+
+    /// Stored snapshot files of `stream`: `<seq>.<projector>.json` only.
+    pub(super) fn snapshot_files(&self, stream: &str) -> Result<Vec<PathBuf>> {
+        Ok(sorted_entries(&self.snapshot_dir(stream))?
+            .into_iter()
+            .filter(|p| is_snapshot_file(p))
+            .collect())
+    }
+}
+
+/// Whether `p` is named like a stored snapshot (`<seq>.<projector>.json`); temporary files of
+/// an interrupted write (`*.tmpNNN`) are not.
+pub(super) fn is_snapshot_file(p: &Path) -> bool {
+    p.file_name()
+        .and_then(|n| n.to_str())
+        .and_then(|n| n.strip_suffix(".json"))
+        .and_then(|n| n.split_once('.'))
+        .is_some_and(|(seq, _)| !seq.is_empty() && seq.bytes().all(|b| b.is_ascii_digit()))
 }
 
 impl EventSource for FileStore {
     fn streams(&self) -> Result<Vec<StreamInfo>> {
-        Ok(self.stream_map()?.values().cloned().collect())
+        Ok(self.view()?.infos.values().cloned().collect())
     }
 
     fn read(
@@ -248,7 +303,7 @@ impl EventSource for FileStore {
         f: &mut dyn FnMut(Envelope) -> Result<()>,
     ) -> Result<()> {
         let mut last = 0;
-        self.scan(Some(stream), &mut |e, path, line| {
+        self.scan(Some(stream), &mut |e, path, line, _| {
             if e.stream_key != stream {
                 return Ok(());
             }
@@ -265,12 +320,8 @@ impl EventSource for FileStore {
     }
 
     fn snapshots(&self, stream: &str) -> Result<Vec<StoredSnapshot>> {
-        let dir = self.snapshot_dir(stream);
-        if !dir.is_dir() {
-            return Ok(Vec::new());
-        }
         let mut out = Vec::new();
-        for path in sorted_entries(&dir)? {
+        for path in self.snapshot_files(stream)? {
             let bytes = io(&path, fs::read(&path))?;
             let s: StoredSnapshot = serde_json::from_slice(&bytes).map_err(|e| Error::Corrupt {
                 path: path.clone(),
@@ -300,29 +351,33 @@ impl EventSource for FileStore {
     }
 }
 
-impl FileStore {
-    /// The index manifest when the index is up to date with the log.
-    pub fn fresh_index(&self) -> Result<Option<&super::index::Manifest>> {
-        if self.index.get().is_none() {
-            let m = super::index::fresh_manifest(&self.root)?;
-            let _ = self.index.set(m);
-        }
-        Ok(self.index.get().and_then(Option::as_ref))
-    }
-}
-
 impl EventSink for FileStore {
     fn append(&mut self, events: &[Envelope]) -> Result<AppendReport> {
-        let last: BTreeMap<String, u64> = self
-            .stream_map()?
+        let lock = self.writer()?;
+        let view = self.view()?;
+        let last: BTreeMap<String, u64> = view
+            .infos
             .iter()
             .map(|(k, v)| (k.clone(), v.last_seq))
             .collect();
         check_seqs(&last, events)?;
-        // One buffer per day, each written with one call and synced.
+        // One buffer per day partition (see the module doc), each written with one call and
+        // synced, oldest day first: a reader meeting a write half done sees a prefix of each
+        // stream.
+        let mut day_of_stream: BTreeMap<&str, String> = BTreeMap::new();
         let mut by_day: BTreeMap<String, Vec<u8>> = BTreeMap::new();
         for e in events {
-            let buf = by_day.entry(day_of(e.ingested_at)).or_default();
+            let mut day = day_of(e.ingested_at);
+            let prev = day_of_stream
+                .get(e.stream_key.as_str())
+                .or_else(|| view.last_day.get(&e.stream_key));
+            if let Some(p) = prev
+                && *p > day
+            {
+                day = p.clone();
+            }
+            day_of_stream.insert(&e.stream_key, day.clone());
+            let buf = by_day.entry(day).or_default();
             serde_json::to_writer(&mut *buf, e).map_err(|err| Error::BadEvent {
                 stream: e.stream_key.clone(),
                 seq: e.seq,
@@ -330,8 +385,15 @@ impl EventSink for FileStore {
             })?;
             buf.push(b'\n');
         }
+        let day_of_stream: BTreeMap<String, String> = day_of_stream
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v))
+            .collect();
         for (day, buf) in by_day {
-            let part = self.part_for(&day)?;
+            let part = log::part_for(
+                &self.root.join("events").join(format!("day={day}")),
+                self.opts.max_part_bytes,
+            )?;
             let mut f = io(
                 &part,
                 OpenOptions::new().create(true).append(true).open(&part),
@@ -339,36 +401,33 @@ impl EventSink for FileStore {
             io(&part, f.write_all(&buf))?;
             io(&part, f.sync_data())?;
         }
-        let mut map = self.streams.take().unwrap_or_default();
+        let mut view = self.view.take().unwrap_or_default();
         for e in events {
-            match map.get_mut(&e.stream_key) {
-                Some(info) => info.add(e),
-                None => {
-                    let mut info = StreamInfo::new(e);
-                    info.add(e);
-                    map.insert(e.stream_key.clone(), info);
-                }
-            }
+            view.infos
+                .entry(e.stream_key.clone())
+                .or_insert_with(|| StreamInfo::new(e))
+                .add(e);
         }
-        let _ = self.streams.set(map);
-        // The log moved on: whether the index still matches is decided afresh.
-        self.index.take();
+        view.last_day.extend(day_of_stream);
+        self.wrote(&lock);
+        let _ = self.view.set(view);
         Ok(AppendReport::all_stored(events))
     }
 
     fn put_snapshot(&mut self, s: &StoredSnapshot) -> Result<()> {
+        self.writer()?;
         let dir = self.snapshot_dir(&s.stream);
-        let path = dir.join(format!("{:020}.{}.json", s.seq, escape(&s.projector)));
+        let path = dir.join(format!("{:020}.{}.json", s.seq, file_name(&s.projector)));
         let mut bytes = serde_json::to_vec_pretty(s).expect("snapshot serializes");
         bytes.push(b'\n');
         crate::runtime::write_atomic(&path, &bytes)
     }
 
     fn quarantine(&mut self, source: &str, record: &serde_json::Value) -> Result<String> {
-        use std::io::Write;
+        self.writer()?;
         let dir = self.root.join("quarantine");
         io(&dir, fs::create_dir_all(&dir))?;
-        let path = dir.join(format!("{}.jsonl", escape(source)));
+        let path = dir.join(format!("{}.jsonl", file_name(source)));
         let mut f = io(
             &path,
             fs::OpenOptions::new().create(true).append(true).open(&path),
@@ -377,28 +436,6 @@ impl EventSink for FileStore {
         io(&path, f.sync_data())?;
         Ok(path.display().to_string())
     }
-}
-
-/// Directory entries sorted by name (empty if the directory does not exist).
-pub(super) fn sorted_entries(dir: &Path) -> Result<Vec<PathBuf>> {
-    if !dir.is_dir() {
-        return Ok(Vec::new());
-    }
-    let mut v: Vec<PathBuf> = io(dir, fs::read_dir(dir))?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .collect();
-    v.sort();
-    Ok(v)
-}
-
-/// A stream key or module name as one safe path component (`%XX` for anything unusual).
-pub fn escape(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'_' => (b as char).to_string(),
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
 }
 
 #[cfg(test)]
@@ -432,6 +469,7 @@ mod tests {
             &dir,
             FileStoreOptions {
                 max_part_bytes: 400,
+                ..FileStoreOptions::default()
             },
         )
         .unwrap();

@@ -5,8 +5,16 @@
 //! `stream_key`, `seq`, `occurred_at`, `event_type`, `instrument` and `record` (the event already
 //! packed in the guest codec, stream id 0); full envelopes stay in the log. Row groups carry
 //! min/max statistics, so a stream's rows are found without reading the others.
-//! `index/manifest.json` records, per day, the sizes of the log parts it was built from; an
-//! index whose day no longer matches the log is stale and not used.
+//! `index/manifest.json` records, per day, the log parts it was built from (name, size and
+//! sha256 of the bytes indexed) and the sha256 of the day's index file.
+//!
+//! Invariants: the index is used only when [`super::index_state::state`] finds it `Fresh`: every log part's
+//! content checksum matches (a same-size edit makes it stale, not served stale) and every
+//! index file is there with its checksum (a deleted or bit-flipped file makes it `Unusable`,
+//! and readers go to the log). A rebuild indexes complete lines only (an unterminated last
+//! line is a write in flight) and runs under the store's writer lock; a manifest it cannot
+//! read is rebuilt, never an error. Checking freshness reads every log part and index file
+//! once (sha256, hardware-assisted where the CPU has it): cheaper than parsing the log.
 
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -45,7 +53,16 @@ pub struct Manifest {
 pub struct DayEntry {
     pub parts: Vec<(String, u64)>,
     pub rows: u64,
+    /// sha256 (hex) of each part's bytes as indexed, in the order of `parts`.
+    #[serde(default)]
+    pub checksums: Vec<String>,
+    /// sha256 (hex) of the day's index file.
+    #[serde(default)]
+    pub file_sha256: String,
 }
+
+/// The manifest version this build writes; older manifests are stale.
+pub(super) const VERSION: u32 = 2;
 
 /// What a rebuild did.
 #[derive(Debug, Clone, Default, Serialize)]
@@ -64,27 +81,17 @@ pub(super) type LogPart = (String, u64, PathBuf);
 /// The day directories of the log and their parts with sizes.
 pub(super) fn log_days(root: &Path) -> Result<BTreeMap<String, Vec<LogPart>>> {
     let mut out = BTreeMap::new();
-    for day in super::file::sorted_entries(&root.join("events"))? {
-        let Some(name) = day
-            .file_name()
-            .and_then(|n| n.to_str())
-            .and_then(|n| n.strip_prefix("day="))
-            .map(str::to_string)
-        else {
-            continue;
-        };
+    for (day, dir) in super::log::days(root)? {
         let mut parts = Vec::new();
-        for p in super::file::sorted_entries(&day)? {
-            if p.extension().is_some_and(|e| e == "jsonl") {
-                let size = std::fs::metadata(&p).map_err(|e| Error::io(&p, e))?.len();
-                parts.push((
-                    p.file_name().unwrap().to_string_lossy().into_owned(),
-                    size,
-                    p,
-                ));
-            }
+        for p in super::log::parts_of(&dir)? {
+            let size = std::fs::metadata(&p).map_err(|e| Error::io(&p, e))?.len();
+            parts.push((
+                p.file_name().unwrap().to_string_lossy().into_owned(),
+                size,
+                p,
+            ));
         }
-        out.insert(name, parts);
+        out.insert(day, parts);
     }
     Ok(out)
 }
@@ -104,47 +111,64 @@ pub(super) fn read_manifest(root: &Path) -> Result<Option<Manifest>> {
         })
 }
 
-/// The manifest, if the index covers exactly the log as it is now.
-pub(super) fn fresh_manifest(root: &Path) -> Result<Option<Manifest>> {
-    let Some(m) = read_manifest(root)? else {
-        return Ok(None);
-    };
-    let log = log_days(root)?;
-    let matches = log.len() == m.days.len()
-        && log.iter().all(|(day, parts)| {
-            m.days.get(day).is_some_and(|e| {
-                e.parts.len() == parts.len()
-                    && e.parts
-                        .iter()
-                        .zip(parts)
-                        .all(|(a, b)| a.0 == b.0 && a.1 == b.1)
-            })
-        });
-    Ok(matches.then_some(m))
+/// What is wrong with `day`'s index file of manifest `m`, if anything (missing, or not the
+/// bytes the manifest names).
+pub(super) fn day_file_problem(root: &Path, m: &Manifest, day: &str) -> Result<Option<String>> {
+    let path = root.join(format!("index/day={day}.parquet"));
+    if !path.is_file() {
+        return Ok(Some(format!("{} is missing", path.display())));
+    }
+    if super::checksum::sha256_file(&path)? != m.days[day].file_sha256 {
+        return Ok(Some(format!(
+            "{} does not match its checksum in the manifest",
+            path.display()
+        )));
+    }
+    Ok(None)
 }
 
 /// Rebuilds the index for every log day on or after `since` (all days if `None`), and drops
-/// index days the log no longer has.
+/// index days the log no longer has. Days before `since` are kept only if their index file is
+/// intact. Takes the store's writer lock (waiting the default lock timeout); see
+/// [`super::FileStore::rebuild_index`] to choose it.
 pub fn rebuild(root: &Path, since: Option<&str>) -> Result<RebuildSummary> {
+    let timeout = super::FileStoreOptions::default().lock_timeout;
+    let _lock = super::lock::WriterLock::acquire(root, timeout)?;
+    rebuild_locked(root, since)
+}
+
+/// [`rebuild`], for a caller holding the writer lock.
+pub(super) fn rebuild_locked(root: &Path, since: Option<&str>) -> Result<RebuildSummary> {
     let dir = root.join("index");
     std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
-    let mut manifest = read_manifest(root)?.unwrap_or(Manifest {
-        version: 1,
-        days: BTreeMap::new(),
-    });
+    let mut manifest = match read_manifest(root) {
+        Ok(Some(m)) if m.version == VERSION => m,
+        Ok(_) => Manifest::default(),
+        Err(e) => {
+            eprintln!("warning: {e}; rebuilding the whole index");
+            Manifest::default()
+        }
+    };
+    manifest.version = VERSION;
     let log = log_days(root)?;
     manifest.days.retain(|d, _| log.contains_key(d));
     let mut summary = RebuildSummary::default();
     for (day, parts) in &log {
-        if since.is_some_and(|s| day.as_str() < s) && manifest.days.contains_key(day) {
+        if since.is_some_and(|s| day.as_str() < s)
+            && manifest.days.contains_key(day)
+            && day_file_problem(root, &manifest, day)?.is_none()
+        {
             continue;
         }
-        let rows = rebuild_day(&dir.join(format!("day={day}.parquet")), parts)?;
+        let out = dir.join(format!("day={day}.parquet"));
+        let (rows, indexed) = rebuild_day(&out, parts)?;
         manifest.days.insert(
             day.clone(),
             DayEntry {
-                parts: parts.iter().map(|(n, s, _)| (n.clone(), *s)).collect(),
+                parts: indexed.iter().map(|(n, s, _)| (n.clone(), *s)).collect(),
                 rows,
+                checksums: indexed.into_iter().map(|(_, _, c)| c).collect(),
+                file_sha256: super::checksum::sha256_file(&out)?,
             },
         );
         summary.days.push(day.clone());
@@ -156,21 +180,30 @@ pub fn rebuild(root: &Path, since: Option<&str>) -> Result<RebuildSummary> {
     Ok(summary)
 }
 
-fn rebuild_day(out: &Path, parts: &[LogPart]) -> Result<u64> {
-    use std::io::BufRead;
+/// A log part as indexed: name, bytes indexed (complete lines), their sha256.
+type Indexed = (String, u64, String);
+
+fn rebuild_day(out: &Path, parts: &[LogPart]) -> Result<(u64, Vec<Indexed>)> {
+    use sha2::Digest;
     // (stream_key, seq, occurred_at, event_type, instrument, record)
     type Row = (String, u64, i64, &'static str, Option<String>, Vec<u8>);
     let mut rows: Vec<Row> = Vec::new();
     let mut enc = StreamEncoder::new(0);
     let mut scratch = Vec::new();
-    for (_, _, path) in parts {
-        let f = File::open(path).map_err(|e| Error::io(path, e))?;
-        for (i, line) in std::io::BufReader::new(f).lines().enumerate() {
-            let line = line.map_err(|e| Error::io(path, e))?;
-            let e: Envelope = serde_json::from_str(&line).map_err(|e| Error::Corrupt {
+    let mut indexed = Vec::new();
+    for (name, _, path) in parts {
+        let mut h = sha2::Sha256::new();
+        let mut size = 0u64;
+        super::log::lines(path, &mut |line, lineno| {
+            h.update(line);
+            h.update(b"\n");
+            size += line.len() as u64 + 1;
+            let e: Envelope = serde_json::from_slice(line).map_err(|e| Error::Corrupt {
                 path: path.clone(),
-                line: i as u64 + 1,
-                message: format!("not an event envelope: {e}"),
+                line: lineno,
+                message: format!(
+                    "not an event envelope: {e}; `tapedeck fsck --store DIR --repair` sets it aside"
+                ),
             })?;
             let mut w = EventBatchWriter::new(std::mem::take(&mut scratch));
             enc.encode(&e, &mut w)?;
@@ -184,7 +217,9 @@ fn rebuild_day(out: &Path, parts: &[LogPart]) -> Result<u64> {
                 e.instrument,
                 record,
             ));
-        }
+            Ok(())
+        })?;
+        indexed.push((name.clone(), size, super::checksum::hex(&h.finalize())));
     }
     // Log order is seq order within a stream, so a stable sort by stream is enough.
     rows.sort_by(|a, b| a.0.cmp(&b.0));
@@ -205,14 +240,7 @@ fn rebuild_day(out: &Path, parts: &[LogPart]) -> Result<u64> {
         insts.push(inst);
         records.push(record);
     }
-    let schema = Arc::new(Schema::new(vec![
-        Field::new("stream_key", DataType::Utf8, false),
-        Field::new("seq", DataType::UInt64, false),
-        Field::new("occurred_at", DataType::Int64, false),
-        Field::new("event_type", DataType::Utf8, false),
-        Field::new("instrument", DataType::Utf8, true),
-        Field::new("record", DataType::Binary, false),
-    ]));
+    let schema = Arc::new(index_schema());
     let cols: Vec<ArrayRef> = vec![
         Arc::new(StringArray::from(keys)),
         Arc::new(UInt64Array::from(seqs)),
@@ -233,11 +261,78 @@ fn rebuild_day(out: &Path, parts: &[LogPart]) -> Result<u64> {
     w.write(&batch).map_err(engine(out))?;
     w.close().map_err(engine(out))?;
     std::fs::rename(&tmp, out).map_err(|e| Error::io(out, e))?;
-    Ok(n as u64)
+    Ok((n as u64, indexed))
+}
+
+/// The columns of an index file.
+fn index_schema() -> Schema {
+    Schema::new(vec![
+        Field::new("stream_key", DataType::Utf8, false),
+        Field::new("seq", DataType::UInt64, false),
+        Field::new("occurred_at", DataType::Int64, false),
+        Field::new("event_type", DataType::Utf8, false),
+        Field::new("instrument", DataType::Utf8, true),
+        Field::new("record", DataType::Binary, false),
+    ])
+}
+
+/// Runs Parquet decoder calls on an index file. The decoder can panic on a damaged file
+/// (arrow-rs does not promise an error for every bad input); here a panic becomes `Corrupt`, an
+/// error the caller can act on (rebuild the index, read the log), not an abort. Only decoder
+/// calls go in here: the caller's own code runs outside, so its panics stay panics.
+fn decoding<T>(path: &Path, f: impl FnOnce() -> Result<T>) -> Result<T> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).unwrap_or_else(|panic| {
+        let what = match (panic.downcast_ref::<&str>(), panic.downcast_ref::<String>()) {
+            (Some(s), _) => s.to_string(),
+            (_, Some(s)) => s.clone(),
+            _ => String::new(),
+        };
+        Err(Error::Corrupt {
+            path: path.to_path_buf(),
+            line: 0,
+            message: format!(
+                "index file unreadable (the Parquet decoder panicked: {what}); rebuild the index"
+            ),
+        })
+    })
+}
+
+/// Opens an index file for reading, checking that its columns are the index's (names and
+/// types), so the readers' column casts hold.
+fn open_index_file(path: &Path) -> Result<ParquetRecordBatchReaderBuilder<File>> {
+    let file = File::open(path).map_err(|e| Error::io(path, e))?;
+    let builder = decoding(path, || {
+        ParquetRecordBatchReaderBuilder::try_new(file).map_err(engine(path))
+    })?;
+    let want = index_schema();
+    let found = builder.schema();
+    let same = found.fields().len() == want.fields().len()
+        && found
+            .fields()
+            .iter()
+            .zip(want.fields())
+            .all(|(f, w)| f.name() == w.name() && f.data_type() == w.data_type());
+    if !same {
+        let cols: Vec<String> = found
+            .fields()
+            .iter()
+            .map(|f| format!("{} {}", f.name(), f.data_type()))
+            .collect();
+        return Err(Error::Corrupt {
+            path: path.to_path_buf(),
+            line: 0,
+            message: format!(
+                "not an index file: columns [{}]; rebuild the index",
+                cols.join(", ")
+            ),
+        });
+    }
+    Ok(builder)
 }
 
 /// Reads `stream`'s packed records in `range` from the index days of `manifest`, in seq order.
-pub(super) fn read_records(
+/// (Public so the `index_reader` fuzz target can read index files without a fresh log.)
+pub fn read_records(
     root: &Path,
     manifest: &Manifest,
     stream: &str,
@@ -246,8 +341,7 @@ pub(super) fn read_records(
 ) -> Result<()> {
     for day in manifest.days.keys() {
         let path = root.join(format!("index/day={day}.parquet"));
-        let file = File::open(&path).map_err(|e| Error::io(&path, e))?;
-        let builder = ParquetRecordBatchReaderBuilder::try_new(file).map_err(engine(&path))?;
+        let builder = open_index_file(&path)?;
         let meta = builder.metadata().clone();
         // Row groups whose stream_key range holds `stream`.
         let groups: Vec<usize> = (0..meta.num_row_groups())
@@ -265,13 +359,15 @@ pub(super) fn read_records(
             continue;
         }
         let mask = ProjectionMask::roots(builder.parquet_schema(), [0, 1, 2, 5]);
-        let reader = builder
-            .with_row_groups(groups)
-            .with_projection(mask)
-            .with_batch_size(8192)
-            .build()
-            .map_err(engine(&path))?;
-        for batch in reader {
+        let mut reader = decoding(&path, || {
+            builder
+                .with_row_groups(groups)
+                .with_projection(mask)
+                .with_batch_size(8192)
+                .build()
+                .map_err(engine(&path))
+        })?;
+        while let Some(batch) = decoding(&path, || Ok(reader.next()))? {
             let batch = batch.map_err(engine(&path))?;
             let keys = col::<StringArray>(&batch, 0);
             let seqs = col::<UInt64Array>(&batch, 1);
@@ -291,32 +387,41 @@ pub(super) fn read_records(
     Ok(())
 }
 
-/// Column `i` of an index batch, as the array type the schema gives it.
+/// Column `i` of an index batch, as the array type the schema gives it (checked when the file
+/// was opened).
 fn col<T: 'static>(batch: &RecordBatch, i: usize) -> &T {
     batch
         .column(i)
         .as_any()
         .downcast_ref::<T>()
-        .expect("the index schema")
+        .expect("the index schema, checked by open_index_file")
 }
 
 /// Stream summaries from the index alone (key, seq and time range, counts by event type).
-pub(super) fn stream_infos(
+/// (Public for the `index_reader` fuzz target, as `read_records`.)
+pub fn stream_infos(
     root: &Path,
     manifest: &Manifest,
 ) -> Result<BTreeMap<String, super::StreamInfo>> {
-    let mut out: BTreeMap<String, super::StreamInfo> = BTreeMap::new();
+    Ok(log_view(root, manifest)?.infos)
+}
+
+/// Stream summaries and each stream's last day partition, from the index alone.
+pub(super) fn log_view(root: &Path, manifest: &Manifest) -> Result<super::log::LogView> {
+    let mut view = super::log::LogView::default();
+    let out = &mut view.infos;
     for day in manifest.days.keys() {
         let path = root.join(format!("index/day={day}.parquet"));
-        let file = File::open(&path).map_err(|e| Error::io(&path, e))?;
-        let builder = ParquetRecordBatchReaderBuilder::try_new(file).map_err(engine(&path))?;
+        let builder = open_index_file(&path)?;
         let mask = ProjectionMask::roots(builder.parquet_schema(), [0, 1, 2, 3]);
-        for batch in builder
-            .with_projection(mask)
-            .with_batch_size(65_536)
-            .build()
-            .map_err(engine(&path))?
-        {
+        let mut reader = decoding(&path, || {
+            builder
+                .with_projection(mask)
+                .with_batch_size(65_536)
+                .build()
+                .map_err(engine(&path))
+        })?;
+        while let Some(batch) = decoding(&path, || Ok(reader.next()))? {
             let batch = batch.map_err(engine(&path))?;
             let keys = col::<StringArray>(&batch, 0);
             let seqs = col::<UInt64Array>(&batch, 1);
@@ -334,7 +439,7 @@ pub(super) fn stream_infos(
                         last_time: t,
                         counts: BTreeMap::new(),
                     });
-                if seq != info.last_seq + 1 && seq != info.first_seq {
+                if Some(seq) != info.last_seq.checked_add(1) && seq != info.first_seq {
                     return Err(Error::Corrupt {
                         path: path.clone(),
                         line: 0,
@@ -348,8 +453,106 @@ pub(super) fn stream_infos(
                 info.first_time = info.first_time.min(t);
                 info.last_time = info.last_time.max(t);
                 *info.counts.entry(types.value(i).to_string()).or_default() += 1;
+                if view.last_day.get(key) != Some(day) {
+                    view.last_day.insert(key.to_string(), day.clone());
+                }
             }
         }
     }
-    Ok(out)
+    Ok(view)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A store root whose only index day, `x`, holds `bytes`, and a manifest naming it.
+    fn root_with(name: &str, bytes: &[u8]) -> (PathBuf, Manifest) {
+        let root = std::env::temp_dir().join(format!("tapedeck-ix-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        std::fs::create_dir_all(root.join("index")).unwrap();
+        std::fs::write(root.join("index/day=x.parquet"), bytes).unwrap();
+        let mut m = Manifest::default();
+        m.days.insert("x".into(), DayEntry::default());
+        (root, m)
+    }
+
+    fn parquet(cols: Vec<(&str, ArrayRef)>) -> Vec<u8> {
+        let batch = RecordBatch::try_from_iter(cols).unwrap();
+        let mut out = Vec::new();
+        let mut w = ArrowWriter::try_new(&mut out, batch.schema(), None).unwrap();
+        w.write(&batch).unwrap();
+        w.close().unwrap();
+        out
+    }
+
+    /// Both readers on the index of `root` (`read_records` of `stream`): the error of each.
+    fn read_errors(root: &Path, m: &Manifest, stream: &str) -> (String, String) {
+        let infos = stream_infos(root, m).map(drop).unwrap_err().to_string();
+        let records = read_records(root, m, stream, SeqRange::ALL, &mut |_, _, _| Ok(()))
+            .unwrap_err()
+            .to_string();
+        (infos, records)
+    }
+
+    #[test]
+    fn a_damaged_index_file_is_an_error_not_a_panic() {
+        // See: fuzz target index_reader, fuzz/corpus/index_reader/crash-parquet-decoder-panic
+        // (a changed byte in a dictionary page: the Parquet decoder panicked "Decoder for dict
+        // should have been set", which aborted replay and `streams`).
+        let input = include_bytes!("../../../fuzz/corpus/index_reader/crash-parquet-decoder-panic");
+        let (root, m) = root_with("damaged", &input[1..]);
+        let (infos, records) = read_errors(&root, &m, "exec:sim:SYM1");
+        for e in [infos, records] {
+            assert!(e.contains("rebuild the index"), "{e}");
+        }
+        std::fs::remove_dir_all(root).unwrap();
+    }
+
+    #[test]
+    fn an_index_file_with_other_columns_is_an_error_not_a_panic() {
+        // See: fuzz target index_reader (mode 2, foreign column types): the readers cast
+        // columns with `expect("the index schema")` and panicked on any other file.
+        let bytes = parquet(vec![
+            (
+                "stream_key",
+                Arc::new(Int64Array::from(vec![1])) as ArrayRef,
+            ),
+            ("seq", Arc::new(UInt64Array::from(vec![1]))),
+        ]);
+        let (root, m) = root_with("foreign", &bytes);
+        let (infos, records) = read_errors(&root, &m, "s");
+        for e in [infos, records] {
+            assert!(e.contains("not an index file"), "{e}");
+        }
+        std::fs::remove_dir_all(root).unwrap();
+    }
+
+    #[test]
+    fn a_seq_of_u64_max_in_the_index_is_corrupt_not_an_overflow() {
+        // See: fuzz target index_reader (mode 1, rows of the index schema): `last_seq + 1`
+        // overflowed on a row after seq u64::MAX.
+        let n = 2;
+        let bytes = parquet(vec![
+            (
+                "stream_key",
+                Arc::new(StringArray::from(vec!["s"; n])) as ArrayRef,
+            ),
+            ("seq", Arc::new(UInt64Array::from(vec![u64::MAX, 5]))),
+            ("occurred_at", Arc::new(Int64Array::from(vec![0; n]))),
+            ("event_type", Arc::new(StringArray::from(vec!["quote"; n]))),
+            (
+                "instrument",
+                Arc::new(StringArray::from(vec![None::<&str>; n])),
+            ),
+            (
+                "record",
+                Arc::new(BinaryArray::from_iter_values([[0u8; 4]; 2])),
+            ),
+        ]);
+        let (root, m) = root_with("seq-max", &bytes);
+        let e = stream_infos(&root, &m).map(drop).unwrap_err().to_string();
+        assert!(e.contains("seq 5 follows seq 18446744073709551615"), "{e}");
+        std::fs::remove_dir_all(root).unwrap();
+    }
 }

@@ -2,9 +2,15 @@
 //! PostgreSQL, ClickHouse and an in-memory store beside it. Every command takes a store URI; `open` picks the
 //! implementation.
 
+mod checksum;
 pub mod clickhouse;
+mod dirs;
 mod file;
+pub mod fsck;
 pub mod index;
+pub mod index_state;
+mod lock;
+mod log;
 mod memory;
 pub mod postgres;
 pub mod uri;
@@ -15,6 +21,8 @@ use serde::{Deserialize, Serialize};
 
 pub use clickhouse::ChStore;
 pub use file::{FileStore, FileStoreOptions};
+pub use index_state::IndexState;
+pub use lock::LOCK_FILE;
 pub use memory::MemoryStore;
 pub use postgres::PgStore;
 pub use uri::StoreUri;

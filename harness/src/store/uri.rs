@@ -116,8 +116,14 @@ impl StoreUri {
     /// Opens the store to read and write: a file store is created if missing; a database
     /// must have been migrated (`tapedeck migrate`).
     pub fn open_writable(&self) -> Result<Box<dyn Store>> {
+        self.open_writable_with(FileStoreOptions::default())
+    }
+
+    /// [`StoreUri::open_writable`] with the file store's options (its writer lock timeout);
+    /// other stores ignore them.
+    pub fn open_writable_with(&self, file: FileStoreOptions) -> Result<Box<dyn Store>> {
         match self {
-            StoreUri::File(p) => Ok(Box::new(FileStore::create(p, FileStoreOptions::default())?)),
+            StoreUri::File(p) => Ok(Box::new(FileStore::create(p, file)?)),
             StoreUri::Postgres(u) => Ok(Box::new(PgStore::connect(u)?)),
             StoreUri::ClickHouse(u) => Ok(Box::new(ChStore::connect(u)?)),
         }

@@ -8,7 +8,7 @@
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
-use tapedeck_guest::{Ctx, Event, Levels, Payload, Projector};
+use tapedeck_guest::{Event, Levels, Payload, Projector, ProjectorCtx};
 
 #[derive(Serialize, Deserialize, Clone, Copy)]
 #[serde(default, deny_unknown_fields)]
@@ -73,7 +73,7 @@ impl Projector for Book {
         })
     }
 
-    fn on_event(&mut self, ev: &Event<'_>, _ctx: &mut Ctx<'_>) {
+    fn on_event(&mut self, ev: &Event<'_>, _ctx: &mut ProjectorCtx<'_>) {
         let h = &ev.header;
         match ev.payload {
             Payload::BookSnapshot(s) => {

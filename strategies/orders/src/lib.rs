@@ -8,7 +8,7 @@
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
-use tapedeck_guest::{Ctx, Event, Payload, Projector};
+use tapedeck_guest::{Event, Payload, Projector, ProjectorCtx};
 
 #[derive(Serialize, Deserialize, Clone, Copy, PartialEq, Eq, Debug)]
 #[serde(rename_all = "snake_case")]
@@ -104,7 +104,7 @@ impl Projector for Orders {
         Ok(Orders::default())
     }
 
-    fn on_event(&mut self, ev: &Event<'_>, _ctx: &mut Ctx<'_>) {
+    fn on_event(&mut self, ev: &Event<'_>, _ctx: &mut ProjectorCtx<'_>) {
         match ev.payload {
             Payload::OrderSubmitted(s) => {
                 if self.orders.contains_key(&s.client_order_id) {

@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
-use tapedeck_guest::{Ctx, Event, Payload, Projector};
+use tapedeck_guest::{Event, Payload, Projector, ProjectorCtx};
 
 #[derive(Serialize, Deserialize, Default, Clone, PartialEq, Debug)]
 pub struct Position {
@@ -32,7 +32,7 @@ impl Projector for Positions {
         Ok(Positions::default())
     }
 
-    fn on_event(&mut self, ev: &Event<'_>, _ctx: &mut Ctx<'_>) {
+    fn on_event(&mut self, ev: &Event<'_>, _ctx: &mut ProjectorCtx<'_>) {
         let Payload::Fill(f) = ev.payload else { return };
         let p = self.instruments.entry(ev.header.instrument).or_default();
         let (price, qty) = (ev.px(f.price), ev.qty(f.qty) * f.side.sign() as f64);

@@ -1,6 +1,7 @@
 //! Parquet artifacts of a regression run, readable by polars and pandas:
 //! `decisions.parquet`, `trades.parquet`, `equity_curve.parquet`. Rows are in (stream, role,
 //! seq) order and the files carry no timestamps, so identical runs write identical bytes.
+//! The `json` column of `decisions.parquet` is [`Output::to_json`], as in every report.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -11,6 +12,7 @@ use parquet::arrow::ArrowWriter;
 use parquet::basic::Compression;
 use parquet::file::properties::WriterProperties;
 
+use crate::decision::{Output, side_name};
 use crate::error::{Error, Result};
 use crate::regress::{BASELINE, CANDIDATE, RegressReport};
 
@@ -104,19 +106,25 @@ pub fn write_regress_artifacts(dir: &Path, r: &RegressReport) -> Result<()> {
     }
 
     let d = rows(r, |s, k| &s.decisions[k]);
-    let text = |v: &serde_json::Value| v.as_str().map(str::to_string);
+    // Orders fill the side, price and qty columns; every output has its JSON.
+    let order = |o: &Output| match o {
+        Output::NewOrder {
+            side, price, qty, ..
+        } => Some((side_name(*side), *price, *qty)),
+        _ => None,
+    };
     let mut cols = Vec::from(tags(&d));
     cols.extend([
         col!(d, U64, "seq", |x| x.seq),
         col!(d, I64, "time_ns", |x| x.time_ns),
-        col!(d, Str, "output", |x| x.output["output"]
-            .as_str()
-            .unwrap_or("")
-            .to_string()),
-        col!(d, OptStr, "side", |x| text(&x.output["side"])),
-        col!(d, OptStr, "price", |x| text(&x.output["price"])),
-        col!(d, OptStr, "qty", |x| text(&x.output["qty"])),
-        col!(d, Str, "json", |x| x.output.to_string()),
+        col!(d, Str, "output", |x| x.output.kind().to_string()),
+        col!(d, OptStr, "side", |x| order(&x.output)
+            .map(|o| o.0.to_string())),
+        col!(d, OptStr, "price", |x| order(&x.output)
+            .map(|o| o.1.to_string())),
+        col!(d, OptStr, "qty", |x| order(&x.output)
+            .map(|o| o.2.to_string())),
+        col!(d, Str, "json", |x| x.output.to_json().to_string()),
     ]);
     write(&dir.join("decisions.parquet"), cols)?;
 

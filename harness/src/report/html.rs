@@ -7,8 +7,8 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 use plotters::prelude::*;
-use serde_json::Value;
 
+use super::RunCard;
 use crate::regress::RegressReport;
 use crate::time::format_ns;
 use crate::venue::Performance;
@@ -112,7 +112,7 @@ fn fmt(v: f64) -> String {
 }
 
 /// The whole page.
-pub fn regress_html(card: &Value, r: &RegressReport, verdict: &[String]) -> String {
+pub fn regress_html(card: &RunCard, r: &RegressReport, verdict: &[String]) -> String {
     let base = total_curve(r, |s| &s.baseline);
     let cand = total_curve(r, |s| &s.candidate);
     let markers: Vec<i64> = r
@@ -158,13 +158,16 @@ code {{ background: #f4f4f4; padding: 0 .2rem; }}
     };
     h.push_str(&verdict_html);
     let module = |i: usize| {
-        let m = &card["modules"][i];
-        format!(
-            "{} {} <code>{}</code>",
-            esc(m["name"].as_str().unwrap_or("")),
-            esc(m["version"].as_str().unwrap_or("")),
-            esc(&m["sha256"].as_str().unwrap_or("")
-                [..12.min(m["sha256"].as_str().unwrap_or("").len())])
+        card.module(i).map_or_else(
+            || "  <code></code>".to_string(),
+            |m| {
+                format!(
+                    "{} {} <code>{}</code>",
+                    esc(&m.name),
+                    esc(&m.version),
+                    esc(m.short_sha())
+                )
+            },
         )
     };
     let _ = write!(
@@ -172,8 +175,8 @@ code {{ background: #f4f4f4; padding: 0 .2rem; }}
         "<p><span class=\"base\">baseline</span> {} &nbsp; vs &nbsp; <span class=\"cand\">candidate</span> {}<br>store <code>{}</code>, streams <code>{}</code></p>",
         module(0),
         module(1),
-        esc(card["store"].as_str().unwrap_or("")),
-        esc(card["streams"].as_str().unwrap_or(""))
+        esc(&card.store),
+        esc(&card.streams)
     );
     let row = |name: &str, b: String, c: String| {
         format!("<tr><td>{name}</td><td>{b}</td><td>{c}</td></tr>")

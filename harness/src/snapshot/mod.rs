@@ -3,6 +3,12 @@
 //! state as pretty JSON with sorted keys), reviewed like any insta snapshot: a difference is
 //! written beside the snapshot as `<name>.snap.new`, which `cargo insta review` / `accept`
 //! pick up.
+//!
+//! Files are named by [`snapshot_name`], which never gives two streams one file. Files named by
+//! the rule before it ([`legacy_snapshot_name`]) are still recognised: a check compares with
+//! the old-named file of a stream when its header names that very stream and point (and says
+//! so), an accept replaces it, and [`rename_legacy`] renames a directory of them, refusing any
+//! old name two streams share.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -11,9 +17,14 @@ use serde_json::Value;
 
 use crate::error::{Error, Result};
 use crate::glob::glob_match;
+use crate::names;
 use crate::replay::{Plugin, Point, ReplayOptions, replay};
 use crate::runtime::Runtime;
 use crate::store::EventSource;
+
+mod legacy;
+
+pub use legacy::{Renames, legacy_snapshot_name, rename_legacy};
 
 /// Which points of each stream to snapshot.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -68,20 +79,15 @@ pub fn redact(value: &mut Value, patterns: &[String]) {
     }
 }
 
-/// The snapshot file name of a (projector, stream, seq): `<projector>__<stream>@<seq>.snap`,
-/// with anything but `[A-Za-z0-9_-]` in the stream key as `-`.
+/// The snapshot file name of a (projector, stream, seq), without `.snap`:
+/// `<projector>__<stream>@<seq>`, projector and stream as [`names::file_name`]s, so two
+/// streams never share a file (`md:a:B` is `md%3Aa%3AB`, `md/a/B` is `md%2Fa%2FB`).
 pub fn snapshot_name(projector: &str, stream: &str, seq: u64) -> String {
-    let safe: String = stream
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '_' || c == '-' {
-                c
-            } else {
-                '-'
-            }
-        })
-        .collect();
-    format!("{projector}__{safe}@{seq}")
+    format!(
+        "{}__{}@{seq}",
+        names::file_name(projector),
+        names::file_name(stream)
+    )
 }
 
 /// Computes the states to snapshot: one replay per point, from the start of each stream (not
@@ -183,6 +189,24 @@ pub fn body_of(text: &str) -> Option<&str> {
     Some(rest[end + 5..].trim_end_matches('\n'))
 }
 
+/// The `expression` in the header of a `.snap` file (as `render` writes it, or unquoted).
+pub fn expression_of(text: &str) -> Option<String> {
+    let header = text.strip_prefix("---\n")?;
+    let header = &header[..header.find("\n---\n")?];
+    let value = header
+        .lines()
+        .find_map(|l| l.strip_prefix("expression: "))?;
+    if value.starts_with('"') {
+        serde_json::from_str(value).ok()
+    } else {
+        Some(value.to_string())
+    }
+}
+
+fn expression(projector: &str, t: &Taken) -> String {
+    format!("{projector} state of {} at seq {}", t.stream, t.seq)
+}
+
 /// What a check or an accept did.
 #[derive(Debug, Default, Clone)]
 pub struct Outcome {
@@ -192,6 +216,10 @@ pub struct Outcome {
     /// No snapshot yet: written as `.snap.new`.
     pub pending: Vec<String>,
     pub accepted: Vec<String>,
+    /// Snapshots found under their old name ([`legacy_snapshot_name`]): (old, new). A check
+    /// compares with them as they are (and names them in `matched`/`changed`, a difference
+    /// written beside them); an accept writes the new name and removes the old file.
+    pub old_names: Vec<(String, String)>,
 }
 
 impl Outcome {
@@ -211,20 +239,33 @@ pub fn check_or_accept(
     std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
     let mut out = Outcome::default();
     for t in taken {
-        let expression = format!("{projector} state of {} at seq {}", t.stream, t.seq);
+        let expression = expression(projector, t);
         let text = render(source, &expression, &t.state);
-        let path: PathBuf = dir.join(format!("{}.snap", t.name));
-        let new_path = dir.join(format!("{}.snap.new", t.name));
+        let mut name = t.name.clone();
+        if !dir.join(format!("{name}.snap")).exists()
+            && let Some(old) = legacy::legacy_file(dir, projector, t, &expression)
+        {
+            out.old_names.push((old.clone(), t.name.clone()));
+            if accept {
+                let old_path = dir.join(format!("{old}.snap"));
+                std::fs::remove_file(&old_path).map_err(|e| Error::io(&old_path, e))?;
+                let _ = std::fs::remove_file(dir.join(format!("{old}.snap.new")));
+            } else {
+                name = old;
+            }
+        }
+        let path: PathBuf = dir.join(format!("{name}.snap"));
+        let new_path = dir.join(format!("{name}.snap.new"));
         if accept {
             crate::runtime::write_atomic(&path, text.as_bytes())?;
             let _ = std::fs::remove_file(&new_path);
-            out.accepted.push(t.name.clone());
+            out.accepted.push(name);
             continue;
         }
         match std::fs::read_to_string(&path) {
             Ok(old) if body_of(&old) == body_of(&text) => {
                 let _ = std::fs::remove_file(&new_path);
-                out.matched.push(t.name.clone());
+                out.matched.push(name);
             }
             Ok(old) => {
                 crate::runtime::write_atomic(&new_path, text.as_bytes())?;
@@ -232,15 +273,15 @@ pub fn check_or_accept(
                 let unified = similar::TextDiff::from_lines(a, b)
                     .unified_diff()
                     .context_radius(3)
-                    .header(&format!("{}.snap", t.name), &format!("{}.snap.new", t.name))
+                    .header(&format!("{name}.snap"), &format!("{name}.snap.new"))
                     .to_string();
                 let old_state: Value = serde_json::from_str(a).unwrap_or(Value::Null);
                 let structural = crate::diff::diff(&old_state, &t.state, &Default::default());
-                out.changed.push((t.name.clone(), unified, structural));
+                out.changed.push((name, unified, structural));
             }
             Err(_) => {
                 crate::runtime::write_atomic(&new_path, text.as_bytes())?;
-                out.pending.push(t.name.clone());
+                out.pending.push(name);
             }
         }
     }
@@ -266,6 +307,10 @@ mod tests {
     fn names_and_bodies() {
         assert_eq!(
             snapshot_name("book", "md:binance-spot:BTCUSDT", 7),
+            "book__md%3Abinance-spot%3ABTCUSDT@7"
+        );
+        assert_eq!(
+            legacy_snapshot_name("book", "md:binance-spot:BTCUSDT", 7),
             "book__md-binance-spot-BTCUSDT@7"
         );
         let text = render(
@@ -283,5 +328,98 @@ mod tests {
             body_of(&text),
             Some("{\n  \"a\": [\n    1.5,\n    2\n  ],\n  \"b\": 1\n}")
         );
+        assert_eq!(expression_of(&text).as_deref(), Some("x at seq 1"));
+        assert_eq!(
+            expression_of("---\nsource: x.rs\nexpression: state\n---\n{}\n").as_deref(),
+            Some("state")
+        );
+    }
+
+    fn tmp(name: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!("tapedeck-snap-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).unwrap();
+        d
+    }
+
+    fn taken(stream: &str, seq: u64, state: Value) -> Taken {
+        Taken {
+            stream: stream.into(),
+            seq,
+            name: snapshot_name("p", stream, seq),
+            state,
+        }
+    }
+
+    /// The names in `dir`, sorted (the legacy tests use it too).
+    pub(super) fn files(dir: &Path) -> Vec<String> {
+        let mut v: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        v.sort();
+        v
+    }
+
+    /// Writes `t` under its old name, as the old `check_or_accept` did.
+    fn write_legacy(dir: &Path, t: &Taken, state: &Value) {
+        let old = legacy_snapshot_name("p", &t.stream, t.seq);
+        let text = render("old", &expression("p", t), state);
+        std::fs::write(dir.join(format!("{old}.snap")), text).unwrap();
+    }
+
+    // See: the `-` rule wrote `md:a:B` and `md/a/B` to one `.snap` file, the second over the first.
+    #[test]
+    fn streams_the_old_rule_merged_get_two_files() {
+        let dir = tmp("merged");
+        let t = [
+            taken("md:a:B", 1, json!({"k": 1})),
+            taken("md/a/B", 1, json!({"k": 2})),
+        ];
+        check_or_accept(&dir, &t, "src", "p", true).unwrap();
+        assert_eq!(
+            files(&dir),
+            ["p__md%2Fa%2FB@1.snap", "p__md%3Aa%3AB@1.snap"]
+        );
+        let out = check_or_accept(&dir, &t, "src", "p", false).unwrap();
+        assert_eq!(out.matched.len(), 2);
+        assert!(out.is_clean());
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn a_check_uses_an_old_named_file_of_the_same_stream_and_says_so() {
+        let dir = tmp("legacy-check");
+        let t = taken("md:a:B", 3, json!({"k": 1}));
+        write_legacy(&dir, &t, &json!({"k": 1}));
+        let out = check_or_accept(&dir, std::slice::from_ref(&t), "src", "p", false).unwrap();
+        assert_eq!(out.matched, ["p__md-a-B@3"]);
+        assert_eq!(
+            out.old_names,
+            [("p__md-a-B@3".to_string(), "p__md%3Aa%3AB@3".to_string())]
+        );
+        // A difference is written beside the file it differs from.
+        let changed = taken("md:a:B", 3, json!({"k": 2}));
+        let out = check_or_accept(&dir, &[changed], "src", "p", false).unwrap();
+        assert_eq!(out.changed[0].0, "p__md-a-B@3");
+        assert!(dir.join("p__md-a-B@3.snap.new").exists());
+        // The old name of another stream (its header says so) is not taken for this one's.
+        let other = taken("md/a/B", 3, json!({"k": 1}));
+        let out = check_or_accept(&dir, &[other], "src", "p", false).unwrap();
+        assert!(out.old_names.is_empty());
+        assert_eq!(out.pending, ["p__md%2Fa%2FB@3"]);
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn an_accept_replaces_an_old_named_file() {
+        let dir = tmp("legacy-accept");
+        let t = taken("md:a:B", 3, json!({"k": 1}));
+        write_legacy(&dir, &t, &json!({"k": 0}));
+        let out = check_or_accept(&dir, std::slice::from_ref(&t), "src", "p", true).unwrap();
+        assert_eq!(out.accepted, ["p__md%3Aa%3AB@3"]);
+        assert_eq!(out.old_names.len(), 1);
+        assert_eq!(files(&dir), ["p__md%3Aa%3AB@3.snap"]);
+        std::fs::remove_dir_all(dir).unwrap();
     }
 }

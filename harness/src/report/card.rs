@@ -1,0 +1,283 @@
+//! The run card: everything that determines a run's results (store, streams, range, batch,
+//! tolerances, modules with their hashes and configs, runtime limits; for a regression the
+//! venue and the `--fail-on` rules), written as `config.json` and read by the Markdown and
+//! HTML reports.
+//!
+//! Invariants: `config.json` is [`RunCard::to_json`] pretty-printed; it goes through
+//! `serde_json::Value`, so every object's keys are in alphabetical order at every depth
+//! (fields are declared in that order too, to read like the file). A replay card has no
+//! `venue` or `fail_on` keys. The test below pins the text.
+
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::diff::Tolerances;
+use crate::regress::FailOn;
+use crate::replay::{Plugin, Point, ReplayOptions};
+use crate::runtime::{ModuleKind, RuntimeConfig};
+use crate::venue::VenueConfig;
+
+/// The run card of a replay or a regression.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RunCard {
+    /// The guest ABI this harness speaks.
+    pub abi_version: u32,
+    pub batch: usize,
+    /// Regression only: the rules the verdict applies.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fail_on: Option<Vec<FailOn>>,
+    pub from: Option<Point>,
+    /// In the order given (a regression: baseline, then candidate).
+    pub modules: Vec<ModuleCard>,
+    pub runtime: RuntimeCard,
+    /// The store, as [`crate::store::StoreUri`] describes it (no password).
+    pub store: String,
+    /// The stream glob.
+    pub streams: String,
+    pub tapedeck_version: String,
+    pub to: Option<Point>,
+    pub tolerances: Tolerances,
+    /// Regression only: the simulated venue.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub venue: Option<VenueConfig>,
+}
+
+/// One module of a run.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ModuleCard {
+    pub abi_version: u32,
+    /// Its config JSON as given ("" for its defaults).
+    pub config: String,
+    pub kind: ModuleKind,
+    pub name: String,
+    /// Of the module's bytes, hex.
+    pub sha256: String,
+    pub version: String,
+}
+
+/// The runtime limits that bear on results.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct RuntimeCard {
+    pub fuel: bool,
+    pub fuel_per_call: u64,
+    pub fuel_per_event: u64,
+    pub memory_limit: usize,
+}
+
+impl RunCard {
+    /// The card as `config.json` holds it (keys sorted at every depth).
+    pub fn to_json(&self) -> Value {
+        serde_json::to_value(self).expect("the run card serializes")
+    }
+
+    /// The `i`th module, if there is one.
+    pub fn module(&self, i: usize) -> Option<&ModuleCard> {
+        self.modules.get(i)
+    }
+}
+
+impl ModuleCard {
+    /// The first 12 hex digits of the hash, for tables.
+    pub fn short_sha(&self) -> &str {
+        &self.sha256[..self.sha256.len().min(12)]
+    }
+}
+
+/// The run card of a replay.
+pub fn run_card(
+    store: &str,
+    plugins: &[Plugin],
+    opts: &ReplayOptions,
+    rt: &RuntimeConfig,
+) -> RunCard {
+    RunCard {
+        abi_version: tapedeck_guest::ABI_VERSION,
+        batch: opts.batch,
+        fail_on: None,
+        from: opts.from,
+        modules: plugins
+            .iter()
+            .map(|p| {
+                let m = &p.module;
+                ModuleCard {
+                    abi_version: m.info().abi_version,
+                    config: p.config.clone(),
+                    kind: m.kind(),
+                    name: m.info().name.clone(),
+                    sha256: m.hash().hex(),
+                    version: m.info().version.clone(),
+                }
+            })
+            .collect(),
+        runtime: RuntimeCard {
+            fuel: rt.fuel,
+            fuel_per_call: rt.fuel_per_call,
+            fuel_per_event: rt.fuel_per_event,
+            memory_limit: rt.memory_limit,
+        },
+        store: store.to_string(),
+        streams: opts.streams.clone(),
+        tapedeck_version: env!("CARGO_PKG_VERSION").to_string(),
+        to: opts.to,
+        tolerances: opts.tolerances.clone(),
+        venue: None,
+    }
+}
+
+/// The run card of a regression: a replay card of both strategies plus the venue and rules.
+pub fn regress_card(
+    store: &str,
+    baseline: &Plugin,
+    candidate: &Plugin,
+    opts: &ReplayOptions,
+    rt: &RuntimeConfig,
+    venue: &VenueConfig,
+    fail_on: &[FailOn],
+) -> RunCard {
+    RunCard {
+        venue: Some(venue.clone()),
+        fail_on: Some(fail_on.to_vec()),
+        ..run_card(store, &[baseline.clone(), candidate.clone()], opts, rt)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn module(name: &str, kind: ModuleKind) -> ModuleCard {
+        ModuleCard {
+            abi_version: 1,
+            config: r#"{"fast":5}"#.into(),
+            kind,
+            name: name.into(),
+            sha256: "0123456789abcdef".into(),
+            version: "0.2.0".into(),
+        }
+    }
+
+    fn card() -> RunCard {
+        RunCard {
+            abi_version: 1,
+            batch: 512,
+            fail_on: Some(vec![
+                FailOn::Divergence,
+                FailOn::PnlDrop {
+                    amount: 5.0,
+                    percent: true,
+                },
+            ]),
+            from: Some(Point::Seq(3)),
+            modules: vec![
+                module("ema-cross", ModuleKind::Strategy),
+                module("book", ModuleKind::Projector),
+            ],
+            runtime: RuntimeCard {
+                fuel: true,
+                fuel_per_call: 10,
+                fuel_per_event: 20,
+                memory_limit: 1 << 20,
+            },
+            store: "file:fixtures/store".into(),
+            streams: "md:*".into(),
+            tapedeck_version: "9.9.9".into(),
+            to: Some(Point::Time(7)),
+            tolerances: Tolerances {
+                numeric: vec![(".x.*".into(), 1e-9)],
+            },
+            venue: Some(VenueConfig::default()),
+        }
+    }
+
+    /// How the card was built before it had a type: `json!` objects, venue and rules added
+    /// after. `config.json` must not change.
+    fn as_it_was(c: &RunCard) -> Value {
+        let modules: Vec<Value> = c
+            .modules
+            .iter()
+            .map(|m| {
+                json!({
+                    "name": m.name,
+                    "version": m.version,
+                    "kind": m.kind,
+                    "abi_version": m.abi_version,
+                    "sha256": m.sha256,
+                    "config": m.config,
+                })
+            })
+            .collect();
+        let mut v = json!({
+            "tapedeck_version": c.tapedeck_version,
+            "abi_version": c.abi_version,
+            "store": c.store,
+            "streams": c.streams,
+            "from": c.from,
+            "to": c.to,
+            "batch": c.batch,
+            "tolerances": c.tolerances,
+            "modules": modules,
+            "runtime": {
+                "memory_limit": c.runtime.memory_limit,
+                "fuel_per_event": c.runtime.fuel_per_event,
+                "fuel_per_call": c.runtime.fuel_per_call,
+                "fuel": c.runtime.fuel,
+            },
+        });
+        if let Some(venue) = &c.venue {
+            v["venue"] = serde_json::to_value(venue).unwrap();
+        }
+        if let Some(rules) = &c.fail_on {
+            v["fail_on"] = serde_json::to_value(rules).unwrap();
+        }
+        v
+    }
+
+    #[test]
+    fn config_json_is_pinned() {
+        let c = card();
+        let text = serde_json::to_string(&c.to_json()).unwrap();
+        assert_eq!(
+            text,
+            concat!(
+                r#"{"abi_version":1,"batch":512,"#,
+                r#""fail_on":[{"rule":"divergence"},{"amount":5.0,"percent":true,"rule":"pnl-drop"}],"#,
+                r#""from":{"seq":3},"modules":["#,
+                r#"{"abi_version":1,"config":"{\"fast\":5}","kind":"strategy","name":"ema-cross","sha256":"0123456789abcdef","version":"0.2.0"},"#,
+                r#"{"abi_version":1,"config":"{\"fast\":5}","kind":"projector","name":"book","sha256":"0123456789abcdef","version":"0.2.0"}],"#,
+                r#""runtime":{"fuel":true,"fuel_per_call":10,"fuel_per_event":20,"memory_limit":1048576},"#,
+                r#""store":"file:fixtures/store","streams":"md:*","tapedeck_version":"9.9.9","#,
+                r#""to":{"time":7},"tolerances":{"numeric":[[".x.*",1e-9]]},"#,
+                r#""venue":{"latency_ns":0,"maker_fee_bps":1.0,"sample_every":1000,"taker_fee_bps":5.0}}"#,
+            )
+        );
+        assert_eq!(
+            serde_json::to_string_pretty(&c.to_json()).unwrap(),
+            serde_json::to_string_pretty(&as_it_was(&c)).unwrap()
+        );
+    }
+
+    #[test]
+    fn a_replay_card_has_no_venue_or_rules() {
+        let c = RunCard {
+            fail_on: None,
+            venue: None,
+            from: None,
+            to: None,
+            tolerances: Tolerances::default(),
+            ..card()
+        };
+        let v = c.to_json();
+        assert!(
+            v.get("venue").is_none() && v.get("fail_on").is_none(),
+            "{v}"
+        );
+        assert_eq!((&v["from"], &v["to"]), (&Value::Null, &Value::Null));
+        assert_eq!(
+            serde_json::to_string_pretty(&v).unwrap(),
+            serde_json::to_string_pretty(&as_it_was(&c)).unwrap()
+        );
+        assert_eq!(c.module(0).map(ModuleCard::short_sha), Some("0123456789ab"));
+        assert!(c.module(2).is_none());
+    }
+}
