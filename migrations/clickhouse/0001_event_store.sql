@@ -87,11 +87,14 @@ CREATE TABLE IF NOT EXISTS snapshots (
 ) ENGINE = ReplacingMergeTree ORDER BY (stream_key, seq, projector);
 
 -- What could not become an event (an unparseable capture line), kept rather than dropped.
+-- `received_ns` orders a source's records oldest first (the writer's clock, strictly increasing
+-- within one process; DateTime's seconds would tie).
 CREATE TABLE IF NOT EXISTS quarantine (
     source      String,
     record      String,
-    received_at DateTime DEFAULT now()
-) ENGINE = MergeTree ORDER BY (source, received_at);
+    received_at DateTime DEFAULT now(),
+    received_ns Int64
+) ENGINE = MergeTree ORDER BY (source, received_ns);
 
 -- Seed 004's typed tables, filled from the same appends as `events` (so they follow its
 -- exactly-once). Prices and quantities are Decimal128(18): exact for every decimal the

@@ -265,9 +265,26 @@ impl ChStore {
 /// the stream (a stream whose early days were dropped by retention starts later).
 fn expected_end(range: SeqRange, committed: u64, next: Option<u64>) -> u64 {
     match next {
-        None if range.from > committed => 0,
+        // An empty range, or one past the end: nothing to reach.
+        None if range.from > committed || range.from > range.to => 0,
         // Nothing read at all, yet the stream has committed seqs in range: unless retention
         // dropped them all, that is a short read; `finish` reports it.
         _ => range.to.min(committed),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // See: conformance::clickhouse::read_ranges_give_exactly_the_range (4..=2 of a stream at 2
+    // was reported as a read that stopped short).
+    #[test]
+    fn empty_range_was_a_short_read() {
+        let r = |from, to| SeqRange { from, to };
+        assert_eq!(expected_end(r(4, 2), 2, None), 0);
+        assert_eq!(expected_end(r(3, u64::MAX), 2, None), 0);
+        assert_eq!(expected_end(r(1, u64::MAX), 2, None), 2);
+        assert_eq!(expected_end(r(1, 1), 2, Some(2)), 1);
     }
 }

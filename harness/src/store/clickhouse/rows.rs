@@ -156,6 +156,22 @@ impl Encoded {
             }
         }
     }
+
+    /// Appends `other`'s rows to these (append ids set already: the patch positions of
+    /// `other` are not kept).
+    pub(super) fn absorb(&mut self, other: Encoded) {
+        let pairs = [
+            (&mut self.events, other.events),
+            (&mut self.runs, other.runs),
+        ];
+        for (w, o) in pairs
+            .into_iter()
+            .chain(self.typed.iter_mut().zip(other.typed))
+        {
+            w.buf.extend_from_slice(&o.buf);
+            w.rows += o.rows;
+        }
+    }
 }
 
 /// Encodes `events` (one stream, consecutive seqs) as the rows of append `append_id`.
@@ -177,6 +193,16 @@ pub(super) fn encode(events: &[Envelope], append_id: &str) -> Result<Encoded> {
     }
     run.flush(&mut out.runs, append_id, &mut out.id_at.1);
     Ok(out)
+}
+
+/// A `batches` row (the commit of one run): stream, first and last seq, append id, events.
+pub(super) fn batch_row(w: &mut RowWriter, stream: &str, first: u64, last: u64, append_id: &str) {
+    w.str(stream);
+    w.u64(first);
+    w.u64(last);
+    w.str(append_id);
+    w.u64(last - first + 1);
+    w.rows += 1;
 }
 
 pub(super) fn event_row(w: &mut RowWriter, e: &Envelope, packed: &[u8], append_id: &str) {
