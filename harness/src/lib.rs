@@ -23,6 +23,7 @@ pub mod decision;
 pub mod diff;
 pub mod error;
 pub mod event;
+pub(crate) mod fs;
 pub mod glob;
 pub mod hash;
 pub mod import;

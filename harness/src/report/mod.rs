@@ -72,7 +72,7 @@ pub fn write_run_dir(
     report: &ReplayReport,
     timing: &Timing,
 ) -> Result<()> {
-    let w = |name: &str, bytes: Vec<u8>| crate::runtime::write_atomic(&dir.join(name), &bytes);
+    let w = |name: &str, bytes: Vec<u8>| crate::fs::write_atomic(&dir.join(name), &bytes);
     let findings: Vec<&Finding> = report.findings().collect();
     let streams: Vec<Value> = report
         .streams
@@ -162,7 +162,7 @@ pub fn write_regress_dir(
     verdict: &[String],
     timing: &Timing,
 ) -> Result<()> {
-    let w = |name: &str, bytes: Vec<u8>| crate::runtime::write_atomic(&dir.join(name), &bytes);
+    let w = |name: &str, bytes: Vec<u8>| crate::fs::write_atomic(&dir.join(name), &bytes);
     let streams: Vec<Value> = r
         .streams
         .iter()

@@ -88,7 +88,7 @@ impl CompileCache {
         sealed.extend_from_slice(MAGIC);
         sealed.extend_from_slice(&hmac_sha256(&self.key, artifact));
         sealed.extend_from_slice(artifact);
-        super::write_atomic(&self.path(name), &sealed)
+        crate::fs::write_atomic(&self.path(name), &sealed)
     }
 
     /// The artifact inside a sealed entry, if its MAC verifies.

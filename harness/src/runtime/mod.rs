@@ -344,12 +344,3 @@ pub fn componentize(bytes: &[u8], origin: &str) -> Result<Vec<u8>> {
             ),
         })
 }
-
-/// Writes a file via a temporary sibling and a rename, so readers never see half a file.
-pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
-    std::fs::write(&tmp, bytes).map_err(|e| Error::io(&tmp, e))?;
-    std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))
-}

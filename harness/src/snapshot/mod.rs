@@ -257,7 +257,7 @@ pub fn check_or_accept(
         let path: PathBuf = dir.join(format!("{name}.snap"));
         let new_path = dir.join(format!("{name}.snap.new"));
         if accept {
-            crate::runtime::write_atomic(&path, text.as_bytes())?;
+            crate::fs::write_atomic(&path, text.as_bytes())?;
             let _ = std::fs::remove_file(&new_path);
             out.accepted.push(name);
             continue;
@@ -268,7 +268,7 @@ pub fn check_or_accept(
                 out.matched.push(name);
             }
             Ok(old) => {
-                crate::runtime::write_atomic(&new_path, text.as_bytes())?;
+                crate::fs::write_atomic(&new_path, text.as_bytes())?;
                 let (a, b) = (body_of(&old).unwrap_or(""), body_of(&text).unwrap_or(""));
                 let unified = similar::TextDiff::from_lines(a, b)
                     .unified_diff()
@@ -280,7 +280,7 @@ pub fn check_or_accept(
                 out.changed.push((name, unified, structural));
             }
             Err(_) => {
-                crate::runtime::write_atomic(&new_path, text.as_bytes())?;
+                crate::fs::write_atomic(&new_path, text.as_bytes())?;
                 out.pending.push(name);
             }
         }

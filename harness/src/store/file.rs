@@ -117,7 +117,7 @@ impl FileStore {
         io(&root, fs::create_dir_all(root.join("events")))?;
         let marker = root.join(MARKER);
         if !marker.is_file() {
-            crate::runtime::write_atomic(
+            crate::fs::write_atomic(
                 &marker,
                 b"{\"format\":\"tapedeck-file-store\",\"version\":1}\n",
             )?;
@@ -420,7 +420,7 @@ impl EventSink for FileStore {
         let path = dir.join(format!("{:020}.{}.json", s.seq, file_name(&s.projector)));
         let mut bytes = serde_json::to_vec_pretty(s).expect("snapshot serializes");
         bytes.push(b'\n');
-        crate::runtime::write_atomic(&path, &bytes)
+        crate::fs::write_atomic(&path, &bytes)
     }
 
     fn quarantine(&mut self, source: &str, record: &serde_json::Value) -> Result<String> {

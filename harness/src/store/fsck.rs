@@ -403,7 +403,7 @@ pub fn repair(store: &mut FileStore) -> Result<FsckReport> {
     io(&dest, fs::create_dir_all(&dest))?;
     let note =
         serde_json::to_vec_pretty(&serde_json::json!({ "moved": notes })).expect("notes serialize");
-    crate::runtime::write_atomic(&dest.join("NOTE.json"), &note)?;
+    crate::fs::write_atomic(&dest.join("NOTE.json"), &note)?;
     store.wrote(&lock);
     let rebuilt = store.rebuild_index(None)?;
     report.repairs.push(format!(

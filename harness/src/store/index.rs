@@ -176,7 +176,7 @@ pub(super) fn rebuild_locked(root: &Path, since: Option<&str>) -> Result<Rebuild
     }
     let mut bytes = serde_json::to_vec_pretty(&manifest).expect("manifest serializes");
     bytes.push(b'\n');
-    crate::runtime::write_atomic(&dir.join("manifest.json"), &bytes)?;
+    crate::fs::write_atomic(&dir.join("manifest.json"), &bytes)?;
     Ok(summary)
 }
 

@@ -13,43 +13,13 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use sqlx::{PgConnection, Row};
 
-use super::PgStore;
 use super::connect::pg;
 use super::projections::update_projections;
 use super::rows::Rows;
+use super::{AppendOptions, PgStore};
 use crate::error::{Error, Result};
 use crate::event::Envelope;
 use crate::store::{AppendOutcome, AppendReport, Duplicate, EventSink, StoredSnapshot};
-
-/// How an append treats the stream's current last seq.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct AppendOptions<'a> {
-    /// The last seq the writer saw. `Some(n)` and the stream is elsewhere: [`Error::Conflict`]
-    /// (retry with the actual seq). `None`: append after whatever is there.
-    pub expected: Option<u64>,
-    /// The events' own seqs must be the ones they get (copies and imports): refused otherwise.
-    pub exact_seqs: bool,
-    /// A snapshot to commit with the events, at a seq the stream has after them.
-    pub snapshot: Option<&'a StoredSnapshot>,
-}
-
-impl<'a> AppendOptions<'a> {
-    /// Optimistic concurrency: append only if the stream ends at `seq`.
-    pub fn expecting(seq: u64) -> Self {
-        AppendOptions {
-            expected: Some(seq),
-            ..Default::default()
-        }
-    }
-
-    /// Commit `snapshot` with the events.
-    pub fn with_snapshot(self, snapshot: &'a StoredSnapshot) -> Self {
-        AppendOptions {
-            snapshot: Some(snapshot),
-            ..self
-        }
-    }
-}
 
 impl PgStore {
     /// Appends `events` (all of `stream`) in one transaction with the projection updates and

@@ -25,9 +25,9 @@ mod rows;
 use std::collections::BTreeSet;
 use std::sync::Mutex;
 
+use crate::store::StoredSnapshot;
 use sqlx::postgres::PgPool;
 
-pub use append::AppendOptions;
 pub use connect::{MonthCoverage, recreate_database};
 pub use keys::idempotency_key;
 pub use naive::NaiveReader;
@@ -46,5 +46,35 @@ pub struct PgStore {
 impl std::fmt::Debug for PgStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("PgStore").field("uri", &self.uri).finish()
+    }
+}
+
+/// How an append treats the stream's current last seq.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct AppendOptions<'a> {
+    /// The last seq the writer saw. `Some(n)` and the stream is elsewhere: [`Error::Conflict`]
+    /// (retry with the actual seq). `None`: append after whatever is there.
+    pub expected: Option<u64>,
+    /// The events' own seqs must be the ones they get (copies and imports): refused otherwise.
+    pub exact_seqs: bool,
+    /// A snapshot to commit with the events, at a seq the stream has after them.
+    pub snapshot: Option<&'a StoredSnapshot>,
+}
+
+impl<'a> AppendOptions<'a> {
+    /// Optimistic concurrency: append only if the stream ends at `seq`.
+    pub fn expecting(seq: u64) -> Self {
+        AppendOptions {
+            expected: Some(seq),
+            ..Default::default()
+        }
+    }
+
+    /// Commit `snapshot` with the events.
+    pub fn with_snapshot(self, snapshot: &'a StoredSnapshot) -> Self {
+        AppendOptions {
+            snapshot: Some(snapshot),
+            ..self
+        }
     }
 }
