@@ -21,6 +21,9 @@ pub(super) const MIGRATIONS: &[(u32, &str, &str)] = &[(
     include_str!("../../../../migrations/clickhouse/0001_event_store.sql"),
 )];
 
+/// Seconds a stream lock (`lock`) holds before other writers may break it.
+pub(super) const LEASE_SECS: u64 = 60;
+
 /// `tapedeck_meta` key recording the codec layout of the packed columns.
 const LAYOUT_KEY: &str = "packed_layout";
 
@@ -330,7 +333,7 @@ impl ChStore {
             client,
             uri: redact(uri),
             packed_current: layout.as_deref() == Some(&LAYOUT_VERSION.to_string()),
-            lease_secs: super::lock::LEASE_SECS,
+            lease_secs: LEASE_SECS,
         })
     }
 }

@@ -20,9 +20,6 @@ use super::connect::{exec, fetch, scalar};
 use super::decode::Cur;
 use crate::error::{Error, Result};
 
-/// Seconds a lock holds before other writers may break it.
-pub(super) const LEASE_SECS: u64 = 60;
-
 /// A held stream lock; its owner id is also the `append_id` of what the holder writes.
 #[derive(Debug)]
 pub(super) struct Lock {

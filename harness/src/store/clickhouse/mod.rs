@@ -13,16 +13,19 @@
 //! - **One writer per stream, by a lock table.** `CREATE TABLE` of an existing name fails, on
 //!   one server, atomically: it is the only compare-and-set 18.16 offers (appends and reads alone
 //!   cannot elect a winner between racing writers, whatever the protocol). An append first
-//!   creates `lock_<hash of the stream>` (its owner and nothing else in the table's column
-//!   defaults, so the lock is one statement), drops it when done. A writer that finds the lock
+//!   creates `lock_<hash of the stream>` for each of its streams, in key order (two writers of
+//!   overlapping sets queue instead of deadlocking; the owner is the table's column default,
+//!   so a lock is one statement), drops them when done. A writer that finds the lock
 //!   taken waits; a lock older than its lease (60 s) or older than the server's uptime (its
 //!   holder's connection died with the server) is broken by renaming it to a tombstone named
 //!   after its owner, which only one breaker can do. Writers in one process and in many are
 //!   treated alike.
-//! - **A commit log.** Under the lock, an append reads the stream's committed end `L` (the
-//!   greatest `last_seq` in `batches`), writes `events`, the typed tables and `event_runs`
-//!   (each row tagged with a fresh `append_id`), and only then writes its `batches` row: the
-//!   commit. Readers see the rows of committed appends only (`append_id` in `batches`, seq at
+//! - **A commit log.** Under the locks, an append reads each stream's committed end `L` (the
+//!   greatest `last_seq` in `batches`), checks every run of the batch, writes `events`, the
+//!   typed tables and `event_runs` (each row tagged with its stream lock's owner id as
+//!   `append_id`), and only then inserts one `batches` row per run, in one insert (one block,
+//!   stored whole or not at all): the commit, so a batch over several streams is all or
+//!   nothing. Readers see the rows of committed appends only (`append_id` in `batches`, seq at
 //!   most `L`), so a half-written append (the server stopped mid-way) is never visible.
 //! - **Roll back before writing.** Rows past `L` are an append that failed; the next writer of
 //!   the stream deletes them (`ALTER TABLE .. DELETE`, waited for) before it writes, so the typed
@@ -30,7 +33,9 @@
 //! - **Retries store once.** Events carry their seqs. Events at or below `L` are compared
 //!   with what is stored: the same events are reported as duplicates and not stored again (a
 //!   retry after a lost reply, a second `copy`); different ones are [`Error::Conflict`] (another
-//!   writer got there first: renumber and retry from `L`).
+//!   writer got there first: renumber and retry from `L`). `EventSink::append`
+//!   ([`ChStore::append_exact`]) takes a run that is all duplicates or starts at `L + 1`, as
+//!   PostgreSQL's does; [`ChStore::append`] also stores the new tail of a run that overlaps `L`.
 //!
 //! A lock holder that stalls past its lease may lose its append (it checks its lock before
 //! committing, which narrows but does not close that window); PostgreSQL is the transactional
