@@ -52,17 +52,24 @@ ORDER BY (stream_key, seq);
 
 -- The replay path: runs of consecutive events of one stream (at most a few thousand, never
 -- across a day), their packed records concatenated as (time Int64 LE, length UInt32 LE,
--- record). One row streams thousands of events: replay reads these, not `events`.
+-- record). One row streams thousands of events: replay reads these, not `events`. Each row
+-- also sums itself up (last time, events per type), so listing streams reads a row per run,
+-- not a row per event. A row is hundreds of KB: one index mark per row, so a read of one
+-- stream skips the other streams' runs instead of reading whole 8192-row granules.
 CREATE TABLE IF NOT EXISTS event_runs (
-    stream_key String,
-    first_seq  UInt64,
-    last_seq   UInt64,
-    first_time Int64,
-    records    String,
-    append_id  String
+    stream_key  String,
+    first_seq   UInt64,
+    last_seq    UInt64,
+    first_time  Int64,
+    records     String,
+    append_id   String,
+    last_time   Int64,
+    types       Array(String),
+    type_counts Array(UInt64)
 ) ENGINE = MergeTree
 PARTITION BY toDate(intDiv(first_time, 1000000000))
-ORDER BY (stream_key, first_seq);
+ORDER BY (stream_key, first_seq)
+SETTINGS index_granularity = 1;
 
 -- The commit log: one row per append, written after all its rows. A stream holds exactly the
 -- seqs up to its greatest committed `last_seq`; rows past it belong to an append that failed

@@ -36,7 +36,7 @@ impl<'a> Cur<'a> {
         self.take(4)
             .map(|b| u32::from_le_bytes(b.try_into().expect("4 bytes")))
     }
-    fn len(&mut self) -> Option<usize> {
+    pub(super) fn len(&mut self) -> Option<usize> {
         let mut n = 0usize;
         for shift in (0..64).step_by(7) {
             let b = self.u8()?;

@@ -8,6 +8,8 @@
 //! (1 = NULL) then `T` when 0; `Array(T)` a LEB128 count then the elements; `Decimal128(18)` an
 //! i128 mantissa at scale 18.
 
+use std::collections::BTreeMap;
+
 use tapedeck_guest::codec::EventBatchWriter;
 
 use crate::error::Result;
@@ -251,9 +253,12 @@ struct RunBuilder {
     first_seq: u64,
     last_seq: u64,
     first_time: i64,
+    last_time: i64,
     day: i64,
     n: usize,
     records: Vec<u8>,
+    /// Events per type in the run.
+    types: BTreeMap<&'static str, u64>,
 }
 
 impl RunBuilder {
@@ -278,6 +283,8 @@ impl RunBuilder {
             self.day = day;
         }
         self.last_seq = e.seq;
+        self.last_time = e.occurred_at;
+        *self.types.entry(e.body.event_type()).or_default() += 1;
         self.n += 1;
         self.records.extend_from_slice(&e.occurred_at.to_le_bytes());
         self.records
@@ -296,9 +303,19 @@ impl RunBuilder {
         w.bytes(&self.records);
         w.str(append_id);
         id_at.push(w.buf.len() - append_id.len());
+        w.i64(self.last_time);
+        w.len(self.types.len());
+        for t in self.types.keys() {
+            w.str(t);
+        }
+        w.len(self.types.len());
+        for n in self.types.values() {
+            w.u64(*n);
+        }
         w.rows += 1;
         self.n = 0;
         self.records.clear();
+        self.types.clear();
     }
 }
 
@@ -557,6 +574,12 @@ mod tests {
             })
             .unwrap();
             assert_eq!(first + got - 1, last);
+            // The run's summary: its last time, events per type.
+            assert_eq!(c.i64(), Some(events[last as usize - 1].occurred_at));
+            assert_eq!(
+                (c.len(), c.str(), c.len(), c.u64()),
+                (Some(1), Some("quote"), Some(1), Some(got))
+            );
         }
         assert_eq!(seqs, (1..=n + 1).collect::<Vec<_>>());
     }
