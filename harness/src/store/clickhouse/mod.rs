@@ -56,6 +56,7 @@ mod decode;
 mod lock;
 mod reads;
 pub mod retention;
+mod rowbinary;
 mod rows;
 
 use crate::error::Result;
