@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite: installs what it needs, builds the guests from source (through the
-# tapedeck-test-guests build script), then checks formatting, clippy, and runs every test.
+# tapedeck-test-guests build script), then checks formatting, clippy, fuzzes each parser of
+# untrusted bytes briefly, and runs every test.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/setup.sh --with-chromium
@@ -14,6 +15,8 @@ TAPEDECK_CH_URL="$(./scripts/ch.sh start)"
 export TAPEDECK_CH_URL
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --quiet -- -D warnings
+# A short bounded fuzz run of every target from the committed corpus (a crash fails the run).
+./scripts/fuzz.sh "${TAPEDECK_FUZZ_SECONDS:-10}"
 log=$(mktemp)
 cargo test --workspace 2>&1 | tee "$log"
 # One closing line over every test binary (cargo prints one "test result" per binary).

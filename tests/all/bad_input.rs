@@ -172,3 +172,69 @@ fn an_unreachable_postgres_is_reported_at_once_with_its_cause() {
         started.elapsed()
     );
 }
+
+/// `n` quote envelopes of `stream` from seq `first`, one JSON line each.
+fn quote_lines(stream: &str, first: u64, n: u64) -> String {
+    let mut s = String::new();
+    for seq in first..first + n {
+        let t = 1_704_153_600_000_000_000i64 + seq as i64 * 1_000_000;
+        s += &format!(
+            r#"{{"event_id":"01HK3QGM355DWHRS2P{:08}","stream_key":"{stream}","seq":{seq},"occurred_at":{t},"ingested_at":{t},"event_type":"quote","payload":{{"bid_px":"100.0","bid_qty":"1","ask_px":"100.5","ask_qty":"2"}}}}"#,
+            seq + if stream.ends_with('B') { 50_000_000 } else { 0 }
+        );
+        s.push('\n');
+    }
+    s
+}
+
+/// Writes `lines` to `dir/name` and runs `tapedeck events append` of it into `dir/store`.
+fn append_file(dir: &std::path::Path, name: &str, lines: String) -> std::process::Output {
+    let file = dir.join(name);
+    std::fs::write(&file, lines).unwrap();
+    let store = dir.join("store");
+    tapedeck(&[
+        "events",
+        "append",
+        "--store",
+        store.to_str().unwrap(),
+        "--file",
+        file.to_str().unwrap(),
+    ])
+}
+
+#[test]
+fn events_append_checks_the_whole_file_before_writing_any_batch() {
+    // More events than one append batch (8192), so the file is written in several; a gap in
+    // the last stream of the file must still write nothing at all.
+    let dir = tmp("append");
+    std::fs::create_dir_all(&dir).unwrap();
+    let lines = quote_lines("md:t:A", 1, 20_000) + &quote_lines("md:t:B", 2, 5);
+    let o = append_file(&dir, "bad.jsonl", lines);
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("bad.jsonl:20001: stream md:t:B starts at seq 2")
+            && err.contains("nothing was written"),
+        "{err}"
+    );
+    let o = tapedeck(&["streams", "--store", dir.join("store").to_str().unwrap()]);
+    let listed = String::from_utf8_lossy(&o.stdout);
+    assert!(!listed.contains("md:t:"), "nothing written: {listed}");
+
+    let lines = quote_lines("md:t:A", 1, 20_000) + &quote_lines("md:t:B", 1, 5);
+    let o = append_file(&dir, "good.jsonl", lines);
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(out.contains("20005 events stored"), "{out}");
+
+    // A seq out of place inside the file is refused with its line.
+    let lines = quote_lines("md:t:C", 1, 3) + &quote_lines("md:t:C", 5, 1);
+    let o = append_file(&dir, "jumbled.jsonl", lines);
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("jumbled.jsonl:4: stream md:t:C seq 5 follows seq 3"),
+        "{err}"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}

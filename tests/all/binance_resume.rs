@@ -299,3 +299,64 @@ fn the_import_state_is_a_custom_event_in_a_stream_of_its_own() {
         std::fs::remove_dir_all(d).unwrap();
     }
 }
+
+/// `tapedeck import binance CAPTURE --store DIR` as a command line.
+fn import_command(capture: &Path, store: &Path) -> std::process::Command {
+    let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_tapedeck"));
+    c.args(["import", "binance"])
+        .arg(capture)
+        .arg("--store")
+        .arg(store)
+        .env(
+            "TAPEDECK_CACHE_DIR",
+            std::env::temp_dir().join("tapedeck-cli-cache"),
+        );
+    c
+}
+
+#[test]
+fn an_import_killed_with_sigkill_and_rerun_equals_the_clean_import() {
+    let Some(capture) = capture() else { return };
+    let dir = tmp("sigkill");
+    let clean = dir.join("clean");
+    let started = std::time::Instant::now();
+    let o = import_command(&capture, &clean).output().unwrap();
+    let took = started.elapsed();
+    let clean_code = o.status.code();
+    assert!(
+        matches!(clean_code, Some(0 | 1)),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let whole = contents(&FileStore::open(&clean).unwrap());
+    let total = whole.values().map(|v| v.len() as u64).sum::<u64>();
+    let mut partial = 0;
+    // Kill points spread over the clean import's duration (from the store's creation to its
+    // last appends); each killed import is then run again to the end.
+    for (i, frac) in [0.02, 0.15, 0.35, 0.55, 0.75, 0.95].into_iter().enumerate() {
+        let store = dir.join(format!("killed-{i}"));
+        let mut child = import_command(&capture, &store)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(took.mul_f64(frac));
+        child.kill().unwrap(); // SIGKILL
+        let killed = child.wait().unwrap();
+        if let Ok(s) = FileStore::open(&store) {
+            let n: u64 = s.streams().unwrap().iter().map(|s| s.events()).sum();
+            partial += usize::from(n > 0 && n < total);
+        }
+        let o = import_command(&capture, &store).output().unwrap();
+        let what = format!("killed at {:.0}% ({killed})", frac * 100.0);
+        assert_eq!(
+            o.status.code(),
+            clean_code,
+            "{what}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        assert_same_import(&contents(&FileStore::open(&store).unwrap()), &whole, &what);
+    }
+    assert!(partial >= 2, "only {partial} kills landed mid-import");
+    std::fs::remove_dir_all(&dir).unwrap();
+}

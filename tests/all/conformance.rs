@@ -62,6 +62,10 @@ macro_rules! cases {
         stamp!($store, a_batch_over_streams_is_refused_whole);
         stamp!($store, an_exact_repeat_is_a_duplicate_or_refused);
         stamp!($store, duplicates_are_indexed_in_the_batch);
+        stamp!(
+            $store,
+            ingest_time_going_back_a_day_keeps_the_stream_in_seq_order
+        );
         stamp!($store, read_ranges_give_exactly_the_range);
         stamp!($store, snapshots_are_listed_by_seq_then_projector);
         stamp!($store, a_snapshot_past_the_end_where_refused);
@@ -256,6 +260,42 @@ fn append_reads_back_every_field(s: &mut dyn Subject) {
         );
         s.reopen();
     }
+}
+
+/// Clock skew and late data: a stream's ingest times may go back, even across a UTC day (and
+/// month). Every store reads the stream by seq whatever the ingest times, keeps each event's
+/// `ingested_at` as written, and takes the next append after it.
+fn ingest_time_going_back_a_day_keeps_the_stream_in_seq_order(s: &mut dyn Subject) {
+    const DAY: i64 = 86_400_000_000_000;
+    let mut evs: Vec<Envelope> = (1..=4)
+        .map(|seq| extra(SOL, seq, 100 + seq as i64))
+        .collect();
+    // Event 1 ingested on day D + 1, events 2 and 3 back on day D - 1 (a month earlier for the
+    // set's dates), event 4 back on D + 1.
+    evs[0].ingested_at = data::at(40) + DAY;
+    evs[1].ingested_at = data::at(40) - DAY;
+    evs[2].ingested_at = data::at(40) - 40 * DAY;
+    evs[3].ingested_at = data::at(40) + DAY;
+    s.store().append(&evs[..1]).unwrap();
+    s.store().append(&evs[1..3]).unwrap();
+    for when in ["as written", "reopened"] {
+        assert_eq!(read_all(s.store(), SOL), evs[..3], "{when}");
+        s.reopen();
+    }
+    s.store().append(&evs[3..]).unwrap();
+    assert_eq!(read_all(s.store(), SOL), evs, "after a later append");
+    let info = s.store().streams().unwrap();
+    let sol = info
+        .iter()
+        .find(|i| i.key == SOL)
+        .expect("the stream is listed");
+    assert_eq!((sol.first_seq, sol.last_seq), (1, 4));
+    s.reopen();
+    assert_eq!(
+        read(s.store(), SOL, SeqRange { from: 2, to: 3 }),
+        evs[1..3],
+        "a range, reopened"
+    );
 }
 
 fn append_reports_what_it_stored(s: &mut dyn Subject) {

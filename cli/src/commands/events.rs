@@ -1,14 +1,18 @@
 //! `tapedeck events`: look at and add individual events of any store.
 
+use std::collections::BTreeMap;
 use std::io::BufRead;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::atomic::Ordering;
 use tapedeck::store::StoreUri;
 
 use anyhow::{Context, Result, bail};
 use tapedeck::event::Envelope;
 use tapedeck::replay::Point;
 use tapedeck::store::EventQuery;
+
+use super::progress::Progress;
 
 /// List, show, search and append events.
 #[derive(clap::Args, Debug)]
@@ -206,29 +210,97 @@ fn print_matches(uri: &StoreUri, q: &EventQuery, json: bool) -> Result<ExitCode>
     Ok(ExitCode::SUCCESS)
 }
 
+/// Events per `append` call of `events append`: what bounds its memory.
+const APPEND_BATCH: usize = 8192;
+
+/// Every line of `file` that is not blank, parsed, with its line number; `Err` names the line.
+fn envelopes(file: &Path) -> Result<impl Iterator<Item = Result<(usize, Envelope)>> + '_> {
+    let f = std::fs::File::open(file).with_context(|| format!("{}", file.display()))?;
+    let lines = std::io::BufReader::with_capacity(1 << 20, f).lines();
+    Ok(lines.enumerate().filter_map(move |(i, line)| {
+        let parsed = line
+            .with_context(|| format!("{}:{}", file.display(), i + 1))
+            .and_then(|line| {
+                if line.trim().is_empty() {
+                    return Ok(None);
+                }
+                serde_json::from_str(&line).map(Some).with_context(|| {
+                    format!(
+                        "{}:{}: not an event envelope; nothing was written",
+                        file.display(),
+                        i + 1
+                    )
+                })
+            });
+        parsed.transpose().map(|r| r.map(|e| (i + 1, e)))
+    }))
+}
+
+/// Streams the file twice, holding at most [`APPEND_BATCH`] events: first every line is checked
+/// (an envelope; each stream's seqs consecutive in the file and continuing the store), then it
+/// is appended batch by batch. A bad line or a gap writes nothing. (A file store is locked for
+/// the whole command; on PostgreSQL another writer of the same streams between the check and
+/// the appends can still make a later batch fail.)
 fn append(a: &AppendArgs) -> Result<ExitCode> {
-    let f = std::fs::File::open(&a.file).with_context(|| format!("{}", a.file.display()))?;
-    let mut events = Vec::new();
-    for (i, line) in std::io::BufReader::new(f).lines().enumerate() {
-        let line = line.with_context(|| format!("{}", a.file.display()))?;
-        if line.trim().is_empty() {
-            continue;
+    let file = a.file.display();
+    // Each stream's (first seq, last seq, line of its first event) in the file.
+    let mut spans: BTreeMap<String, (u64, u64, usize)> = BTreeMap::new();
+    let mut total = 0u64;
+    for item in envelopes(&a.file)? {
+        let (line, e) = item?;
+        total += 1;
+        match spans.get_mut(&*e.stream_key) {
+            Some((_, last, _)) if e.seq != *last + 1 => bail!(
+                "{file}:{line}: stream {} seq {} follows seq {last} in this file (want {}); nothing was written",
+                e.stream_key,
+                e.seq,
+                *last + 1
+            ),
+            Some((_, last, _)) => *last = e.seq,
+            None => {
+                spans.insert(e.stream_key.to_string(), (e.seq, e.seq, line));
+            }
         }
-        let e: Envelope = serde_json::from_str(&line).with_context(|| {
-            format!(
-                "{}:{}: not an event envelope; nothing was written",
-                a.file.display(),
-                i + 1
-            )
-        })?;
-        events.push(e);
     }
     let mut store = a.store.open_writable_with(a.lock.options()?)?;
-    let done = store.append(&events)?;
-    outln!(
-        "{} events stored, {} already stored (idempotent duplicates)",
-        done.appended(),
-        done.duplicates()
-    );
+    let stored: BTreeMap<String, u64> = store
+        .streams()?
+        .into_iter()
+        .map(|s| (s.key, s.last_seq))
+        .collect();
+    for (stream, (first, _, line)) in &spans {
+        let end = stored.get(stream).copied().unwrap_or(0);
+        if *first > end + 1 {
+            bail!(
+                "{file}:{line}: stream {stream} starts at seq {first} in this file, but {} ends at seq {end} (a gap); nothing was written",
+                store.describe()
+            );
+        }
+    }
+    let progress = Progress::start("append", total);
+    let (mut appended, mut duplicates) = (0, 0);
+    let mut batch = Vec::with_capacity(APPEND_BATCH);
+    let mut items = envelopes(&a.file)?;
+    loop {
+        let next = items.next().transpose()?;
+        if let Some((_, e)) = next {
+            batch.push(e);
+            if batch.len() < APPEND_BATCH {
+                continue;
+            }
+        }
+        if batch.is_empty() {
+            break;
+        }
+        let done = store.append(&batch)?;
+        appended += done.appended();
+        duplicates += done.duplicates();
+        progress
+            .counter
+            .fetch_add(batch.len() as u64, Ordering::Relaxed);
+        batch.clear();
+    }
+    drop(progress);
+    outln!("{appended} events stored, {duplicates} already stored (idempotent duplicates)");
     Ok(ExitCode::SUCCESS)
 }

@@ -21,9 +21,7 @@ use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use arrow_array::{
-    Array, ArrayRef, BinaryArray, Int64Array, RecordBatch, StringArray, UInt64Array,
-};
+use arrow_array::{Array, BinaryArray, Int64Array, RecordBatch, StringArray, UInt64Array};
 use arrow_schema::{DataType, Field, Schema};
 use parquet::arrow::ArrowWriter;
 use parquet::arrow::ProjectionMask;
@@ -36,11 +34,12 @@ use serde::{Deserialize, Serialize};
 use tapedeck_guest::codec::EventBatchWriter;
 
 use super::SeqRange;
+use super::index_sort::{CHUNK, GroupWriter, Row, Sorter};
 use crate::error::{Error, Result};
 use crate::event::Envelope;
 use crate::event::StreamEncoder;
 
-const ROW_GROUP: usize = 65_536;
+pub(super) const ROW_GROUP: usize = 65_536;
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct Manifest {
@@ -183,11 +182,10 @@ pub(super) fn rebuild_locked(root: &Path, since: Option<&str>) -> Result<Rebuild
 /// A log part as indexed: name, bytes indexed (complete lines), their sha256.
 type Indexed = (String, u64, String);
 
+/// Indexes one day's log parts into `out`, in bounded memory (see `index_sort`).
 fn rebuild_day(out: &Path, parts: &[LogPart]) -> Result<(u64, Vec<Indexed>)> {
     use sha2::Digest;
-    // (stream_key, seq, occurred_at, event_type, instrument, record)
-    type Row = (String, u64, i64, &'static str, Option<String>, Vec<u8>);
-    let mut rows: Vec<Row> = Vec::new();
+    let mut sorter = Sorter::new(out.with_extension("runs.tmp"), CHUNK);
     let mut enc = StreamEncoder::new(0);
     let mut scratch = Vec::new();
     let mut indexed = Vec::new();
@@ -209,47 +207,17 @@ fn rebuild_day(out: &Path, parts: &[LogPart]) -> Result<(u64, Vec<Indexed>)> {
             enc.encode(&e, &mut w)?;
             let record = w.records().next().expect("one record").to_vec();
             scratch = w.finish();
-            rows.push((
-                e.stream_key,
-                e.seq,
-                e.occurred_at,
-                e.body.event_type(),
-                e.instrument,
+            sorter.push(Row {
+                ty: e.body.event_type().to_string(),
+                key: e.stream_key,
+                seq: e.seq,
+                time: e.occurred_at,
+                inst: e.instrument,
                 record,
-            ));
-            Ok(())
+            })
         })?;
         indexed.push((name.clone(), size, super::checksum::hex(&h.finalize())));
     }
-    // Log order is seq order within a stream, so a stable sort by stream is enough.
-    rows.sort_by(|a, b| a.0.cmp(&b.0));
-    let n = rows.len();
-    let (mut keys, mut seqs, mut times, mut types, mut insts, mut records) = (
-        Vec::with_capacity(n),
-        Vec::with_capacity(n),
-        Vec::with_capacity(n),
-        Vec::with_capacity(n),
-        Vec::with_capacity(n),
-        Vec::with_capacity(n),
-    );
-    for (key, seq, time, ty, inst, record) in rows {
-        keys.push(key);
-        seqs.push(seq);
-        times.push(time);
-        types.push(ty);
-        insts.push(inst);
-        records.push(record);
-    }
-    let schema = Arc::new(index_schema());
-    let cols: Vec<ArrayRef> = vec![
-        Arc::new(StringArray::from(keys)),
-        Arc::new(UInt64Array::from(seqs)),
-        Arc::new(Int64Array::from(times)),
-        Arc::new(StringArray::from(types)),
-        Arc::new(StringArray::from(insts)),
-        Arc::new(BinaryArray::from_iter_values(records.iter())),
-    ];
-    let batch = RecordBatch::try_new(schema.clone(), cols).map_err(engine(out))?;
     let tmp = out.with_extension("parquet.tmp");
     let file = File::create(&tmp).map_err(|e| Error::io(&tmp, e))?;
     let props = WriterProperties::builder()
@@ -257,11 +225,13 @@ fn rebuild_day(out: &Path, parts: &[LogPart]) -> Result<(u64, Vec<Indexed>)> {
         .set_max_row_group_row_count(Some(ROW_GROUP))
         .set_statistics_enabled(EnabledStatistics::Chunk)
         .build();
-    let mut w = ArrowWriter::try_new(file, schema, Some(props)).map_err(engine(out))?;
-    w.write(&batch).map_err(engine(out))?;
-    w.close().map_err(engine(out))?;
+    let schema = Arc::new(index_schema());
+    let w = ArrowWriter::try_new(file, schema.clone(), Some(props)).map_err(engine(out))?;
+    let mut groups = GroupWriter::new(w, schema, ROW_GROUP, out);
+    let n = sorter.finish(&mut |row| groups.push(row))?;
+    groups.close()?;
     std::fs::rename(&tmp, out).map_err(|e| Error::io(out, e))?;
-    Ok((n as u64, indexed))
+    Ok((n, indexed))
 }
 
 /// The columns of an index file.
@@ -465,6 +435,7 @@ pub(super) fn log_view(root: &Path, manifest: &Manifest) -> Result<super::log::L
 #[cfg(test)]
 mod tests {
     use super::*;
+    use arrow_array::ArrayRef;
 
     /// A store root whose only index day, `x`, holds `bytes`, and a manifest naming it.
     fn root_with(name: &str, bytes: &[u8]) -> (PathBuf, Manifest) {
