@@ -10,6 +10,9 @@ export INSTA_UPDATE=no
 # A real PostgreSQL 15 for the store tests (installed and started if needed; reused if up).
 TAPEDECK_PG_URL="$(./scripts/pg.sh start)"
 export TAPEDECK_PG_URL
+# A real ClickHouse (Debian's 18.16) for the ClickHouse store tests, the same way.
+TAPEDECK_CH_URL="$(./scripts/ch.sh start)"
+export TAPEDECK_CH_URL
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --quiet -- -D warnings
 # A short bounded fuzz run of every target from the committed corpus (a crash fails the run).

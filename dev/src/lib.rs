@@ -5,6 +5,7 @@
 //! library does not.
 
 pub mod bench;
+pub mod bench_clickhouse;
 pub mod fixtures;
 pub mod sim;
 pub mod synth;

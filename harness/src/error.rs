@@ -99,6 +99,9 @@ pub enum Error {
     #[error("PostgreSQL, {context}: {message}")]
     Postgres { context: String, message: String },
 
+    #[error("ClickHouse, {context}: {message}")]
+    ClickHouse { context: String, message: String },
+
     #[error("stream {stream} seq {seq}: {message}")]
     BadEvent {
         stream: String,

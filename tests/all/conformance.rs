@@ -1,6 +1,6 @@
 //! The store conformance suite: the same cases against every store behind the
 //! `EventSource`/`EventSink` seam (memory, file, file read through its Parquet index,
-//! PostgreSQL), so a store that disagrees with the seam is found by name.
+//! PostgreSQL, ClickHouse), so a store that disagrees with the seam is found by name.
 //!
 //! Each case is a function over a fresh, empty [`Subject`]; `conformance!` stamps one `#[test]`
 //! per (store, case), named `conformance::<store>::<case>`, and lists the stores for the copy
@@ -12,7 +12,8 @@
 //! Beside this file: `data` (the event set), `subjects` (the stores and their openers),
 //! `reads` (ranges, records, queries), `replay` (projectors over each store).
 //!
-//! Where stores legitimately differ (PostgreSQL's idempotency keys; which stores check a
+//! Where stores legitimately differ (PostgreSQL's idempotency keys, ClickHouse's comparison
+//! with what it holds; which stores check a
 //! snapshot's seq) a case asserts each store's documented behaviour, named by a [`Subject`]
 //! method, and says so. A (store, case) failing for a store bug outside this suite is
 //! `#[ignore]`d in `stamp!`, with the reason, never dropped.
@@ -86,7 +87,7 @@ macro_rules! conformance {
     };
 }
 
-conformance!(memory, file, file_indexed, postgres);
+conformance!(memory, file, file_indexed, postgres, clickhouse);
 
 /// Runs `case` on a fresh store from `open` (unless it skips); cleans up if it passed.
 fn run(case: &str, open: subjects::Opener, f: fn(&mut dyn Subject)) {

@@ -6,6 +6,7 @@ mod binance;
 mod binance_input;
 mod binance_resume;
 mod cli;
+mod clickhouse;
 mod conformance;
 mod filestore;
 mod index;

@@ -26,6 +26,41 @@ pub enum What {
     /// projections, GIN index), then replay through the positions projector reading packed
     /// events with COPY, beside a naive sqlx row-by-row JSONB reader, same run.
     Postgres(PostgresArgs),
+    /// The ClickHouse store: append throughput with exactly-once on, then replay through the
+    /// positions projector from ClickHouse beside the same replay from the file store and (with
+    /// --pg) PostgreSQL, same run.
+    Clickhouse(ClickhouseArgs),
+}
+
+#[derive(clap::Args, Debug)]
+pub struct ClickhouseArgs {
+    /// The server: clickhouse://HOST:PORT/DB of any database on it [default: $TAPEDECK_CH_URL;
+    /// `scripts/ch.sh start` prints one]. The bench drops and recreates its own database
+    /// `tapedeck_bench` there.
+    #[arg(long, env = "TAPEDECK_CH_URL")]
+    pub server: String,
+    /// A PostgreSQL server for the side-by-side replay [default: $TAPEDECK_PG_URL]; the bench
+    /// drops and recreates its database `tapedeck_bench_ch` there.
+    #[arg(long, env = "TAPEDECK_PG_URL")]
+    pub pg: Option<String>,
+    #[arg(long, default_value_t = 1_000_000)]
+    pub events: u64,
+    #[arg(long, default_value_t = 4)]
+    pub streams: u32,
+    /// Events per append.
+    #[arg(long, default_value_t = 50_000)]
+    pub batch: usize,
+    /// Concurrent writers.
+    #[arg(long, default_value_t = 2)]
+    pub writers: usize,
+    /// Streams replayed in parallel.
+    #[arg(long, default_value_t = 2)]
+    pub jobs: usize,
+    #[arg(long, default_value_t = 3)]
+    pub rounds: usize,
+    /// Print one JSON object.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(clap::Args, Debug)]
@@ -103,6 +138,7 @@ impl Bench {
             What::Strategy(a) => a.run(),
             What::Replay(a) => a.run(),
             What::Postgres(a) => a.run(),
+            What::Clickhouse(a) => a.run(),
         }
     }
 }
@@ -248,6 +284,79 @@ impl PostgresArgs {
                 "replay/naive  {:.2}x",
                 r.replay_events_per_sec / r.naive_events_per_sec
             );
+        }
+        Ok(ExitCode::SUCCESS)
+    }
+}
+
+impl ClickhouseArgs {
+    fn run(self) -> Result<ExitCode> {
+        use tapedeck::store::clickhouse;
+        let rt = Runtime::new(RuntimeConfig {
+            max_instances: 64,
+            ..RuntimeConfig::default()
+        })?;
+        let [pos] = repo_guests(&rt, ["positions"])?;
+        let store = clickhouse::recreate_database(&self.server, "tapedeck_bench")?;
+        clickhouse::migrate(&store)?;
+        let pg = match &self.pg {
+            Some(server) => {
+                let url =
+                    tapedeck::store::postgres::recreate_database(server, "tapedeck_bench_ch")?;
+                tapedeck::store::PgStore::migrate(&url)?;
+                Some(url)
+            }
+            None => None,
+        };
+        let target = super::default_guest_target_dir();
+        let file_store = target
+            .parent()
+            .map_or_else(|| PathBuf::from("target"), PathBuf::from)
+            .join("tapedeck-bench/clickhouse-file-store");
+        let opts = tapedeck_dev::bench_clickhouse::ClickHouseBenchOptions {
+            store,
+            pg,
+            file_store,
+            events: self.events,
+            streams: self.streams,
+            append_batch: self.batch,
+            writers: self.writers,
+            jobs: self.jobs,
+            rounds: self.rounds,
+        };
+        eprintln!(
+            "bench clickhouse: {} events in {} streams, appends of {} by {} writers, replay jobs {}{}",
+            opts.events,
+            opts.streams,
+            opts.append_batch,
+            opts.writers,
+            opts.jobs,
+            if opts.pg.is_some() {
+                ", with PostgreSQL"
+            } else {
+                ""
+            }
+        );
+        let r = tapedeck_dev::bench_clickhouse::clickhouse_bench(&rt, &rt.load(&pos)?, &opts)?;
+        if self.json {
+            outln!("{}", serde_json::to_string(&r)?);
+        } else {
+            outln!("events        {}", r.events);
+            outln!(
+                "append        {:.0} events/s (exactly-once)",
+                r.append_events_per_sec
+            );
+            outln!(
+                "replay        {:.2}M events/s (ClickHouse, packed runs)",
+                r.replay_events_per_sec / 1e6
+            );
+            outln!(
+                "file replay   {:.2}M events/s (file store, index)",
+                r.file_replay_events_per_sec / 1e6
+            );
+            if let Some(pg) = r.pg_replay_events_per_sec {
+                outln!("pg replay     {:.2}M events/s (PostgreSQL, COPY)", pg / 1e6);
+            }
         }
         Ok(ExitCode::SUCCESS)
     }

@@ -14,6 +14,7 @@ pub mod postgres;
 pub mod progress;
 pub mod regress;
 pub mod replay;
+pub mod retention;
 pub mod snapshot;
 pub mod streams;
 

@@ -1,5 +1,5 @@
-//! `tapedeck migrate` and `tapedeck partitions`: the PostgreSQL store's schema and its monthly
-//! event_log partitions.
+//! `tapedeck migrate` (PostgreSQL and ClickHouse schemas) and `tapedeck partitions`: the
+//! PostgreSQL store's monthly event_log partitions.
 
 use std::process::ExitCode;
 use tapedeck::store::StoreUri;
@@ -7,17 +7,18 @@ use tapedeck::store::StoreUri;
 use anyhow::Result;
 use tapedeck::store::PgStore;
 
-/// Create or update the PostgreSQL schema (migrations/ embedded in this binary; forward-only).
+/// Create or update a database store's schema (migrations/ embedded in this binary;
+/// forward-only).
 #[derive(clap::Args, Debug)]
 pub struct Migrate {
-    /// postgres://USER[:PASSWORD]@HOST:PORT/DB
+    /// postgres://USER[:PASSWORD]@HOST:PORT/DB or clickhouse://[USER[:PASSWORD]@]HOST:PORT/DB
     #[arg(long)]
     pub store: StoreUri,
 }
 
 impl Migrate {
     pub fn run(self) -> Result<ExitCode> {
-        let applied = PgStore::migrate(self.store.postgres("migrate")?)?;
+        let applied = self.store.migrate()?;
         if applied.is_empty() {
             outln!("schema up to date");
         } else {

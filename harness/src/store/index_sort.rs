@@ -274,7 +274,7 @@ mod tests {
             seq,
             time: seq as i64 * 10,
             ty: "quote".into(),
-            inst: (seq % 2 == 0).then(|| format!("I{seq}")),
+            inst: seq.is_multiple_of(2).then(|| format!("I{seq}")),
             record: vec![seq as u8; (seq % 5) as usize],
         }
     }

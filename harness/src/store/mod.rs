@@ -1,8 +1,9 @@
-//! Where recorded events come from: the `EventSource` seam, with the embedded file store and
-//! an in-memory store beside it. Every command takes a store URI; `open` picks the
+//! Where recorded events come from: the `EventSource` seam, with the embedded file store,
+//! PostgreSQL, ClickHouse and an in-memory store beside it. Every command takes a store URI; `open` picks the
 //! implementation.
 
 mod checksum;
+pub mod clickhouse;
 mod dirs;
 mod file;
 pub mod fsck;
@@ -19,6 +20,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+pub use clickhouse::ChStore;
 pub use file::{FileStore, FileStoreOptions};
 pub use index_state::IndexState;
 pub use lock::LOCK_FILE;

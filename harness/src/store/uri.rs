@@ -4,7 +4,7 @@
 //!
 //! - a directory path, or `file://DIR`: the embedded file store;
 //! - `postgres://USER[:PASSWORD]@HOST:PORT/DB` (or `postgresql://`): PostgreSQL;
-//! - `clickhouse://[USER[:PASSWORD]@]HOST:PORT/DB`: ClickHouse (recognised; not built yet).
+//! - `clickhouse://[USER[:PASSWORD]@]HOST:PORT/DB`: ClickHouse (its HTTP port).
 //!
 //! Anything else that looks like a URI (`scheme:/...`, a mistyped `postgres:/x`) is refused
 //! rather than taken for a directory name.
@@ -13,7 +13,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
-use super::{EventSource, FileStore, FileStoreOptions, PgStore, Store};
+use super::{ChStore, EventSource, FileStore, FileStoreOptions, PgStore, Store};
 use crate::error::{Error, Result};
 
 /// Where a store lives.
@@ -109,7 +109,7 @@ impl StoreUri {
         match self {
             StoreUri::File(p) => Ok(Box::new(FileStore::open(p)?)),
             StoreUri::Postgres(u) => Ok(Box::new(PgStore::connect(u)?)),
-            StoreUri::ClickHouse(_) => Err(self.not_built("ClickHouse")),
+            StoreUri::ClickHouse(u) => Ok(Box::new(ChStore::connect(u)?)),
         }
     }
 
@@ -125,7 +125,32 @@ impl StoreUri {
         match self {
             StoreUri::File(p) => Ok(Box::new(FileStore::create(p, file)?)),
             StoreUri::Postgres(u) => Ok(Box::new(PgStore::connect(u)?)),
-            StoreUri::ClickHouse(_) => Err(self.not_built("ClickHouse")),
+            StoreUri::ClickHouse(u) => Ok(Box::new(ChStore::connect(u)?)),
+        }
+    }
+
+    /// Creates or updates a database store's schema (`tapedeck migrate`); returns the
+    /// migrations applied. A file store needs none.
+    pub fn migrate(&self) -> Result<Vec<i64>> {
+        match self {
+            StoreUri::File(_) => Err(Error::BadStoreUri {
+                uri: self.redacted(),
+                reason: "a file store has no schema to migrate (it is created on first write)"
+                    .into(),
+            }),
+            StoreUri::Postgres(u) => PgStore::migrate(u),
+            StoreUri::ClickHouse(u) => super::clickhouse::migrate(u),
+        }
+    }
+
+    /// The ClickHouse URI, or an error saying this command wants one.
+    pub fn clickhouse(&self, command: &str) -> Result<&str> {
+        match self {
+            StoreUri::ClickHouse(u) => Ok(u),
+            _ => Err(Error::BadStoreUri {
+                uri: self.redacted(),
+                reason: format!("`{command}` is for ClickHouse stores (clickhouse://HOST:PORT/DB)"),
+            }),
         }
     }
 
@@ -139,13 +164,6 @@ impl StoreUri {
                     "`{command}` is for PostgreSQL stores (postgres://USER@HOST:PORT/DB)"
                 ),
             }),
-        }
-    }
-
-    fn not_built(&self, what: &str) -> Error {
-        Error::BadStoreUri {
-            uri: self.redacted(),
-            reason: format!("the {what} store is not available in this build of tapedeck"),
         }
     }
 }

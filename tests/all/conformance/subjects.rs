@@ -2,15 +2,17 @@
 //! lives, how to read back what it quarantined, and which of the seam's documented options it
 //! takes) and an [`Opener`] that makes a fresh, empty one for a case.
 //!
-//! A new store (ClickHouse is next) is an opener here and one name in the `conformance!` list.
-//! An opener returns `None` when its server is not configured, after saying so on stderr: the
-//! PostgreSQL variants skip without `TAPEDECK_PG_URL` (CI sets it: `scripts/test.sh` starts the
-//! server). Every case gets its own directory or database, named after the case.
+//! A new store is an opener here and one name in the `conformance!` list. An opener returns
+//! `None` when its server is not configured, after saying so on stderr: the PostgreSQL variants
+//! skip without `TAPEDECK_PG_URL`, the ClickHouse ones without `TAPEDECK_CH_URL` (CI sets both:
+//! `scripts/test.sh` starts the servers). Every case gets its own directory or database, named
+//! after the case.
 
 use std::path::PathBuf;
 
 use serde_json::Value;
 use sqlx::Row;
+use tapedeck::store::clickhouse::{ChStore, migrate, recreate_database};
 use tapedeck::store::{FileStore, FileStoreOptions, MemoryStore, PgStore, Store, index};
 
 /// Makes a fresh, empty store for the case named by the argument; `None` to skip.
@@ -198,6 +200,78 @@ impl Subject for Postgres {
             .collect()
     }
 
+    fn idempotency_keys(&self) -> bool {
+        true
+    }
+
+    fn refuses_snapshots_past_the_end(&self) -> bool {
+        true
+    }
+}
+
+// ---- ClickHouse ---------------------------------------------------------------------------
+
+struct ClickHouse {
+    url: String,
+    store: ChStore,
+}
+
+/// A fresh, migrated database `tdch_conf_<case>` on the server in `$TAPEDECK_CH_URL`.
+pub fn clickhouse(case: &str) -> Option<Box<dyn Subject>> {
+    let Some(server) = std::env::var("TAPEDECK_CH_URL")
+        .ok()
+        .filter(|u| !u.is_empty())
+    else {
+        eprintln!(
+            "skipping the ClickHouse variant of {case}: TAPEDECK_CH_URL is unset \
+             (export TAPEDECK_CH_URL=$(./scripts/ch.sh start))"
+        );
+        return None;
+    };
+    let url = recreate_database(&server, &format!("tdch_conf_{case}"))
+        .expect("creating the test database");
+    migrate(&url).expect("migrating the test database");
+    let store = ChStore::connect(&url).expect("connecting to the test database");
+    Some(Box::new(ClickHouse { url, store }))
+}
+
+impl Subject for ClickHouse {
+    fn store(&mut self) -> &mut dyn Store {
+        &mut self.store
+    }
+
+    fn reopen(&mut self) {
+        self.store = ChStore::connect(&self.url).expect("reconnecting");
+    }
+
+    fn quarantined(&mut self, place: &str, source: &str) -> Vec<Value> {
+        assert!(
+            place.starts_with("table quarantine of ") && place.contains(source),
+            "{place}"
+        );
+        // A connection of its own: SQL on the table, not the store's API.
+        let own = ChStore::connect(&self.url).expect("connecting");
+        let text = own
+            .block_on(
+                own.client()
+                    .query("SELECT record FROM quarantine WHERE source = ? ORDER BY received_ns")
+                    .bind(source)
+                    .fetch_bytes("JSONEachRow")
+                    .unwrap()
+                    .collect(),
+            )
+            .unwrap();
+        String::from_utf8(text.to_vec())
+            .unwrap()
+            .lines()
+            .map(|l| {
+                let row: Value = serde_json::from_str(l).unwrap();
+                serde_json::from_str(row["record"].as_str().unwrap()).unwrap()
+            })
+            .collect()
+    }
+
+    /// Events held already (the same envelope at the same seq) are reported as duplicates.
     fn idempotency_keys(&self) -> bool {
         true
     }

@@ -1,0 +1,187 @@
+//! Stream write locks: one table per locked stream, `lock_<hash>`, created to take the lock and
+//! dropped to release it. `CREATE TABLE` of an existing name fails atomically on one server,
+//! so at most one writer holds a stream's lock. The owner is the table's column default (one
+//! statement writes both), read back through `system.columns`; age and server uptime come from
+//! the server's own clock, so no client clock decides anything.
+//!
+//! A stale lock (older than the lease, or than the server's uptime: its holder's connection died
+//! with the server) is broken by renaming it to `<lock>_dead_<owner>`: two breakers of the same
+//! stale lock cannot both succeed, and a breaker that finds it renamed a fresh lock (the stale
+//! one was released and retaken in between) puts it back. Tombstones are kept (they are rare:
+//! one per crashed writer) so a late breaker's rename fails instead of taking a fresh lock.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use sha2::{Digest, Sha256};
+
+use super::ChStore;
+use super::connect::{exec, fetch, scalar};
+use super::decode::Cur;
+use crate::error::{Error, Result};
+
+/// A held stream lock; its owner id is also the `append_id` of what the holder writes.
+#[derive(Debug)]
+pub(super) struct Lock {
+    pub(super) table: String,
+    pub(super) owner: String,
+}
+
+/// A fresh owner id: unique across processes (pid, start time) and within one (a counter);
+/// fixed-width (`rows::APPEND_ID_SLOT`), as it is patched into encoded rows.
+fn new_owner() -> String {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    static START: std::sync::OnceLock<u128> = std::sync::OnceLock::new();
+    let start = START.get_or_init(|| {
+        // Only for uniqueness of ids, never for ordering or reports.
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos())
+    });
+    format!(
+        "w{:010}_{:016x}_{:012}",
+        std::process::id(),
+        *start as u64,
+        NEXT.fetch_add(1, Ordering::Relaxed) % 1_000_000_000_000
+    )
+}
+
+/// The lock table of `stream`.
+pub fn lock_table(stream: &str) -> String {
+    let d = Sha256::digest(stream.as_bytes());
+    let hex: String = d[..16].iter().map(|b| format!("{b:02x}")).collect();
+    format!("lock_{hex}")
+}
+
+fn is_taken(e: &Error) -> bool {
+    let m = e.to_string();
+    m.contains("already exists") || m.contains("right now")
+}
+
+impl ChStore {
+    /// Takes `stream`'s lock, waiting while another writer holds it and breaking it once stale.
+    pub(super) async fn lock(&self, stream: &str) -> Result<Lock> {
+        let table = lock_table(stream);
+        let owner = new_owner();
+        let create =
+            format!("CREATE TABLE {table} (owner String DEFAULT '{owner}') ENGINE = Memory");
+        let mut pause = Duration::from_millis(1);
+        loop {
+            match exec(&self.client, &create).await {
+                Ok(()) => return Ok(Lock { table, owner }),
+                Err(e) if is_taken(&e) => {}
+                Err(e) => return Err(e),
+            }
+            match self.lock_state(&table).await? {
+                // Released in between: try again at once.
+                None => continue,
+                Some((holder, age, uptime)) if age > self.lease_secs || age > uptime => {
+                    self.break_lock(&table, &holder).await?;
+                    continue;
+                }
+                Some(_) => {}
+            }
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(Duration::from_millis(50));
+        }
+    }
+
+    /// The owner of lock `table`, if it exists.
+    pub(super) async fn lock_owner(&self, table: &str) -> Result<Option<String>> {
+        let b = fetch(
+            self.client
+                .query(
+                    "SELECT default_expression FROM system.columns \
+                     WHERE database = currentDatabase() AND table = ? AND name = 'owner'",
+                )
+                .bind(table),
+            "reading a stream lock",
+        )
+        .await?;
+        Ok(Cur::new(&b).str().map(|s| s.trim_matches('\'').to_string()))
+    }
+
+    /// (owner, age in seconds, server uptime in seconds) of lock `table`, if it exists.
+    async fn lock_state(&self, table: &str) -> Result<Option<(String, u64, u64)>> {
+        let Some(owner) = self.lock_owner(table).await? else {
+            return Ok(None);
+        };
+        let b = fetch(
+            self.client
+                .query(
+                    "SELECT toUInt64(greatest(toInt64(now()) - toInt64(metadata_modification_time), 0)), \
+                     toUInt64(uptime()) FROM system.tables \
+                     WHERE database = currentDatabase() AND name = ?",
+                )
+                .bind(table),
+            "reading a stream lock",
+        )
+        .await?;
+        let mut c = Cur::new(&b);
+        Ok(c.u64().zip(c.u64()).map(|(age, up)| (owner, age, up)))
+    }
+
+    /// Breaks the stale lock `table` held by `holder` (see the module doc).
+    async fn break_lock(&self, table: &str, holder: &str) -> Result<()> {
+        let tomb = format!("{table}_dead_{holder}");
+        if exec(&self.client, &format!("RENAME TABLE {table} TO {tomb}"))
+            .await
+            .is_err()
+        {
+            // Someone else broke or released it first.
+            return Ok(());
+        }
+        if self.lock_owner(&tomb).await?.as_deref() != Some(holder) {
+            // A fresh lock was renamed: put it back (fails only if yet another writer took
+            // the name meanwhile, which then holds it).
+            let _ = exec(&self.client, &format!("RENAME TABLE {tomb} TO {table}")).await;
+        }
+        Ok(())
+    }
+
+    /// Whether `lock` is still held by its owner.
+    pub(super) async fn still_held(&self, lock: &Lock) -> Result<bool> {
+        Ok(self.lock_owner(&lock.table).await?.as_deref() == Some(lock.owner.as_str()))
+    }
+
+    /// Releases `lock` (if it is still ours).
+    pub(super) async fn unlock(&self, lock: &Lock) -> Result<()> {
+        if self.still_held(lock).await? {
+            exec(
+                &self.client,
+                &format!("DROP TABLE IF EXISTS {}", lock.table),
+            )
+            .await?;
+        }
+        Ok(())
+    }
+
+    /// Rows of `stream` past `last` in `events` (an append that failed left them).
+    pub(super) async fn rows_past(&self, stream: &str, last: u64) -> Result<u64> {
+        scalar(
+            self.client
+                .query("SELECT count() FROM events WHERE stream_key = ? AND seq > ?")
+                .bind(stream)
+                .bind(last),
+            "looking for a failed append's rows",
+        )
+        .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lock_names_and_owners_are_sql_safe_and_distinct() {
+        let a = lock_table("md:x'; DROP");
+        assert!(a.starts_with("lock_") && a.len() == 5 + 32);
+        assert!(a[5..].bytes().all(|b| b.is_ascii_hexdigit()));
+        assert_ne!(a, lock_table("md:y"));
+        let (o1, o2) = (new_owner(), new_owner());
+        assert_ne!(o1, o2);
+        assert_eq!(o1.len(), super::super::rows::APPEND_ID_SLOT.len());
+        assert!(o1.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_'));
+    }
+}
