@@ -344,6 +344,11 @@ pub struct CopySummary {
 /// Copies `streams` of `from` (events, then stored snapshots) to another store, in batches of
 /// `batch` events; `progress` hears (stream, events copied so far). Seqs, ids and every
 /// envelope field are kept: the copy reads back identical.
+///
+/// The source is read on a thread of its own and hands batches over a channel of two, so the
+/// sink never runs inside the source's read (a database store reads inside its own async
+/// runtime, and a database sink cannot block on its runtime from there), reading and writing
+/// overlap, and memory stays at a few batches.
 pub fn copy(
     from: &dyn EventSource,
     to: &mut dyn EventSink,
@@ -351,25 +356,43 @@ pub fn copy(
     batch: usize,
     progress: &mut dyn FnMut(&str, u64),
 ) -> Result<CopySummary> {
+    let batch = batch.max(1);
     let mut sum = CopySummary::default();
     for s in streams {
         sum.streams += 1;
-        let mut buf = Vec::with_capacity(batch);
-        from.read(&s.key, SeqRange::ALL, &mut |e| {
-            buf.push(e);
-            if buf.len() >= batch {
-                to.append(&buf)?;
-                sum.events += buf.len() as u64;
-                buf.clear();
+        std::thread::scope(|scope| -> Result<()> {
+            let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<Envelope>>(2);
+            let reader = scope.spawn(move || {
+                let mut buf = Vec::with_capacity(batch);
+                from.read(&s.key, SeqRange::ALL, &mut |e| {
+                    buf.push(e);
+                    if buf.len() >= batch {
+                        let full = std::mem::replace(&mut buf, Vec::with_capacity(batch));
+                        // The writer hangs up only after an error of its own, which is the one
+                        // reported: stop reading.
+                        tx.send(full).map_err(|_| {
+                            Error::io(&s.key, std::io::Error::other("the copy's writer stopped"))
+                        })?;
+                    }
+                    Ok(())
+                })?;
+                if !buf.is_empty() {
+                    let _ = tx.send(buf);
+                }
+                Ok(())
+            });
+            let written = rx.iter().try_for_each(|events| {
+                to.append(&events)?;
+                sum.events += events.len() as u64;
                 progress(&s.key, sum.events);
-            }
-            Ok(())
+                Ok(())
+            });
+            drop(rx);
+            let read = reader
+                .join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+            written.and(read)
         })?;
-        if !buf.is_empty() {
-            to.append(&buf)?;
-            sum.events += buf.len() as u64;
-            progress(&s.key, sum.events);
-        }
         for snap in from.snapshots(&s.key)? {
             to.put_snapshot(&snap)?;
             sum.snapshots += 1;
