@@ -42,6 +42,7 @@ enum Command {
     Events(commands::events::Events),
     Copy(commands::copy::Copy),
     Fsck(commands::fsck::Fsck),
+    Record(commands::record::Record),
 }
 
 /// Writes one line to stdout; see `outln!`.
@@ -77,6 +78,7 @@ fn main() -> ExitCode {
         Command::Events(c) => c.run(),
         Command::Copy(c) => c.run(),
         Command::Fsck(c) => c.run(),
+        Command::Record(c) => c.run(),
     };
     match result {
         Ok(code) => code,

@@ -6,6 +6,7 @@
 
 pub mod bench;
 pub mod bench_clickhouse;
+pub mod bench_record;
 pub mod fixtures;
 pub mod sim;
 pub mod synth;

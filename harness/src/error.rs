@@ -122,6 +122,14 @@ impl Error {
         }
     }
 
+    /// A failure described in words (`{context}: {message}`, no quoting).
+    pub fn message(context: impl Into<String>, message: impl Into<String>) -> Self {
+        Error::Engine {
+            context: context.into(),
+            message: message.into(),
+        }
+    }
+
     /// An I/O failure at `path`.
     pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         Error::Io {

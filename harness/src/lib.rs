@@ -10,6 +10,7 @@
 //! - [`decision`]: strategy outputs as typed values, handed from replay to the venue, the
 //!   regression and the reports (JSON only where a file is written).
 //! - [`venue`] and [`regress`]: the simulated venue and baseline-vs-candidate regression.
+//! - [`recorder`]: the recorder service (`tapedeck record`): inputs, WAL, sinks.
 //! - [`report`]: run directories (run card, Markdown, JUnit, HTML, Parquet).
 //! - [`snapshot`] and `testing` (feature `testing`): projections under insta-style snapshot
 //!   tests.
@@ -28,10 +29,17 @@ pub mod glob;
 pub mod hash;
 pub mod import;
 pub mod names;
+#[cfg(feature = "recorder")]
+pub mod recorder;
+#[cfg(feature = "wasm")]
 pub mod regress;
+#[cfg(feature = "wasm")]
 pub mod replay;
+#[cfg(feature = "wasm")]
 pub mod report;
+#[cfg(feature = "wasm")]
 pub mod runtime;
+#[cfg(feature = "wasm")]
 pub mod snapshot;
 pub mod store;
 #[cfg(feature = "testing")]

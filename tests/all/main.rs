@@ -14,6 +14,7 @@ mod layout;
 mod parity;
 mod postgres;
 mod projectors;
+mod record;
 mod regress;
 mod replay;
 mod runtime;

@@ -30,6 +30,36 @@ pub enum What {
     /// positions projector from ClickHouse beside the same replay from the file store and (with
     /// --pg) PostgreSQL, same run.
     Clickhouse(ClickhouseArgs),
+    /// The recorder end to end over loopback TCP: sustained events/s into ClickHouse and into
+    /// PostgreSQL (WAL fsyncing, every acknowledgement read, until the last event is stored),
+    /// the p99 from acknowledgement to queryable at half that rate, and the recovery time of a
+    /// recorder killed with SIGKILL.
+    Record(RecordArgs),
+}
+
+#[derive(clap::Args, Debug)]
+pub struct RecordArgs {
+    /// A ClickHouse server [default: $TAPEDECK_CH_URL]; the bench recreates its database
+    /// `tapedeck_bench_rec` there.
+    #[arg(long, env = "TAPEDECK_CH_URL")]
+    pub clickhouse: Option<String>,
+    /// A PostgreSQL server [default: $TAPEDECK_PG_URL]; the bench recreates its database
+    /// `tapedeck_bench_rec` there.
+    #[arg(long, env = "TAPEDECK_PG_URL")]
+    pub postgres: Option<String>,
+    #[arg(long, default_value_t = 1_000_000)]
+    pub events: u64,
+    #[arg(long, default_value_t = 4)]
+    pub streams: u32,
+    /// Client connections sending at once.
+    #[arg(long, default_value_t = 4)]
+    pub connections: usize,
+    /// Events in the WAL of the recorder that is killed and recovered.
+    #[arg(long, default_value_t = 1_000_000)]
+    pub recovery_events: u64,
+    /// Print one JSON object.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(clap::Args, Debug)]
@@ -139,6 +169,7 @@ impl Bench {
             What::Replay(a) => a.run(),
             What::Postgres(a) => a.run(),
             What::Clickhouse(a) => a.run(),
+            What::Record(a) => a.run(),
         }
     }
 }
@@ -283,6 +314,82 @@ impl PostgresArgs {
             outln!(
                 "replay/naive  {:.2}x",
                 r.replay_events_per_sec / r.naive_events_per_sec
+            );
+        }
+        Ok(ExitCode::SUCCESS)
+    }
+}
+
+impl RecordArgs {
+    fn run(self) -> Result<ExitCode> {
+        let ch = match &self.clickhouse {
+            Some(server) => {
+                let url =
+                    tapedeck::store::clickhouse::recreate_database(server, "tapedeck_bench_rec")?;
+                tapedeck::store::clickhouse::migrate(&url)?;
+                Some(url)
+            }
+            None => None,
+        };
+        let pg = match &self.postgres {
+            Some(server) => {
+                let url =
+                    tapedeck::store::postgres::recreate_database(server, "tapedeck_bench_rec")?;
+                tapedeck::store::PgStore::migrate(&url)?;
+                Some(url)
+            }
+            None => None,
+        };
+        if ch.is_none() && pg.is_none() {
+            anyhow::bail!(
+                "bench record needs a server: --clickhouse URL and/or --postgres URL (or $TAPEDECK_CH_URL / $TAPEDECK_PG_URL)"
+            );
+        }
+        let dir = super::default_guest_target_dir()
+            .parent()
+            .map_or_else(|| PathBuf::from("target"), PathBuf::from)
+            .join("tapedeck-bench/record");
+        let opts = tapedeck_dev::bench_record::RecordBenchOptions {
+            clickhouse: ch,
+            postgres: pg,
+            dir,
+            events: self.events,
+            streams: self.streams,
+            connections: self.connections,
+            recovery_events: self.recovery_events,
+            binary: std::env::current_exe()?,
+        };
+        eprintln!(
+            "bench record: {} events over {} connections into {}",
+            opts.events,
+            opts.connections,
+            [
+                opts.clickhouse.as_ref().map(|_| "ClickHouse"),
+                opts.postgres.as_ref().map(|_| "PostgreSQL")
+            ]
+            .into_iter()
+            .flatten()
+            .collect::<Vec<_>>()
+            .join(" and ")
+        );
+        let r = tapedeck_dev::bench_record::record_bench(&opts)?;
+        if self.json {
+            outln!("{}", serde_json::to_string(&r)?);
+        } else {
+            if let Some(v) = r.clickhouse_events_per_sec {
+                outln!("clickhouse    {v:.0} events/s (sustained, acked and stored)");
+            }
+            if let Some(v) = r.postgres_events_per_sec {
+                outln!("postgres      {v:.0} events/s (sustained, acked and stored)");
+            }
+            match r.p99_ack_to_queryable_ms {
+                Some(v) => outln!("p99           <= {v:.0} ms ack to queryable, at half rate"),
+                None => outln!("p99           (no events stored)"),
+            }
+            outln!(
+                "recovery      {:.2} s for {} events in the WAL",
+                r.recovery_s,
+                r.recovery_events
             );
         }
         Ok(ExitCode::SUCCESS)

@@ -12,6 +12,7 @@ pub mod index;
 pub mod inspect;
 pub mod postgres;
 pub mod progress;
+pub mod record;
 pub mod regress;
 pub mod replay;
 pub mod retention;

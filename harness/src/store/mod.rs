@@ -3,6 +3,7 @@
 //! implementation.
 
 mod checksum;
+#[cfg(feature = "databases")]
 pub mod clickhouse;
 mod dirs;
 mod file;
@@ -13,6 +14,7 @@ pub mod index_state;
 mod lock;
 mod log;
 mod memory;
+#[cfg(feature = "databases")]
 pub mod postgres;
 pub mod uri;
 
@@ -20,11 +22,13 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+#[cfg(feature = "databases")]
 pub use clickhouse::ChStore;
 pub use file::{FileStore, FileStoreOptions};
 pub use index_state::IndexState;
 pub use lock::LOCK_FILE;
 pub use memory::MemoryStore;
+#[cfg(feature = "databases")]
 pub use postgres::PgStore;
 pub use uri::StoreUri;
 

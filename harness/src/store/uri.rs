@@ -13,7 +13,9 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
-use super::{ChStore, EventSource, FileStore, FileStoreOptions, PgStore, Store};
+#[cfg(feature = "databases")]
+use super::{ChStore, PgStore};
+use super::{EventSource, FileStore, FileStoreOptions, Store};
 use crate::error::{Error, Result};
 
 /// Where a store lives.
@@ -108,8 +110,7 @@ impl StoreUri {
     pub fn open(&self) -> Result<Box<dyn EventSource>> {
         match self {
             StoreUri::File(p) => Ok(Box::new(FileStore::open(p)?)),
-            StoreUri::Postgres(u) => Ok(Box::new(PgStore::connect(u)?)),
-            StoreUri::ClickHouse(u) => Ok(Box::new(ChStore::connect(u)?)),
+            _ => Ok(self.open_database()?),
         }
     }
 
@@ -124,8 +125,25 @@ impl StoreUri {
     pub fn open_writable_with(&self, file: FileStoreOptions) -> Result<Box<dyn Store>> {
         match self {
             StoreUri::File(p) => Ok(Box::new(FileStore::create(p, file)?)),
-            StoreUri::Postgres(u) => Ok(Box::new(PgStore::connect(u)?)),
-            StoreUri::ClickHouse(u) => Ok(Box::new(ChStore::connect(u)?)),
+            _ => self.open_database(),
+        }
+    }
+
+    /// Connects to a database store (a file store is not one).
+    fn open_database(&self) -> Result<Box<dyn Store>> {
+        #[cfg(feature = "databases")]
+        match self {
+            StoreUri::Postgres(u) => return Ok(Box::new(PgStore::connect(u)?)),
+            StoreUri::ClickHouse(u) => return Ok(Box::new(ChStore::connect(u)?)),
+            StoreUri::File(_) => {}
+        }
+        Err(self.no_database())
+    }
+
+    fn no_database(&self) -> Error {
+        Error::BadStoreUri {
+            uri: self.redacted(),
+            reason: "this build of tapedeck has no database stores (built without the `databases` feature)".into(),
         }
     }
 
@@ -138,8 +156,12 @@ impl StoreUri {
                 reason: "a file store has no schema to migrate (it is created on first write)"
                     .into(),
             }),
+            #[cfg(feature = "databases")]
             StoreUri::Postgres(u) => PgStore::migrate(u),
+            #[cfg(feature = "databases")]
             StoreUri::ClickHouse(u) => super::clickhouse::migrate(u),
+            #[cfg(not(feature = "databases"))]
+            _ => Err(self.no_database()),
         }
     }
 

@@ -20,7 +20,7 @@ mod faults;
 use super::{assert_same_run_dirs, fixtures_uri, tapedeck, tmp};
 
 /// The shared test server, or `None` (with a note) when `$TAPEDECK_CH_URL` is unset.
-fn server() -> Option<String> {
+pub(crate) fn server() -> Option<String> {
     let url = std::env::var("TAPEDECK_CH_URL")
         .ok()
         .filter(|u| !u.is_empty());
@@ -31,7 +31,7 @@ fn server() -> Option<String> {
 }
 
 /// A fresh, migrated database `tdch_<name>` on `server`; its URI.
-fn db(server: &str, name: &str) -> String {
+pub(crate) fn db(server: &str, name: &str) -> String {
     let url = recreate_database(server, &format!("tdch_{name}")).unwrap();
     migrate(&url).unwrap();
     url

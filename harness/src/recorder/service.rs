@@ -1,0 +1,381 @@
+//! Starting and stopping a recorder: recovery, listeners, the sequencer and sink threads.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use tokio::net::{TcpListener, UnixListener};
+use tokio::sync::{Semaphore, mpsc, watch};
+
+use super::Class;
+use super::config::RecordConfig;
+use super::files;
+use super::ingress::Ingress;
+use super::metrics::Metrics;
+use super::sequencer::{Progress, Recovered, Sequencer};
+use super::sink::SinkWorker;
+use super::wal::{Wal, WalOptions};
+use crate::error::{Error, Result};
+use crate::event::Envelope;
+use crate::store::StoreUri;
+
+/// A recorder to start; see the [module doc](super).
+#[derive(Debug, Clone)]
+pub struct Recorder {
+    pub config: RecordConfig,
+}
+
+/// A started recorder: where it listens, its metrics, and how to stop it.
+pub struct RunningRecorder {
+    pub tcp: Option<SocketAddr>,
+    pub http: Option<SocketAddr>,
+    pub unix: Option<PathBuf>,
+    pub metrics: Arc<Metrics>,
+    /// What recovery found at start.
+    pub recovery: String,
+    rt: tokio::runtime::Runtime,
+    stop_accepting: watch::Sender<bool>,
+    progress: Arc<Progress>,
+    sequencer: JoinHandle<Result<()>>,
+    sinks: Vec<JoinHandle<Result<()>>>,
+}
+
+/// Submissions waiting for the sequencer, at most (then inputs wait).
+const QUEUE: usize = 1024;
+
+impl Recorder {
+    pub fn new(config: RecordConfig) -> Self {
+        Recorder { config }
+    }
+
+    /// Recovers the WAL, binds the inputs, starts the sequencer and the sinks.
+    pub fn start(self) -> Result<RunningRecorder> {
+        let cfg = self.config;
+        let uris: Vec<StoreUri> = cfg
+            .sinks
+            .iter()
+            .map(|s| s.store.parse())
+            .collect::<Result<_>>()?;
+        let names = uris.iter().map(|u| u.redacted());
+        let metrics = Arc::new(Metrics::new(names));
+        let (wal, recovery) = Wal::open(
+            &cfg.wal.dir,
+            WalOptions {
+                segment_bytes: cfg.wal.segment_mb << 20,
+                ..Default::default()
+            },
+        )?;
+        let mut said = format!(
+            "WAL {}: {} records in {} segments (LSN {}..{})",
+            cfg.wal.dir.display(),
+            recovery.records,
+            recovery.segments,
+            recovery.first_lsn,
+            recovery.next_lsn,
+        );
+        if let Some(t) = &recovery.torn {
+            said.push_str(&format!(
+                "; a torn tail of {} bytes at {}:{} was quarantined to {}",
+                t.bytes,
+                t.segment.display(),
+                t.offset,
+                t.quarantined_to.display()
+            ));
+        }
+        // Each stream's last seq: the checkpoint (or, at the first start, the stores), then
+        // every record the WAL kept.
+        let mut recovered = Recovered::default();
+        match files::read_checkpoint(&cfg.wal.dir)? {
+            Some(cp) => recovered.last_seq = cp,
+            None => {
+                for u in &uris {
+                    // Writable: a file store that does not exist yet is created (empty).
+                    let store = u.open_writable().map_err(|e| {
+                        Error::message(
+                            "starting the recorder",
+                            format!(
+                                "a new WAL continues the streams the sinks hold, so every sink must be reachable at the first start: {e}"
+                            ),
+                        )
+                    })?;
+                    for s in store.streams()? {
+                        let v = recovered.last_seq.entry(s.key).or_insert(0);
+                        *v = (*v).max(s.last_seq);
+                    }
+                }
+            }
+        }
+        let mut counts = [0u64; 2];
+        let window = cfg.wal.dedup_window as usize;
+        let dir = cfg.wal.dir.clone();
+        wal.read_from(recovery.first_lsn, &mut |lsn, bytes| {
+            let e: Envelope = serde_json::from_slice(bytes).map_err(|err| Error::Corrupt {
+                path: dir.clone(),
+                line: lsn,
+                message: format!("WAL record {lsn} is not an envelope: {err}"),
+            })?;
+            counts[Class::of(&e.body).index()] += 1;
+            let v = recovered.last_seq.entry(e.stream_key.clone()).or_insert(0);
+            *v = (*v).max(e.seq);
+            if let Some(k) = e.idempotency_key {
+                recovered.recent_ids.push_back(((e.stream_key, k), e.seq));
+                if recovered.recent_ids.len() > window {
+                    recovered.recent_ids.pop_front();
+                }
+            }
+            Ok(())
+        })?;
+        for c in Class::ALL {
+            metrics.sequenced[c.index()].store(counts[c.index()], Relaxed);
+        }
+        // The sinks start at the oldest record kept: the backlog is what they have not read.
+        for s in &metrics.sinks {
+            s.stored_lsn.store(recovery.first_lsn - 1, Relaxed);
+        }
+        metrics
+            .wal_durable_lsn
+            .store(recovery.next_lsn - 1, Relaxed);
+        if files::read_checkpoint(&cfg.wal.dir)?.is_none() {
+            files::write_checkpoint(&cfg.wal.dir, &recovered.last_seq)?;
+        }
+
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .thread_name("tapedeck-record-io")
+            .build()
+            .map_err(|e| Error::message("starting the recorder's runtime", e.to_string()))?;
+        let (tx, rx) = mpsc::channel(QUEUE);
+        let ingress = Ingress {
+            tx,
+            metrics: metrics.clone(),
+            max_line_bytes: cfg.inputs.max_line_bytes,
+            idle_timeout: cfg.idle_timeout(),
+            connections: Arc::new(Semaphore::new(cfg.inputs.max_connections)),
+        };
+        let (stop_accepting, stop_rx) = watch::channel(false);
+        let bind_err = |what: &str, addr: &dyn std::fmt::Display, e: std::io::Error| {
+            Error::message(
+                "starting the recorder",
+                format!("cannot listen on {what} {addr}: {e}"),
+            )
+        };
+        let tcp = match cfg.inputs.tcp {
+            Some(addr) => {
+                let l = rt
+                    .block_on(TcpListener::bind(addr))
+                    .map_err(|e| bind_err("TCP", &addr, e))?;
+                let local = l.local_addr().map_err(|e| bind_err("TCP", &addr, e))?;
+                rt.spawn(accept_tcp(l, ingress.clone(), stop_rx.clone()));
+                Some(local)
+            }
+            None => None,
+        };
+        let http = match cfg.inputs.http {
+            Some(addr) => {
+                let l = rt
+                    .block_on(TcpListener::bind(addr))
+                    .map_err(|e| bind_err("HTTP", &addr, e))?;
+                let local = l.local_addr().map_err(|e| bind_err("HTTP", &addr, e))?;
+                rt.spawn(accept_http(l, ingress.clone(), stop_rx.clone()));
+                Some(local)
+            }
+            None => None,
+        };
+        let unix = match &cfg.inputs.unix {
+            Some(path) => {
+                let _guard = rt.enter();
+                let l = bind_unix(path).map_err(|e| bind_err("Unix socket", &path.display(), e))?;
+                rt.spawn(accept_unix(l, ingress.clone(), stop_rx.clone()));
+                Some(path.clone())
+            }
+            None => None,
+        };
+        drop(ingress);
+
+        let progress = Arc::new(Progress::default());
+        progress.set_durable(recovery.next_lsn - 1);
+        let seq = Sequencer::new(
+            wal,
+            cfg.clone(),
+            rx,
+            metrics.clone(),
+            progress.clone(),
+            recovered,
+        )?;
+        let sequencer = std::thread::Builder::new()
+            .name("tapedeck-sequencer".into())
+            .spawn(move || seq.run())
+            .map_err(|e| Error::message("starting the sequencer", e.to_string()))?;
+        let mut sinks = Vec::new();
+        for (index, (uri, sc)) in uris.into_iter().zip(&cfg.sinks).enumerate() {
+            let w = SinkWorker {
+                index,
+                uri,
+                cfg: sc.clone(),
+                wal_dir: cfg.wal.dir.clone(),
+                from_lsn: recovery.first_lsn,
+                metrics: metrics.clone(),
+                progress: progress.clone(),
+            };
+            sinks.push(
+                std::thread::Builder::new()
+                    .name(format!("tapedeck-sink-{index}"))
+                    .spawn(move || w.run())
+                    .map_err(|e| Error::message("starting a sink", e.to_string()))?,
+            );
+        }
+        Ok(RunningRecorder {
+            tcp,
+            http,
+            unix,
+            metrics,
+            recovery: said,
+            rt,
+            stop_accepting,
+            progress,
+            sequencer,
+            sinks,
+        })
+    }
+}
+
+impl RunningRecorder {
+    /// Blocks until SIGINT or SIGTERM, or until the sequencer or a sink ends on its own (an
+    /// error it cannot get past, which [`RunningRecorder::stop`] then returns).
+    pub fn wait(&self) -> Result<()> {
+        self.rt.block_on(async {
+            use tokio::signal::unix::{SignalKind, signal};
+            let sig = |k| {
+                signal(k).map_err(|e| Error::message("installing a signal handler", e.to_string()))
+            };
+            let (mut term, mut int) =
+                (sig(SignalKind::terminate())?, sig(SignalKind::interrupt())?);
+            let mut tick = tokio::time::interval(Duration::from_millis(200));
+            loop {
+                tokio::select! {
+                    _ = int.recv() => return Ok(()),
+                    _ = term.recv() => return Ok(()),
+                    _ = tick.tick() => if self.failed() { return Ok(()) },
+                }
+            }
+        })
+    }
+
+    /// Whether the sequencer or a sink has ended on its own (an error it cannot get past).
+    pub fn failed(&self) -> bool {
+        self.sequencer.is_finished() || self.sinks.iter().any(|s| s.is_finished())
+    }
+
+    /// Stops taking input, acknowledges what was taken, stores what the sinks can (a sink
+    /// whose store is failing stops at once: the WAL keeps its backlog for the next start).
+    pub fn stop(self) -> Result<()> {
+        let _ = self.stop_accepting.send(true);
+        // Connections are dropped with the runtime; their senders with them, which is what
+        // ends the sequencer once it has committed what it took.
+        self.rt.shutdown_timeout(Duration::from_secs(2));
+        let seq = self
+            .sequencer
+            .join()
+            .unwrap_or_else(|p| std::panic::resume_unwind(p));
+        self.progress.stop();
+        let mut result = seq;
+        for s in self.sinks {
+            let r = s.join().unwrap_or_else(|p| std::panic::resume_unwind(p));
+            result = result.and(r);
+        }
+        if let Some(p) = &self.unix {
+            let _ = std::fs::remove_file(p);
+        }
+        result
+    }
+}
+
+/// Binds a Unix socket, removing a stale socket file first (one nobody listens on); a live
+/// one is refused.
+fn bind_unix(path: &std::path::Path) -> std::io::Result<UnixListener> {
+    if path.exists() {
+        if std::os::unix::net::UnixStream::connect(path).is_ok() {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::AddrInUse,
+                "another process listens on it",
+            ));
+        }
+        std::fs::remove_file(path)?;
+    }
+    UnixListener::bind(path)
+}
+
+async fn accept_tcp(l: TcpListener, ingress: Ingress, mut stop: watch::Receiver<bool>) {
+    loop {
+        tokio::select! {
+            _ = stop.changed() => return,
+            r = l.accept() => match r {
+                Ok((s, peer)) => {
+                    let _ = s.set_nodelay(true);
+                    let permit = ingress.admit();
+                    tokio::spawn(ingress.clone().serve(s, format!("tcp {peer}"), permit));
+                }
+                Err(e) => accept_failed(e).await,
+            }
+        }
+    }
+}
+
+async fn accept_unix(l: UnixListener, ingress: Ingress, mut stop: watch::Receiver<bool>) {
+    let mut n = 0u64;
+    loop {
+        tokio::select! {
+            _ = stop.changed() => return,
+            r = l.accept() => match r {
+                Ok((s, _)) => {
+                    n += 1;
+                    let permit = ingress.admit();
+                    tokio::spawn(ingress.clone().serve(s, format!("unix connection {n}"), permit));
+                }
+                Err(e) => accept_failed(e).await,
+            }
+        }
+    }
+}
+
+async fn accept_http(l: TcpListener, ingress: Ingress, mut stop: watch::Receiver<bool>) {
+    use hyper_util::rt::{TokioIo, TokioTimer};
+    loop {
+        tokio::select! {
+            _ = stop.changed() => return,
+            r = l.accept() => match r {
+                Ok((s, peer)) => {
+                    let Some(permit) = ingress.admit() else {
+                        continue;
+                    };
+                    let ingress = ingress.clone();
+                    tokio::spawn(async move {
+                        let _permit = permit;
+                        let origin = format!("http {peer}");
+                        let svc = hyper::service::service_fn(move |req| {
+                            super::http::handle(ingress.clone(), origin.clone(), req)
+                        });
+                        // A client has 10 s to send its headers (slow senders are cut off).
+                        let conn = hyper::server::conn::http1::Builder::new()
+                            .timer(TokioTimer::new())
+                            .header_read_timeout(Duration::from_secs(10))
+                            .serve_connection(TokioIo::new(s), svc);
+                        let _ = conn.await;
+                    });
+                }
+                Err(e) => accept_failed(e).await,
+            }
+        }
+    }
+}
+
+/// An accept error (out of file descriptors, say) is logged and the loop goes on after a
+/// pause, rather than spinning or ending the listener.
+async fn accept_failed(e: std::io::Error) {
+    tracing::warn!(error = %e, "accept failed");
+    tokio::time::sleep(Duration::from_millis(100)).await;
+}
