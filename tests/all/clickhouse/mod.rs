@@ -637,10 +637,7 @@ fn a_store_at_migration_1_is_refused_then_migrated_with_its_events() {
         )
         .unwrap();
     let e = ChStore::connect(&url).unwrap_err().to_string();
-    assert!(
-        e.contains("at migration 1, this tapedeck needs 2"),
-        "{e}"
-    );
+    assert!(e.contains("at migration 1, this tapedeck needs 2"), "{e}");
     assert_eq!(migrate(&url).unwrap(), vec![2]);
     let store = ChStore::connect(&url).unwrap();
     let batch = quotes("md:v2", 1, 10, 500);
