@@ -7,12 +7,12 @@ use std::time::Instant;
 
 use serde::Serialize;
 
-use crate::bench::{ReplayBenchOptions, bench_events, bench_store};
+use crate::bench::{ReplayBenchOptions, bench_events, bench_store, indexed_store};
 use tapedeck::error::Result;
 use tapedeck::event::Envelope;
 use tapedeck::replay::{Plugin, ReplayOptions, replay};
 use tapedeck::runtime::{Module, Runtime};
-use tapedeck::store::{ChStore, EventSource, FileStore, PgStore};
+use tapedeck::store::{ChStore, EventSource, PgStore};
 
 #[derive(Debug, Clone)]
 pub struct ClickHouseBenchOptions {
@@ -123,11 +123,7 @@ pub fn clickhouse_bench(
         rounds: 1,
         store: opts.file_store.clone(),
     })?;
-    let file = FileStore::open(&opts.file_store)?;
-    if file.fresh_index()?.is_none() {
-        tapedeck::store::index::rebuild(&opts.file_store, None)?;
-    }
-    let file = FileStore::open(&opts.file_store)?;
+    let file = indexed_store(&opts.file_store)?;
 
     let plugins = [Plugin::new(projector.clone(), "")];
     let replay_opts = ReplayOptions {

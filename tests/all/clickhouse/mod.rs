@@ -318,6 +318,36 @@ fn two_writers_racing_on_a_stream_end_gapless_without_duplicates() {
 }
 
 #[test]
+fn a_stream_of_many_runs_reads_whole_and_in_ranges_across_slices() {
+    // Appends of 10,000 make runs of 4096, 4096 and 1808: 21 runs, more than one slice of a
+    // replay read, with slice edges inside appends.
+    let Some(server) = server() else { return };
+    let url = db(&server, "slices");
+    let store = ChStore::connect(&url).unwrap();
+    let q = quotes("md:s", 1, 70_000, 1000);
+    for chunk in q.chunks(10_000) {
+        store.append(chunk).unwrap();
+    }
+    let r = |from, to| SeqRange { from, to };
+    for range in [
+        SeqRange::ALL,
+        r(1, 1),
+        r(4000, 70_000),
+        r(65_530, 65_540),
+        r(69_999, u64::MAX),
+        r(70_001, u64::MAX),
+    ] {
+        let mut want = Vec::new();
+        records_from_envelopes(&store, "md:s", range, &mut |s, t, r| {
+            want.push((s, t, r.to_vec()));
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(records(&store, "md:s", range), want, "{range:?}");
+    }
+}
+
+#[test]
 fn a_retried_append_stores_once_and_a_failed_one_is_rolled_back() {
     let Some(server) = server() else { return };
     let url = db(&server, "retry");
@@ -340,8 +370,8 @@ fn a_retried_append_stores_once_and_a_failed_one_is_rolled_back() {
     store
         .execute(
             "INSERT INTO events (stream_key, seq, event_id, event_type, occurred_at_ns, \
-             ingested_at_ns, payload, packed, append_id) \
-             VALUES ('md:r', 151, 'x', 'quote', 1704153600000000000, 0, '{}', '', 'dead')",
+             ingested_at_ns, payload, append_id) \
+             VALUES ('md:r', 151, 'x', 'quote', 1704153600000000000, 0, '{}', 'dead')",
         )
         .unwrap();
     store
@@ -582,6 +612,38 @@ fn a_missing_or_foreign_schema_is_refused_with_what_to_run() {
     let o = tapedeck(&["streams", "--store", &url]);
     assert_eq!(o.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&o.stderr).contains("use a newer tapedeck"));
+}
+
+#[test]
+fn a_store_at_migration_1_is_refused_then_migrated_with_its_events() {
+    // A database as tapedeck with only 0001 left it (`events` still has `packed`).
+    let Some(server) = server() else { return };
+    let url = db(&server, "at_v1");
+    let store = ChStore::connect(&url).unwrap();
+    for sql in [
+        "DROP TABLE tapedeck_migrations",
+        "CREATE TABLE tapedeck_migrations (version UInt32, name String, \
+         applied_at DateTime DEFAULT now()) ENGINE = MergeTree ORDER BY version",
+        "INSERT INTO tapedeck_migrations (version, name) VALUES (1, 'event store')",
+        "ALTER TABLE events ADD COLUMN packed String AFTER payload",
+    ] {
+        store.execute(sql).unwrap();
+    }
+    store
+        .execute(
+            "INSERT INTO events (stream_key, seq, event_id, event_type, occurred_at_ns, \
+             ingested_at_ns, payload, packed, append_id) \
+             VALUES ('md:old', 1, 'x', 'quote', 1704153600000000000, 0, '{}', 'rec', 'a')",
+        )
+        .unwrap();
+    let e = ChStore::connect(&url).unwrap_err().to_string();
+    assert!(e.contains("at migration 1, this tapedeck needs 2"), "{e}");
+    assert_eq!(migrate(&url).unwrap(), vec![2]);
+    let store = ChStore::connect(&url).unwrap();
+    let batch = quotes("md:v2", 1, 10, 500);
+    assert_eq!(store.append(&batch).unwrap().appended(), 10);
+    assert_eq!(read_all(&store, "md:v2"), batch);
+    assert_eq!(count(&store, "SELECT count() FROM events"), 11);
 }
 
 #[test]

@@ -15,11 +15,18 @@ use crate::error::{Error, Result};
 use crate::store::uri::redact;
 
 /// The migrations in `migrations/clickhouse/`, in order: (version, name, SQL).
-pub(super) const MIGRATIONS: &[(u32, &str, &str)] = &[(
-    1,
-    "event store",
-    include_str!("../../../../migrations/clickhouse/0001_event_store.sql"),
-)];
+pub(super) const MIGRATIONS: &[(u32, &str, &str)] = &[
+    (
+        1,
+        "event store",
+        include_str!("../../../../migrations/clickhouse/0001_event_store.sql"),
+    ),
+    (
+        2,
+        "events without packed",
+        include_str!("../../../../migrations/clickhouse/0002_events_without_packed.sql"),
+    ),
+];
 
 /// Seconds a stream lock (`lock`) holds before other writers may break it.
 pub(super) const LEASE_SECS: u64 = 60;

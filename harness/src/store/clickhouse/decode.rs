@@ -192,11 +192,11 @@ mod tests {
         assert_eq!(enc.events.rows, 2);
         assert_eq!(enc.typed[0].rows, 1);
         assert_eq!(enc.typed[5].rows, 1);
-        // Drop the trailing packed record and append id of each row: what `read` selects.
+        // Drop the trailing append id of each row: what `read` selects.
         let mut body = Vec::new();
         for e in &events {
             let mut w = RowWriter::default();
-            event_row(&mut w, e, b"rec", "a1");
+            event_row(&mut w, e, "a1");
             let mut c = Cur::new(&w.buf);
             envelope_row(&mut c).unwrap().unwrap();
             body.extend_from_slice(&w.buf[..c.pos]);

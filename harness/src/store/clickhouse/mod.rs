@@ -1,6 +1,5 @@
 //! The ClickHouse store (seed 004): the recorder's cold path as a replay source. `events` holds
-//! every envelope with its packed guest record, `event_runs` the same records packed in runs
-//! for replay, and the seed's typed tables (`market_data`, `orders`, `fills`, ...) are filled
+//! every envelope, `event_runs` the events as packed guest records in runs for replay, and the seed's typed tables (`market_data`, `orders`, `fills`, ...) are filled
 //! from the same appends for analysts. Tables are partitioned by UTC day of event time;
 //! retention drops expired day partitions (`retention`). The schema is
 //! `migrations/clickhouse/`, embedded and applied by [`migrate`].
@@ -43,10 +42,11 @@
 //!
 //! # Replay
 //!
-//! `read_records` streams `event_runs` (runs of up to 4096 records of one stream and day) in
+//! `read_records` reads `event_runs` (runs of up to 4096 records of one stream and day) in
 //! RowBinary with `wait_end_of_query=1`, so a server error mid-result is an error; seqs are
 //! checked to be consecutive and to reach the end of the range, so a broken connection is never
-//! a short replay. Memory is bounded by one run plus one chunk.
+//! a short replay. A stream is read in slices of runs, the next fetched while the current one
+//! is replayed: memory is bounded by two slices.
 //!
 //! The harness is synchronous; the store owns a small tokio runtime and blocks on it.
 

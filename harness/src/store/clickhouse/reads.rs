@@ -59,6 +59,9 @@ async fn stream_rows(
     Ok(())
 }
 
+/// Runs per slice of a replay read ([`ChStore::read_runs`]): up to 64k events, a few MB.
+const SLICE_RUNS: usize = 16;
+
 /// Checks seqs as they arrive: consecutive, and (at the end) up to `want_last`.
 struct SeqCheck<'a> {
     stream: &'a str,
@@ -186,18 +189,82 @@ impl ChStore {
         .await
     }
 
+    /// The committed records of `stream` in `range`, in seq order, read in slices of
+    /// [`SLICE_RUNS`] runs: the next slice is fetched on the store's runtime while the caller
+    /// replays the current one. With `wait_end_of_query=1` the server sends nothing before a
+    /// query has finished, so one query per stream made reading and replaying take turns;
+    /// slices overlap them and keep memory to two slices.
     pub(super) fn read_runs(
         &self,
         stream: &str,
         range: SeqRange,
         f: &mut RecordSink<'_>,
     ) -> Result<()> {
-        self.rt.block_on(async {
+        let ctx = format!("reading stream {stream}");
+        let (last, starts) = self.rt.block_on(async {
             let last = self.committed_last(stream).await?;
+            let starts = self.run_starts(stream, range, &ctx).await?;
+            Ok::<_, Error>((last, starts))
+        })?;
+        let slices: Vec<&[u64]> = starts.chunks(SLICE_RUNS).collect();
+        let fetch_slice = |runs: &[u64]| {
             let q = self
                 .client
                 .query(
                     "SELECT first_seq, records FROM event_runs \
+                     WHERE stream_key = ? AND first_seq >= ? AND first_seq <= ? \
+                     AND last_seq >= ? \
+                     AND append_id IN (SELECT append_id FROM batches WHERE stream_key = ?)",
+                )
+                .bind(stream)
+                .bind(runs[0])
+                .bind(runs[runs.len() - 1])
+                .bind(range.from)
+                .bind(stream);
+            let ctx = ctx.clone();
+            self.rt.spawn(async move { fetch(q, &ctx).await })
+        };
+        let mut check = SeqCheck { stream, next: None };
+        let mut next = slices.first().map(|s| fetch_slice(s));
+        for i in 0..slices.len() {
+            let task = next.take().expect("a slice is in flight");
+            let bytes = self.rt.block_on(task).map_err(|e| Error::ClickHouse {
+                context: ctx.clone(),
+                message: format!("the read task failed: {e}"),
+            })??;
+            next = slices.get(i + 1).map(|s| fetch_slice(s));
+            // Rows come in no particular order (the server's `ORDER BY` of ~300 KB rows cost
+            // a fifth of the query): a slice is put in seq order here, a row a run.
+            let mut rows = Vec::with_capacity(slices[i].len());
+            let mut c = Cur::new(&bytes);
+            while !c.is_empty() {
+                let row = (|| Some((c.u64()?, c.bytes()?)))().ok_or_else(|| Error::ClickHouse {
+                    context: ctx.clone(),
+                    message: "the result ended inside a row".into(),
+                })?;
+                rows.push(row);
+            }
+            rows.sort_unstable_by_key(|r| r.0);
+            for (first, records) in rows {
+                decode::run_records(first, records, &mut |seq, time, rec| {
+                    if range.contains(seq) {
+                        check.see(seq)?;
+                        f(seq, time, rec)?;
+                    }
+                    Ok(())
+                })?;
+            }
+        }
+        check.finish(expected_end(range, last, check.next))
+    }
+
+    /// The first seqs of the committed runs of `stream` that hold seqs of `range`, in order:
+    /// a small query (no records) that cuts the read into slices.
+    async fn run_starts(&self, stream: &str, range: SeqRange, ctx: &str) -> Result<Vec<u64>> {
+        let b = fetch(
+            self.client
+                .query(
+                    "SELECT first_seq FROM event_runs \
                      WHERE stream_key = ? AND last_seq >= ? AND first_seq <= ? \
                      AND append_id IN (SELECT append_id FROM batches WHERE stream_key = ?) \
                      ORDER BY first_seq",
@@ -205,26 +272,19 @@ impl ChStore {
                 .bind(stream)
                 .bind(range.from)
                 .bind(range.to)
-                .bind(stream);
-            let ctx = format!("reading stream {stream}");
-            let mut check = SeqCheck { stream, next: None };
-            stream_rows(q, &ctx, &mut |c| {
-                let first = c.u64()?;
-                let records = c.bytes()?;
-                Some(
-                    decode::run_records(first, records, &mut |seq, time, rec| {
-                        if range.contains(seq) {
-                            check.see(seq)?;
-                            f(seq, time, rec)?;
-                        }
-                        Ok(())
-                    })
-                    .map(|_| ()),
-                )
-            })
-            .await?;
-            check.finish(expected_end(range, last, check.next))
-        })
+                .bind(stream),
+            ctx,
+        )
+        .await?;
+        let mut c = Cur::new(&b);
+        let mut out = Vec::with_capacity(b.len() / 8);
+        while !c.is_empty() {
+            out.push(c.u64().ok_or_else(|| Error::ClickHouse {
+                context: ctx.to_string(),
+                message: "malformed result".into(),
+            })?);
+        }
+        Ok(out)
     }
 
     pub(super) fn read_snapshots(&self, stream: &str) -> Result<Vec<StoredSnapshot>> {

@@ -105,7 +105,7 @@ pub(super) fn encode(events: &[Envelope], append_id: &str) -> Result<Encoded> {
         enc.encode(e, &mut w)?;
         let rec = w.records().next().expect("one record");
         run.push(&mut out.runs, e, rec, append_id, &mut out.id_at.1);
-        event_row(&mut out.events, e, rec, append_id);
+        event_row(&mut out.events, e, append_id);
         out.id_at.0.push(out.events.buf.len() - append_id.len());
         typed_row(&mut out.typed, e);
         scratch = w.finish();
@@ -124,7 +124,7 @@ pub(super) fn batch_row(w: &mut RowWriter, stream: &str, first: u64, last: u64, 
     w.rows += 1;
 }
 
-pub(super) fn event_row(w: &mut RowWriter, e: &Envelope, packed: &[u8], append_id: &str) {
+pub(super) fn event_row(w: &mut RowWriter, e: &Envelope, append_id: &str) {
     let Tenancy {
         tenant_id,
         owner_id,
@@ -158,7 +158,6 @@ pub(super) fn event_row(w: &mut RowWriter, e: &Envelope, packed: &[u8], append_i
         w.opt_str(v.as_deref());
     }
     w.str(&payload_text(&e.body));
-    w.bytes(packed);
     w.str(append_id);
     w.rows += 1;
 }
