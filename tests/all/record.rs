@@ -620,3 +620,112 @@ fn slow_and_surplus_connections_are_cut_off_without_holding_others_up() {
     assert_eq!(replies[0]["seq"], 2);
     assert!(rec.stop().success());
 }
+
+#[test]
+fn under_overload_market_data_is_dropped_oldest_first_and_marked_while_critical_events_wait() {
+    let dir = tmp("overload");
+    std::fs::create_dir_all(&dir).unwrap();
+    let store = dir.join("store");
+    let config = dir.join("record.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[wal]\ndir = \"{}\"\nmax_backlog_events = 100\n[market_data]\nlossy = true\nqueue_per_stream = 10\n[[sinks]]\nstore = \"{}\"\n",
+            dir.join("wal").display(),
+            store.display()
+        ),
+    )
+    .unwrap();
+    let rec = Rec::start(&["--config", config.to_str().unwrap()]);
+    // The sink cannot write while another process holds the store's writer lock: a backlog.
+    // (-o: the lock is flock's own, not inherited by `sleep`, so killing flock releases it.)
+    let mut holder = Command::new("flock")
+        .args(["-x", "-o"])
+        .arg(store.join("writer.lock"))
+        .args(["sleep", "120"])
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let critical: Vec<u64> = (0..100).map(|i| i * 4).collect(); // all on exec:sim:S0
+    send(rec.tcp, critical, Arc::new(Mutex::new(BTreeMap::new())));
+    wait_until("overload", Duration::from_secs(10), || {
+        metric(&rec.get("/metrics").1, "tapedeck_recorder_overloaded") == 1.0
+    });
+
+    // Fifty quotes on one stream: the oldest forty are dropped, ten held.
+    let quotes = TcpStream::connect(rec.tcp).unwrap();
+    let mut w = quotes.try_clone().unwrap();
+    for i in 0..50 {
+        writeln!(
+            w,
+            r#"{{"stream_key":"md:sim:Q","occurred_at":{},"instrument":"Q","event_type":"quote","payload":{{"bid_px":"1.{i:02}","bid_qty":"1","ask_px":"2.00","ask_qty":"1"}}}}"#,
+            1_704_153_600_000_000_000i64 + i
+        )
+        .unwrap();
+    }
+    // Critical events arriving now wait: none is dropped.
+    let late = Arc::new(Mutex::new(BTreeMap::new()));
+    let late_sender = {
+        let (addr, late) = (rec.tcp, late.clone());
+        std::thread::spawn(move || send(addr, (1000..1005).map(|i| i * 4).collect(), late))
+    };
+    wait_until("forty drops", Duration::from_secs(10), || {
+        metric(
+            &rec.get("/metrics").1,
+            "tapedeck_recorder_dropped_events_total",
+        ) == 40.0
+    });
+    assert!(
+        late.lock().unwrap().is_empty(),
+        "critical events were acknowledged during overload"
+    );
+
+    // The lock is released: the sink catches up, the overload ends, the held events go in.
+    holder.kill().unwrap();
+    holder.wait().unwrap();
+    late_sender.join().unwrap();
+    assert_eq!(late.lock().unwrap().len(), 5);
+    let mut r = BufReader::new(quotes);
+    let replies: Vec<serde_json::Value> = (0..50)
+        .map(|_| {
+            let mut l = String::new();
+            r.read_line(&mut l).unwrap();
+            serde_json::from_str(&l).unwrap()
+        })
+        .collect();
+    for (i, reply) in replies.iter().enumerate() {
+        if i < 40 {
+            assert!(
+                reply["error"].as_str().unwrap().contains("dropped"),
+                "{reply}"
+            );
+        } else {
+            assert_eq!(reply["seq"], i as u64 - 38, "{reply}"); // after the gap marker at 1
+        }
+    }
+    let m = rec.get("/metrics").1;
+    assert_eq!(metric(&m, "tapedeck_recorder_data_loss"), 1.0);
+    assert_eq!(metric(&m, "tapedeck_recorder_gap_events_total"), 1.0);
+
+    // The stream: the marker counting the loss, then the ten newest quotes, gapless.
+    let uri = store.display().to_string();
+    wait_until(
+        "the store to hold the quotes",
+        Duration::from_secs(30),
+        || stored(&uri).iter().filter(|e| e.1 == "md:sim:Q").count() == 11,
+    );
+    let s = uri.parse::<StoreUri>().unwrap().open().unwrap();
+    let mut got = Vec::new();
+    s.read("md:sim:Q", SeqRange::ALL, &mut |e| {
+        got.push(e);
+        Ok(())
+    })
+    .unwrap();
+    let marker = serde_json::to_value(&got[0].body).unwrap();
+    assert_eq!(marker["event_type"], "custom");
+    assert_eq!(marker["payload"]["type_name"], "book_gap");
+    assert_eq!(marker["payload"]["data"]["dropped"], 40);
+    let first_kept = serde_json::to_value(&got[1].body).unwrap();
+    assert_eq!(first_kept["payload"]["bid_px"], "1.40");
+    assert!(rec.stop().success());
+}

@@ -14,7 +14,7 @@ pub const CHECKPOINT: &str = "seqs.json";
 pub fn write_checkpoint(dir: &Path, last: &HashMap<String, u64>) -> Result<()> {
     let ordered: BTreeMap<&String, &u64> = last.iter().collect();
     let bytes = serde_json::to_vec(&serde_json::json!({ "streams": ordered })).expect("json");
-    crate::fs::write_durable(&dir.join(CHECKPOINT), &bytes)
+    write_durable(&dir.join(CHECKPOINT), &bytes)
 }
 
 /// The checkpoint's seqs (empty when there is none: a WAL never trimmed).
@@ -87,4 +87,20 @@ impl Quarantine {
         }
         Ok(())
     }
+}
+
+/// Writes a file via a temporary sibling and a rename, durable when it returns: the temporary
+/// file is fsynced before the rename and the directory after it, so a crash leaves the old
+/// file or the new one, whole.
+fn write_durable(path: &Path, bytes: &[u8]) -> Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+    let mut f = std::fs::File::create(&tmp).map_err(|e| Error::io(&tmp, e))?;
+    f.write_all(bytes).map_err(|e| Error::io(&tmp, e))?;
+    f.sync_all().map_err(|e| Error::io(&tmp, e))?;
+    std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))?;
+    std::fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| Error::io(dir, e))
 }

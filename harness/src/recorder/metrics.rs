@@ -128,6 +128,11 @@ impl Metrics {
         }
     }
 
+    /// The last WAL record every sink has stored (None: no sinks).
+    pub fn least_stored_lsn(&self) -> Option<u64> {
+        self.sinks.iter().map(|s| s.stored_lsn.load(Relaxed)).min()
+    }
+
     /// Events in the WAL not yet stored by sink `i`, per class.
     pub fn queued(&self, i: usize, class: Class) -> u64 {
         let c = class.index();

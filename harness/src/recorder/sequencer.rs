@@ -280,13 +280,7 @@ impl Sequencer {
 
     fn update_overload(&mut self) {
         let durable = self.wal.durable_lsn();
-        let stored = self
-            .metrics
-            .sinks
-            .iter()
-            .map(|s| s.stored_lsn.load(Relaxed))
-            .min()
-            .unwrap_or(durable);
+        let stored = self.metrics.least_stored_lsn().unwrap_or(durable);
         let backlog = durable.saturating_sub(stored);
         let limit = self.cfg.wal.max_backlog_events;
         // Hysteresis: out of overload only below 90% of the limit.
@@ -510,13 +504,7 @@ impl Sequencer {
             return Ok(());
         }
         self.last_trim = Instant::now();
-        let stored = self
-            .metrics
-            .sinks
-            .iter()
-            .map(|s| s.stored_lsn.load(Relaxed))
-            .min()
-            .unwrap_or(0);
+        let stored = self.metrics.least_stored_lsn().unwrap_or(0);
         let keep_from = self
             .wal
             .durable_lsn()

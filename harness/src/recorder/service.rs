@@ -61,86 +61,7 @@ impl Recorder {
             .collect::<Result<_>>()?;
         let names = uris.iter().map(|u| u.redacted());
         let metrics = Arc::new(Metrics::new(names));
-        let (wal, recovery) = Wal::open(
-            &cfg.wal.dir,
-            WalOptions {
-                segment_bytes: cfg.wal.segment_mb << 20,
-                ..Default::default()
-            },
-        )?;
-        let mut said = format!(
-            "WAL {}: {} records in {} segments (LSN {}..{})",
-            cfg.wal.dir.display(),
-            recovery.records,
-            recovery.segments,
-            recovery.first_lsn,
-            recovery.next_lsn,
-        );
-        if let Some(t) = &recovery.torn {
-            said.push_str(&format!(
-                "; a torn tail of {} bytes at {}:{} was quarantined to {}",
-                t.bytes,
-                t.segment.display(),
-                t.offset,
-                t.quarantined_to.display()
-            ));
-        }
-        // Each stream's last seq: the checkpoint (or, at the first start, the stores), then
-        // every record the WAL kept.
-        let mut recovered = Recovered::default();
-        match files::read_checkpoint(&cfg.wal.dir)? {
-            Some(cp) => recovered.last_seq = cp,
-            None => {
-                for u in &uris {
-                    // Writable: a file store that does not exist yet is created (empty).
-                    let store = u.open_writable().map_err(|e| {
-                        Error::message(
-                            "starting the recorder",
-                            format!(
-                                "a new WAL continues the streams the sinks hold, so every sink must be reachable at the first start: {e}"
-                            ),
-                        )
-                    })?;
-                    for s in store.streams()? {
-                        let v = recovered.last_seq.entry(s.key).or_insert(0);
-                        *v = (*v).max(s.last_seq);
-                    }
-                }
-            }
-        }
-        let mut counts = [0u64; 2];
-        let window = cfg.wal.dedup_window as usize;
-        let dir = cfg.wal.dir.clone();
-        wal.read_from(recovery.first_lsn, &mut |lsn, bytes| {
-            let e: Envelope = serde_json::from_slice(bytes).map_err(|err| Error::Corrupt {
-                path: dir.clone(),
-                line: lsn,
-                message: format!("WAL record {lsn} is not an envelope: {err}"),
-            })?;
-            counts[Class::of(&e.body).index()] += 1;
-            let v = recovered.last_seq.entry(e.stream_key.clone()).or_insert(0);
-            *v = (*v).max(e.seq);
-            if let Some(k) = e.idempotency_key {
-                recovered.recent_ids.push_back(((e.stream_key, k), e.seq));
-                if recovered.recent_ids.len() > window {
-                    recovered.recent_ids.pop_front();
-                }
-            }
-            Ok(())
-        })?;
-        for c in Class::ALL {
-            metrics.sequenced[c.index()].store(counts[c.index()], Relaxed);
-        }
-        // The sinks start at the oldest record kept: the backlog is what they have not read.
-        for s in &metrics.sinks {
-            s.stored_lsn.store(recovery.first_lsn - 1, Relaxed);
-        }
-        metrics
-            .wal_durable_lsn
-            .store(recovery.next_lsn - 1, Relaxed);
-        if files::read_checkpoint(&cfg.wal.dir)?.is_none() {
-            files::write_checkpoint(&cfg.wal.dir, &recovered.last_seq)?;
-        }
+        let (wal, recovery, recovered, said) = recover(&cfg, &uris, &metrics)?;
 
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
@@ -292,6 +213,111 @@ impl RunningRecorder {
         }
         result
     }
+}
+
+/// Opens the WAL (quarantining a torn tail) and works out where the sequencer starts: each
+/// stream's last seq from the checkpoint (at the first start, from the stores) and every
+/// record the WAL kept, the recent dedup keys, and the per-class counts the sinks' backlogs
+/// are measured from. Returns the WAL, what opening it found, and a line saying so.
+fn recover(
+    cfg: &RecordConfig,
+    uris: &[StoreUri],
+    metrics: &Metrics,
+) -> Result<(Wal, super::wal::Recovery, Recovered, String)> {
+    let (wal, recovery) = Wal::open(
+        &cfg.wal.dir,
+        WalOptions {
+            segment_bytes: cfg.wal.segment_mb << 20,
+            ..Default::default()
+        },
+    )?;
+    let mut said = format!(
+        "WAL {}: {} records in {} segments (LSN {}..{})",
+        cfg.wal.dir.display(),
+        recovery.records,
+        recovery.segments,
+        recovery.first_lsn,
+        recovery.next_lsn,
+    );
+    if let Some(t) = &recovery.torn {
+        tracing::warn!(
+            segment = %t.segment.display(),
+            offset = t.offset,
+            bytes = t.bytes,
+            quarantined_to = %t.quarantined_to.display(),
+            "the WAL had a torn tail (a crash mid-write); it was quarantined, the rest recovered"
+        );
+        said.push_str(&format!(
+            "; a torn tail of {} bytes at {}:{} was quarantined to {}",
+            t.bytes,
+            t.segment.display(),
+            t.offset,
+            t.quarantined_to.display()
+        ));
+    }
+    // Each stream's last seq: the checkpoint (or, at the first start, the stores), then
+    // every record the WAL kept.
+    let mut recovered = Recovered::default();
+    let first_start = match files::read_checkpoint(&cfg.wal.dir)? {
+        Some(cp) => {
+            recovered.last_seq = cp;
+            false
+        }
+        None => {
+            for u in uris {
+                // Writable: a file store that does not exist yet is created (empty).
+                let store = u.open_writable().map_err(|e| {
+                        Error::message(
+                            "starting the recorder",
+                            format!(
+                                "a new WAL continues the streams the sinks hold, so every sink must be reachable at the first start: {e}"
+                            ),
+                        )
+                    })?;
+                for s in store.streams()? {
+                    let v = recovered.last_seq.entry(s.key).or_insert(0);
+                    *v = (*v).max(s.last_seq);
+                }
+            }
+            true
+        }
+    };
+    let mut counts = [0u64; 2];
+    let window = cfg.wal.dedup_window as usize;
+    let dir = cfg.wal.dir.clone();
+    wal.read_from(recovery.first_lsn, &mut |lsn, bytes| {
+        let e: Envelope = serde_json::from_slice(bytes).map_err(|err| Error::Corrupt {
+            path: dir.clone(),
+            line: lsn,
+            message: format!("WAL record {lsn} is not an envelope: {err}"),
+        })?;
+        counts[Class::of(&e.body).index()] += 1;
+        let v = recovered.last_seq.entry(e.stream_key.clone()).or_insert(0);
+        *v = (*v).max(e.seq);
+        if let Some(k) = e.idempotency_key {
+            recovered.recent_ids.push_back(((e.stream_key, k), e.seq));
+            if recovered.recent_ids.len() > window {
+                recovered.recent_ids.pop_front();
+            }
+        }
+        Ok(())
+    })?;
+    for c in Class::ALL {
+        metrics.sequenced[c.index()].store(counts[c.index()], Relaxed);
+    }
+    // The sinks start at the oldest record kept: the backlog is what they have not read.
+    for s in &metrics.sinks {
+        s.stored_lsn.store(recovery.first_lsn - 1, Relaxed);
+    }
+    metrics
+        .wal_durable_lsn
+        .store(recovery.next_lsn - 1, Relaxed);
+    if first_start {
+        // From now on the WAL and this checkpoint say where every stream is: later starts
+        // need no sink to be reachable.
+        files::write_checkpoint(&cfg.wal.dir, &recovered.last_seq)?;
+    }
+    Ok((wal, recovery, recovered, said))
 }
 
 /// Binds a Unix socket, removing a stale socket file first (one nobody listens on); a live

@@ -168,11 +168,19 @@ impl SinkWorker {
             *open = Some(Open { store, last });
         }
         let o = open.as_mut().expect("opened");
-        let fresh: Vec<Envelope> = events
-            .iter()
-            .filter(|e| e.seq > o.last.get(&e.stream_key).copied().unwrap_or(0))
-            .cloned()
-            .collect();
+        // What the store does not hold yet (all of it, but for a replay after a restart or a
+        // retry of an append that landed): copied only when some must be left out.
+        let new = |e: &Envelope| e.seq > o.last.get(&e.stream_key).copied().unwrap_or(0);
+        let fresh: std::borrow::Cow<'_, [Envelope]> = if events.iter().all(new) {
+            events.into()
+        } else {
+            events
+                .iter()
+                .filter(|e| new(e))
+                .cloned()
+                .collect::<Vec<_>>()
+                .into()
+        };
         let t = Instant::now();
         if !fresh.is_empty() {
             // A stream the store holds less of than the batch continues is one the WAL no
@@ -196,16 +204,22 @@ impl SinkWorker {
         }
         let m = self.m();
         m.insert_seconds.observe(t.elapsed().as_secs_f64());
-        let now = now_ns();
-        let mut newest = i64::MIN;
+        // Every event of the batch is in the store now (queue depths count them all); the
+        // latencies are of the ones this append stored (not of a replay after a restart).
         for e in events {
             m.stored[Class::of(&e.body).index()].fetch_add(1, Relaxed);
+        }
+        let now = now_ns();
+        let mut newest = i64::MIN;
+        for e in fresh.iter() {
             m.ack_to_stored_seconds
                 .observe((now - e.ingested_at).max(0) as f64 / 1e9);
             newest = newest.max(e.ingested_at);
         }
-        m.lag_us
-            .store(((now - newest).max(0) / 1000) as u64, Relaxed);
+        if newest > i64::MIN {
+            m.lag_us
+                .store(((now - newest).max(0) / 1000) as u64, Relaxed);
+        }
         Ok(())
     }
 }
