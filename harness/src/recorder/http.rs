@@ -124,19 +124,22 @@ async fn post_events(ingress: &Ingress, origin: &str, req: Request<Body>) -> Res
         .enumerate()
         .map(|(i, v)| {
             let n = i as u64 + 1;
-            let raw = serde_json::to_vec(&v).unwrap_or_default();
-            match Incoming::from_value(v) {
+            match Incoming::from_value(&v) {
                 Ok(inc) => Item::Event {
                     id: inc.ack_id(n),
                     event: Box::new(inc),
                 },
-                Err(error) => Item::Bad {
-                    id: AckId::Line(n),
-                    error,
-                    origin: format!("{origin} POST /events element {n}"),
-                    len: raw.len(),
-                    raw: raw[..raw.len().min(QUARANTINE_KEEP)].to_vec(),
-                },
+                Err(error) => {
+                    // Only a refused element is written back out, for the quarantine.
+                    let raw = serde_json::to_vec(&v).unwrap_or_default();
+                    Item::Bad {
+                        id: AckId::Line(n),
+                        error,
+                        origin: format!("{origin} POST /events element {n}"),
+                        len: raw.len(),
+                        raw: raw[..raw.len().min(QUARANTINE_KEEP)].to_vec(),
+                    }
+                }
             }
         })
         .collect();

@@ -450,7 +450,13 @@ impl Sequencer {
     fn append(&mut self, e: &Envelope) -> Result<()> {
         let bytes = serde_json::to_vec(e).expect("envelopes serialize");
         self.wal.append(&bytes)?;
-        self.last_seq.insert(e.stream_key.clone(), e.seq);
+        // The stream's key is copied only the first time it is seen (this runs per event).
+        match self.last_seq.get_mut(&e.stream_key) {
+            Some(last) => *last = e.seq,
+            None => {
+                self.last_seq.insert(e.stream_key.clone(), e.seq);
+            }
+        }
         self.metrics.sequenced[Class::of(&e.body).index()].fetch_add(1, Relaxed);
         Ok(())
     }

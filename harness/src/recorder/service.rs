@@ -84,12 +84,16 @@ impl Recorder {
                 format!("cannot listen on {what} {addr}: {e}"),
             )
         };
+        let bind_tcp = |what: &str, addr: SocketAddr| -> Result<(TcpListener, SocketAddr)> {
+            let l = rt
+                .block_on(TcpListener::bind(addr))
+                .map_err(|e| bind_err(what, &addr, e))?;
+            let local = l.local_addr().map_err(|e| bind_err(what, &addr, e))?;
+            Ok((l, local))
+        };
         let tcp = match cfg.inputs.tcp {
             Some(addr) => {
-                let l = rt
-                    .block_on(TcpListener::bind(addr))
-                    .map_err(|e| bind_err("TCP", &addr, e))?;
-                let local = l.local_addr().map_err(|e| bind_err("TCP", &addr, e))?;
+                let (l, local) = bind_tcp("TCP", addr)?;
                 rt.spawn(accept_tcp(l, ingress.clone(), stop_rx.clone()));
                 Some(local)
             }
@@ -97,10 +101,7 @@ impl Recorder {
         };
         let http = match cfg.inputs.http {
             Some(addr) => {
-                let l = rt
-                    .block_on(TcpListener::bind(addr))
-                    .map_err(|e| bind_err("HTTP", &addr, e))?;
-                let local = l.local_addr().map_err(|e| bind_err("HTTP", &addr, e))?;
+                let (l, local) = bind_tcp("HTTP", addr)?;
                 rt.spawn(accept_http(l, ingress.clone(), stop_rx.clone()));
                 Some(local)
             }
