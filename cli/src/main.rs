@@ -43,6 +43,7 @@ enum Command {
     Copy(commands::copy::Copy),
     Fsck(commands::fsck::Fsck),
     Record(commands::record::Record),
+    Feed(commands::feed::Feed),
 }
 
 /// Writes one line to stdout; see `outln!`.
@@ -79,6 +80,7 @@ fn main() -> ExitCode {
         Command::Copy(c) => c.run(),
         Command::Fsck(c) => c.run(),
         Command::Record(c) => c.run(),
+        Command::Feed(c) => c.run(),
     };
     match result {
         Ok(code) => code,

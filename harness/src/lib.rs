@@ -24,11 +24,15 @@ pub mod decision;
 pub mod diff;
 pub mod error;
 pub mod event;
+#[cfg(feature = "recorder")]
+pub mod feed;
 pub(crate) mod fs;
 pub mod glob;
 pub mod hash;
 pub mod import;
 pub mod names;
+#[cfg(feature = "recorder")]
+pub mod net;
 #[cfg(feature = "recorder")]
 pub mod recorder;
 #[cfg(feature = "wasm")]

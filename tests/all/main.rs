@@ -8,6 +8,7 @@ mod binance_resume;
 mod cli;
 mod clickhouse;
 mod conformance;
+mod feed;
 mod filestore;
 mod index;
 mod layout;

@@ -75,7 +75,7 @@ impl Drop for Rec {
 }
 
 /// One HTTP/1.1 request; (status, body).
-fn http(addr: SocketAddr, method: &str, path: &str, body: &str) -> (u16, String) {
+pub(super) fn http(addr: SocketAddr, method: &str, path: &str, body: &str) -> (u16, String) {
     let mut s = TcpStream::connect(addr).unwrap();
     write!(
         s,
@@ -158,7 +158,7 @@ fn stored(uri: &str) -> Vec<(String, String, u64)> {
     out
 }
 
-fn wait_until(what: &str, limit: Duration, mut ok: impl FnMut() -> bool) {
+pub(super) fn wait_until(what: &str, limit: Duration, mut ok: impl FnMut() -> bool) {
     let t = Instant::now();
     while !ok() {
         assert!(t.elapsed() < limit, "timed out waiting for {what}");
@@ -262,7 +262,7 @@ fn sigkill_under_load_loses_nothing_acknowledged_and_stores_each_event_once_in_e
 }
 
 /// The value of an unlabelled metric.
-fn metric(text: &str, name: &str) -> f64 {
+pub(super) fn metric(text: &str, name: &str) -> f64 {
     text.lines()
         .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
         .unwrap_or_else(|| panic!("no {name} in\n{text}"))

@@ -5,6 +5,7 @@ pub mod bench;
 pub mod build;
 pub mod copy;
 pub mod events;
+pub mod feed;
 pub mod fixtures;
 pub mod fsck;
 pub mod import;

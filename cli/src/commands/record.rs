@@ -8,8 +8,9 @@ use anyhow::{Context, Result};
 use tapedeck::recorder::config::SinkConfig;
 use tapedeck::recorder::{RecordConfig, Recorder};
 
-/// Record live events: NDJSON envelopes over TCP or a Unix socket, or `POST /events` over
-/// HTTP, each acknowledged once it is durable in the write-ahead log, then stored by every
+/// Record live events: NDJSON envelopes over TCP or a Unix socket, `POST /events` over
+/// HTTP, and Binance market data ([[inputs.binance]] feeds), each acknowledged once it is
+/// durable in the write-ahead log, then stored by every
 /// sink (file store, PostgreSQL, ClickHouse) with the seq the recorder gave it. Runs until
 /// SIGINT/SIGTERM. Settings come from --config (TOML; see README "Recording live events"),
 /// flags override them, and store URIs may name environment variables as `${NAME}` for
@@ -80,6 +81,12 @@ impl Record {
                 None => "the recorder's settings".into(),
             })?;
         init_logs(self.log_json);
+        let feeds: Vec<String> = cfg
+            .inputs
+            .binance
+            .iter()
+            .map(|b| format!("binance {} ({})", b.ws_url, b.symbols.join(" ")))
+            .collect();
         let running = Recorder::new(cfg).start()?;
         tracing::info!(recovery = %running.recovery, "recovered");
         let mut at = Vec::new();
@@ -92,6 +99,7 @@ impl Record {
         if let Some(a) = running.http {
             at.push(format!("http {a}"));
         }
+        at.extend(feeds);
         outln!("recording: {}", at.join(", "));
         running.wait()?;
         tracing::info!("stopping: acknowledging what was taken, storing what the sinks can");
@@ -100,7 +108,8 @@ impl Record {
     }
 }
 
-fn init_logs(json: bool) {
+/// Structured logs on stderr (text, or JSON objects).
+pub(crate) fn init_logs(json: bool) {
     let filter = tracing_subscriber::filter::LevelFilter::INFO;
     let b = tracing_subscriber::fmt()
         .with_writer(std::io::stderr)

@@ -55,6 +55,79 @@ pub struct InputsConfig {
     pub max_connections: usize,
     /// A connection that sends nothing (or not a whole line) for this long is closed.
     pub idle_timeout_s: u64,
+    /// Binance combined-stream clients (`[[inputs.binance]]`), one connection each.
+    pub binance: Vec<BinanceConfig>,
+}
+
+/// A Binance market-data feed: one combined-stream connection for `symbols` × `channels`,
+/// plus a REST depth snapshot per symbol. The defaults connect to the exchange; point both
+/// URLs at `tapedeck feed serve` to replay a capture instead.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct BinanceConfig {
+    /// The combined-stream endpoint (`wss://` or `ws://`, without the query).
+    pub ws_url: String,
+    /// The REST API root (`https://` or `http://`); `/api/v3/depth` (spot) or
+    /// `/fapi/v1/depth` (usdm) is appended.
+    pub rest_url: String,
+    /// `spot` or `usdm`: names the streams (`md:binance-spot:BTCUSDT`) and the REST path.
+    pub market: crate::import::binance::Market,
+    pub symbols: Vec<String>,
+    /// Stream channels per symbol.
+    pub channels: Vec<String>,
+    /// Levels per side of the REST snapshot (Binance allows up to 5000).
+    pub snapshot_limit: usize,
+    /// Extra trusted certificates (PEM), beside the Mozilla roots.
+    pub ca_file: Option<PathBuf>,
+    /// Reconnect backoff: from this, doubling ...
+    pub reconnect_min_ms: u64,
+    /// ... up to this.
+    pub reconnect_max_ms: u64,
+    /// A stream silent this long is a break (reconnect).
+    pub stale_after_s: u64,
+}
+
+impl Default for BinanceConfig {
+    fn default() -> Self {
+        BinanceConfig {
+            ws_url: "wss://stream.binance.com:9443/stream".into(),
+            rest_url: "https://api.binance.com".into(),
+            market: crate::import::binance::Market::Spot,
+            symbols: Vec::new(),
+            channels: vec!["depth@100ms".into(), "bookTicker".into(), "trade".into()],
+            snapshot_limit: 1000,
+            ca_file: None,
+            reconnect_min_ms: 100,
+            reconnect_max_ms: 10_000,
+            stale_after_s: 30,
+        }
+    }
+}
+
+impl BinanceConfig {
+    /// The reconnect backoff's bounds.
+    pub fn reconnect_range(&self) -> (Duration, Duration) {
+        let min = self.reconnect_min_ms.max(1);
+        (
+            Duration::from_millis(min),
+            Duration::from_millis(self.reconnect_max_ms.max(min)),
+        )
+    }
+
+    fn check(&self) -> std::result::Result<(), String> {
+        let what = format!("inputs.binance {}", self.ws_url);
+        if self.symbols.is_empty() || self.channels.is_empty() {
+            return Err(format!(
+                "{what}: `symbols` and `channels` must not be empty"
+            ));
+        }
+        crate::net::Url::parse(&self.ws_url).map_err(|e| format!("{what}: ws_url: {e}"))?;
+        crate::net::Url::parse(&self.rest_url).map_err(|e| format!("{what}: rest_url: {e}"))?;
+        if !(1..=5000).contains(&self.snapshot_limit) {
+            return Err(format!("{what}: snapshot_limit must be 1 to 5000"));
+        }
+        Ok(())
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -105,6 +178,7 @@ impl Default for InputsConfig {
             max_line_bytes: 1 << 20,
             max_connections: 1024,
             idle_timeout_s: 60,
+            binance: Vec::new(),
         }
     }
 }
@@ -167,11 +241,14 @@ impl RecordConfig {
             }
         }
         let i = &self.inputs;
-        if i.tcp.is_none() && i.unix.is_none() && i.http.is_none() {
+        if i.tcp.is_none() && i.unix.is_none() && i.http.is_none() && i.binance.is_empty() {
             return Err(
-                "no input: set inputs.tcp, inputs.unix or inputs.http (or --tcp/--unix/--http)"
+                "no input: set inputs.tcp, inputs.unix, inputs.http (or --tcp/--unix/--http) or add an [[inputs.binance]] feed"
                     .into(),
             );
+        }
+        for b in &i.binance {
+            b.check()?;
         }
         if i.max_line_bytes < 1024 {
             return Err("inputs.max_line_bytes must be at least 1024".into());
@@ -220,6 +297,23 @@ mod tests {
         assert!(c.clone().finish().unwrap_err().contains("no sink"));
         let c = RecordConfig::parse("[[sinks]]\nstore = \"file://x\"\n").unwrap();
         assert!(c.finish().unwrap_err().contains("no input"));
+    }
+
+    #[test]
+    fn a_binance_feed_is_an_input_and_its_mistakes_are_named() {
+        let base = "[[sinks]]\nstore = \"file://x\"\n[[inputs.binance]]\n";
+        let c = RecordConfig::parse(&format!("{base}symbols = [\"BTCUSDT\"]\n")).unwrap();
+        let c = c.finish().unwrap();
+        let b = &c.inputs.binance[0];
+        assert_eq!(b.ws_url, "wss://stream.binance.com:9443/stream");
+        assert_eq!(b.channels, ["depth@100ms", "bookTicker", "trade"]);
+        let err = RecordConfig::parse(base).unwrap().finish().unwrap_err();
+        assert!(err.contains("`symbols`"), "{err}");
+        let bad = format!("{base}symbols = [\"X\"]\nrest_url = \"ftp://h\"\n");
+        let err = RecordConfig::parse(&bad).unwrap().finish().unwrap_err();
+        assert!(err.contains("rest_url"), "{err}");
+        let err = RecordConfig::parse(&format!("{base}market = \"coinm\"\n")).unwrap_err();
+        assert!(err.contains("coinm"), "{err}");
     }
 
     #[test]

@@ -111,6 +111,15 @@ pub struct Metrics {
     pub wal_fsync_seconds: Histogram,
     pub connections: AtomicU64,
     pub connections_refused: AtomicU64,
+    /// Binance feeds: messages received, connections open, reconnects, `book_gap`s written
+    /// (disconnects and breaks in the update-id chain), snapshots taken, errors (failed
+    /// snapshot requests, refused events).
+    pub feed_messages: AtomicU64,
+    pub feed_connected: AtomicU64,
+    pub feed_reconnects: AtomicU64,
+    pub feed_gaps: AtomicU64,
+    pub feed_snapshots: AtomicU64,
+    pub feed_errors: AtomicU64,
     pub sinks: Vec<SinkMetrics>,
 }
 
@@ -252,6 +261,46 @@ impl Metrics {
             "Connections refused at the limit.",
             vec![(String::new(), g(&self.connections_refused))],
         );
+        for (name, kind, help, v) in [
+            (
+                "feed_messages_total",
+                "counter",
+                "Binance stream messages received.",
+                &self.feed_messages,
+            ),
+            (
+                "feed_connected",
+                "gauge",
+                "Binance stream connections open.",
+                &self.feed_connected,
+            ),
+            (
+                "feed_reconnects_total",
+                "counter",
+                "Binance stream breaks (each followed by a reconnect).",
+                &self.feed_reconnects,
+            ),
+            (
+                "feed_gap_events_total",
+                "counter",
+                "book_gap events written for feed breaks and update-id chain breaks.",
+                &self.feed_gaps,
+            ),
+            (
+                "feed_snapshots_total",
+                "counter",
+                "Binance depth snapshots taken.",
+                &self.feed_snapshots,
+            ),
+            (
+                "feed_errors_total",
+                "counter",
+                "Failed snapshot requests and refused feed events.",
+                &self.feed_errors,
+            ),
+        ] {
+            one(&mut o, name, kind, help, vec![(String::new(), g(v))]);
+        }
         let per_sink = |f: &dyn Fn(usize, &SinkMetrics) -> Rows| -> Rows {
             self.sinks
                 .iter()

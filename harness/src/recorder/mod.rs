@@ -3,13 +3,15 @@
 //! ```text
 //!  inputs ──► sequencer ──► WAL (fsync, group commit) ──► ack to the sender
 //!  (TCP, Unix,   (seq per stream,                 │
-//!   HTTP)         dedup, classes)                 ├──► sink: file store   ─┐
+//!   HTTP,         dedup, classes)                 ├──► sink: file store   ─┐
+//!   Binance)                                      │
 //!                                                 ├──► sink: PostgreSQL    ├─► stored LSN
 //!                                                 └──► sink: ClickHouse   ─┘      │
 //!                                      WAL trimmed below the least stored LSN ◄───┘
 //! ```
 //!
-//! - Inputs parse envelopes on their own tasks and hand them to the one sequencer thread,
+//! - Inputs parse envelopes on their own tasks (the Binance client maps exchange messages to
+//!   them, see [`binance`]) and hand them to the one sequencer thread,
 //!   which alone assigns each stream's seq, appends the sequenced envelope to the WAL and
 //!   acknowledges it once an fsync covers it (one fsync per group of what arrived meanwhile).
 //! - Sinks tail the WAL, each on a thread of its own, and store micro-batches (by size, or by
@@ -24,6 +26,7 @@
 //! - On start the WAL is recovered (a torn tail quarantined), seqs continue from the WAL and
 //!   the stores, and the sinks replay what they have not stored.
 
+pub mod binance;
 pub mod config;
 pub mod files;
 pub mod http;

@@ -11,6 +11,7 @@ use tokio::net::{TcpListener, UnixListener};
 use tokio::sync::{Semaphore, mpsc, watch};
 
 use super::Class;
+use super::binance::BinanceClient;
 use super::config::RecordConfig;
 use super::files;
 use super::ingress::Ingress;
@@ -116,6 +117,15 @@ impl Recorder {
             }
             None => None,
         };
+        for b in &cfg.inputs.binance {
+            let client = BinanceClient {
+                tls: crate::net::client_tls(b.ca_file.as_deref())?,
+                cfg: b.clone(),
+                ingress: ingress.clone(),
+                stop: stop_rx.clone(),
+            };
+            rt.spawn(client.run());
+        }
         drop(ingress);
 
         let progress = Arc::new(Progress::default());
@@ -169,22 +179,7 @@ impl RunningRecorder {
     /// Blocks until SIGINT or SIGTERM, or until the sequencer or a sink ends on its own (an
     /// error it cannot get past, which [`RunningRecorder::stop`] then returns).
     pub fn wait(&self) -> Result<()> {
-        self.rt.block_on(async {
-            use tokio::signal::unix::{SignalKind, signal};
-            let sig = |k| {
-                signal(k).map_err(|e| Error::message("installing a signal handler", e.to_string()))
-            };
-            let (mut term, mut int) =
-                (sig(SignalKind::terminate())?, sig(SignalKind::interrupt())?);
-            let mut tick = tokio::time::interval(Duration::from_millis(200));
-            loop {
-                tokio::select! {
-                    _ = int.recv() => return Ok(()),
-                    _ = term.recv() => return Ok(()),
-                    _ = tick.tick() => if self.failed() { return Ok(()) },
-                }
-            }
-        })
+        self.rt.block_on(crate::net::until_signal(|| self.failed()))
     }
 
     /// Whether the sequencer or a sink has ended on its own (an error it cannot get past).

@@ -23,6 +23,8 @@
 //! Lines are assumed to come in capture-time order per stream (a recorder's clock), which is
 //! what lets a later import know which lines it has seen.
 
+pub mod book;
+pub mod message;
 mod parse;
 mod summary;
 pub mod sync;
@@ -35,11 +37,12 @@ use std::path::Path;
 use serde_json::Value;
 
 use crate::error::{Error, Result};
-use crate::event::{Body, Envelope, LevelPair, SideName};
+use crate::event::{Body, Envelope};
 use crate::store::{SeqRange, StreamInfo};
 
+use message::{Head, Payload, Snapshot, gap_body};
 pub use parse::Market;
-use parse::{book_fits, dec_of, hex, levels, ms_of, one_scale, u64_of};
+use parse::hex;
 pub use summary::{GapFinding, ImportSummary, InputFinding};
 use sync::{Diff, Step};
 pub use sync::{IMPORT_STATE, SyncState};
@@ -80,6 +83,15 @@ pub struct Importer<'s> {
     streams: BTreeMap<String, StreamState>,
     out: Vec<Envelope>,
     summary: ImportSummary,
+}
+
+/// The market-data stream of a symbol (`md:binance-spot:BTCUSDT`).
+pub fn stream_key(market: Market, symbol: &str) -> String {
+    format!(
+        "md:binance-{}:{}",
+        market.name(),
+        symbol.to_ascii_uppercase()
+    )
 }
 
 /// The stream holding the import state of market-data stream `key`
@@ -380,11 +392,7 @@ impl<'s> Importer<'s> {
     }
 
     fn key(&self, market: Market, symbol: &str) -> String {
-        format!(
-            "md:binance-{}:{}",
-            market.name(),
-            symbol.to_ascii_uppercase()
-        )
+        stream_key(market, symbol)
     }
 
     fn line(&mut self, file: &str, lineno: u64, line: &str) -> std::result::Result<(), String> {
@@ -395,10 +403,7 @@ impl<'s> Importer<'s> {
             .parse()
             .map_err(|_| format!("bad local timestamp {ts:?}"))?;
         let v: Value = serde_json::from_str(json).map_err(|e| format!("bad JSON: {e}"))?;
-        if let Some(id) = v.get("lastUpdateId") {
-            let id = id.as_u64().ok_or("non-integer lastUpdateId")?;
-            let (bids, asks) = (levels(&v["bids"])?, levels(&v["asks"])?);
-            book_fits(&bids, &asks)?;
+        if let Some(snap) = Snapshot::parse(&v)? {
             let market = self.market.unwrap_or(Market::Spot);
             let symbol = self
                 .symbol
@@ -408,99 +413,39 @@ impl<'s> Importer<'s> {
             if self.imported_before(&key, local)? {
                 return Ok(());
             }
-            return self
-                .snapshot(&key, local, id, bids, asks)
-                .map_err(|e| e.to_string());
+            return self.snapshot(&key, local, snap).map_err(|e| e.to_string());
         }
-        let data = v.get("data").unwrap_or(&v);
-        let symbol = data
-            .get("s")
-            .and_then(Value::as_str)
-            .ok_or("message without a symbol `s`")?
-            .to_string();
+        let head = Head::parse(&v)?;
         if self.symbol.is_none() {
-            self.symbol = Some(symbol.clone());
+            self.symbol = Some(head.symbol.to_string());
         }
-        let kind = data.get("e").and_then(Value::as_str);
-        // Futures messages carry `pu` (depth) or an `e` of "bookTicker"; spot ones do not.
-        let futures = data.get("pu").is_some() || kind == Some("bookTicker");
-        let market = self
-            .market
-            .unwrap_or(if futures { Market::Usdm } else { Market::Spot });
-        if self.market.is_none() && (kind == Some("depthUpdate") || futures) {
+        let market = self.market.unwrap_or(if head.futures {
+            Market::Usdm
+        } else {
+            Market::Spot
+        });
+        if self.market.is_none() && (head.kind == Some("depthUpdate") || head.futures) {
             self.market = Some(market);
         }
-        let key = self.key(market, &symbol);
+        let key = self.key(market, head.symbol);
         if self.imported_before(&key, local)? {
             return Ok(());
         }
-        let event_ms = ms_of(data, "E")?;
-        match kind {
-            Some("depthUpdate") => {
-                let diff = Diff {
-                    first: u64_of(data, "U")?,
-                    last: u64_of(data, "u")?,
-                    prev: data.get("pu").and_then(Value::as_u64),
-                    bids: levels(&data["b"])?,
-                    asks: levels(&data["a"])?,
-                };
-                book_fits(&diff.bids, &diff.asks)?;
-                self.diff(&key, file, lineno, event_ms.unwrap_or(local), local, diff)
-                    .map_err(|e| e.to_string())
+        let done = match head.payload()? {
+            Payload::Diff { time, diff } => {
+                self.diff(&key, file, lineno, time.unwrap_or(local), local, diff)
             }
-            Some("trade") => {
-                let maker_is_buyer = data.get("m").and_then(Value::as_bool);
-                let body = Body::Trade {
-                    price: dec_of(data, "p")?,
-                    qty: dec_of(data, "q")?,
-                    trade_id: u64_of(data, "t")?,
-                    aggressor: maker_is_buyer
-                        .map(|m| if m { SideName::Sell } else { SideName::Buy }),
-                };
-                let t = ms_of(data, "T")?.or(event_ms).unwrap_or(local);
-                self.emit(&key, t, local, body)
-                    .map(drop)
-                    .map_err(|e| e.to_string())
-            }
-            None | Some("bookTicker") if data.get("b").is_some_and(Value::is_string) => {
-                let (bid_px, ask_px) = (dec_of(data, "b")?, dec_of(data, "a")?);
-                let (bid_qty, ask_qty) = (dec_of(data, "B")?, dec_of(data, "A")?);
-                one_scale("price", [&bid_px, &ask_px].into_iter())?;
-                one_scale("quantity", [&bid_qty, &ask_qty].into_iter())?;
-                let body = Body::Quote {
-                    bid_px,
-                    bid_qty,
-                    ask_px,
-                    ask_qty,
-                    update_id: data.get("u").and_then(Value::as_u64),
-                };
-                self.emit(&key, event_ms.unwrap_or(local), local, body)
-                    .map(drop)
-                    .map_err(|e| e.to_string())
-            }
-            other => Err(format!("unsupported message type {other:?}")),
-        }
+            Payload::Event { time, body } => self
+                .emit(&key, time.unwrap_or(local), local, body)
+                .map(drop),
+        };
+        done.map_err(|e| e.to_string())
     }
 
-    fn snapshot(
-        &mut self,
-        key: &str,
-        local: i64,
-        id: u64,
-        bids: Vec<LevelPair>,
-        asks: Vec<LevelPair>,
-    ) -> Result<()> {
+    fn snapshot(&mut self, key: &str, local: i64, snap: Snapshot) -> Result<()> {
         self.summary.snapshots += 1;
-        self.emit(
-            key,
-            local,
-            local,
-            Body::BookSnapshot {
-                update_id: id,
-                bids,
-                asks,
-            },
-        )?;
+        let id = snap.last_update_id;
+        self.emit(key, local, local, snap.into_body())?;
         // Replay buffered diffs against the new snapshot.
         for p in self.state(key)?.sync.snapshot(id) {
             self.diff(key, "(buffered)", 0, p.time, p.local, p.diff)?;
@@ -519,22 +464,10 @@ impl<'s> Importer<'s> {
     ) -> Result<()> {
         match self.state(key)?.sync.diff(d, t, local) {
             Step::Apply(d) => {
-                let body = Body::BookDelta {
-                    first_update_id: d.first,
-                    final_update_id: d.last,
-                    prev_final_update_id: d.prev.unwrap_or(0),
-                    bids: d.bids,
-                    asks: d.asks,
-                };
-                self.emit(key, t, local, body)?;
+                self.emit(key, t, local, d.into_body())?;
             }
             Step::Gap { expected, got } => {
-                let data = serde_json::json!({ "expected": expected, "got": got });
-                let body = Body::Custom {
-                    type_name: "book_gap".into(),
-                    data,
-                };
-                let seq = self.emit(key, t, local, body)?;
+                let seq = self.emit(key, t, local, gap_body(expected, got))?;
                 self.summary.gaps.push(GapFinding {
                     stream: key.to_string(),
                     file: file.to_string(),

@@ -17,7 +17,7 @@ pub enum Market {
 }
 
 impl Market {
-    pub(super) fn name(self) -> &'static str {
+    pub fn name(self) -> &'static str {
         match self {
             Market::Spot => "spot",
             Market::Usdm => "usdm",
