@@ -146,7 +146,14 @@ impl FeedServer {
     /// Opens the capture, binds `listen` and serves; the playback waits for the first
     /// WebSocket connection.
     pub fn start(opts: FeedOptions) -> Result<FeedServer> {
-        let reader = open_capture(&opts.capture)?;
+        if !(opts.speed == 0.0 || (0.001..=1e6).contains(&opts.speed)) {
+            return Err(Error::message(
+                "starting the feed simulator",
+                format!("speed {} is not 0 or 0.001 to 1000000", opts.speed),
+            ));
+        }
+        let (reader, _) = crate::import::binance::open_capture(&opts.capture)?;
+        let reader = std::io::BufReader::with_capacity(1 << 20, reader);
         let acceptor = match &opts.tls {
             Some((cert, key)) => Some(net::server_tls(cert, key)?),
             None => None,
@@ -214,17 +221,6 @@ impl FeedServer {
     }
 }
 
-/// A capture, gunzipped if its name ends in `.gz`.
-fn open_capture(path: &std::path::Path) -> Result<Box<dyn BufRead + Send>> {
-    let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
-    let read: Box<dyn std::io::Read + Send> = if path.extension().is_some_and(|e| e == "gz") {
-        Box::new(flate2::read::MultiGzDecoder::new(file))
-    } else {
-        Box::new(file)
-    };
-    Ok(Box::new(std::io::BufReader::with_capacity(1 << 20, read)))
-}
-
 impl Shared {
     fn status(&self) -> Status {
         Status {
@@ -247,7 +243,7 @@ struct Player {
 }
 
 impl Player {
-    fn play(mut self, name: &str, reader: Box<dyn BufRead + Send>) {
+    fn play(mut self, name: &str, reader: impl BufRead) {
         let start = Instant::now();
         let mut first_ts = None;
         for (i, line) in reader.lines().enumerate() {
@@ -345,27 +341,24 @@ impl Player {
 
 async fn accept(listener: TcpListener, tls: Option<TlsAcceptor>, shared: Arc<Shared>) {
     loop {
-        let Ok((tcp, _)) = listener.accept().await else {
-            continue;
+        let tcp = match listener.accept().await {
+            Ok((tcp, _)) => tcp,
+            Err(e) => {
+                net::accept_failed(e).await;
+                continue;
+            }
         };
         let _ = tcp.set_nodelay(true);
         let (tls, shared) = (tls.clone(), shared.clone());
         tokio::spawn(async move {
-            let conn: net::Conn = match tls {
-                Some(acceptor) => match acceptor.accept(tcp).await {
-                    Ok(s) => Box::new(s),
-                    Err(e) => {
-                        tracing::debug!(error = %e, "TLS handshake failed");
-                        return;
-                    }
-                },
-                None => Box::new(tcp),
-            };
             let service = hyper::service::service_fn(move |req| handle(shared.clone(), req));
-            let _ = hyper::server::conn::http1::Builder::new()
-                .serve_connection(TokioIo::new(conn), service)
-                .with_upgrades()
-                .await;
+            match tls {
+                Some(acceptor) => match acceptor.accept(tcp).await {
+                    Ok(s) => net::serve_http(s, service).await,
+                    Err(e) => tracing::debug!(error = %e, "TLS handshake failed"),
+                },
+                None => net::serve_http(tcp, service).await,
+            }
         });
     }
 }

@@ -133,11 +133,17 @@ pub async fn connect(url: &Url, tls: &Arc<ClientConfig>) -> std::io::Result<Conn
 /// The most of a response body [`get`] reads (a 5000-level depth snapshot is ~250 KB).
 const MAX_BODY: usize = 16 << 20;
 
-/// `GET url` over a connection of its own: the status and the body.
-pub async fn get(
-    url: &Url,
-    tls: &Arc<ClientConfig>,
-) -> std::result::Result<(u16, Vec<u8>), String> {
+/// A response to [`get`].
+#[derive(Debug)]
+pub struct Got {
+    pub status: u16,
+    /// `Retry-After` in seconds, when given.
+    pub retry_after: Option<u64>,
+    pub body: Vec<u8>,
+}
+
+/// `GET url` over a connection of its own.
+pub async fn get(url: &Url, tls: &Arc<ClientConfig>) -> std::result::Result<Got, String> {
     let conn = connect(url, tls)
         .await
         .map_err(|e| format!("connecting to {}: {e}", url.authority()))?;
@@ -156,12 +162,50 @@ pub async fn get(
         .await
         .map_err(|e| format!("GET {}: {e}", url.uri))?;
     let status = resp.status().as_u16();
+    let retry_after = resp
+        .headers()
+        .get(hyper::header::RETRY_AFTER)
+        .and_then(|v| v.to_str().ok()?.trim().parse().ok());
     let body = Limited::new(resp.into_body(), MAX_BODY)
         .collect()
         .await
         .map_err(|e| format!("reading the response to GET {}: {e}", url.uri))?
         .to_bytes();
-    Ok((status, body.to_vec()))
+    Ok(Got {
+        status,
+        retry_after,
+        body: body.to_vec(),
+    })
+}
+
+/// Serves HTTP/1 on one connection until it closes; WebSocket upgrades allowed. A client has
+/// 10 s to send a request's headers (slow senders are cut off).
+pub async fn serve_http<I, S, B>(io: I, service: S)
+where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    S: hyper::service::Service<
+            hyper::Request<hyper::body::Incoming>,
+            Response = hyper::Response<B>,
+        >,
+    S::Future: Send + 'static,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    B: hyper::body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let conn = hyper::server::conn::http1::Builder::new()
+        .timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(std::time::Duration::from_secs(10))
+        .serve_connection(TokioIo::new(io), service)
+        .with_upgrades();
+    let _ = conn.await;
+}
+
+/// An accept error (out of file descriptors, say) is logged and the loop goes on after a
+/// pause, rather than spinning or ending the listener.
+pub async fn accept_failed(e: std::io::Error) {
+    tracing::warn!(error = %e, "accept failed");
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
 }
 
 /// Waits for SIGINT or SIGTERM, or until `done()` (checked every 200 ms) says to stop.

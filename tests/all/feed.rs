@@ -208,25 +208,80 @@ fn is_quote(b: &Body) -> bool {
     matches!(b, Body::Quote { .. })
 }
 
-/// Checks the recorded book against the oracle at every book event while it is known;
-/// returns how many checks fell between each pair of `book_gap`s (and before the first, after
-/// the last).
-fn check_book(events: &[Envelope], oracle: &BTreeMap<u64, u64>) -> Vec<usize> {
+/// What a recorded stream showed, checked against the capture as it went.
+#[derive(Debug)]
+struct Checked {
+    /// Per `book_gap`, in order: its reason and the book events after it found equal to the
+    /// oracle's book at the same update id.
+    segments: Vec<(String, usize)>,
+    /// Deltas whose best bid and ask were compared with the exchange's own `bookTicker` at
+    /// the same update id (independent of the simulator's and the importer's book code).
+    ticker_checks: usize,
+    /// Runs of consecutive capture trades the recorded trades form (1 + the breaks in them).
+    trade_runs: usize,
+}
+
+/// Checks every book event of a recorded stream, while the book is known, against the
+/// oracle; every recorded trade against the capture's (in order, none twice).
+fn check(events: &[Envelope], oracle: &Oracle) -> Checked {
+    let tickers: BTreeMap<u64, (String, String)> = oracle
+        .events
+        .iter()
+        .filter_map(|e| match &e.body {
+            Body::Quote {
+                bid_px,
+                ask_px,
+                update_id: Some(u),
+                ..
+            } => Some((*u, (bid_px.to_string(), ask_px.to_string()))),
+            _ => None,
+        })
+        .collect();
+    let trade_at: BTreeMap<u64, usize> = oracle
+        .events
+        .iter()
+        .filter_map(|e| match e.body {
+            Body::Trade { trade_id, .. } => Some(trade_id),
+            _ => None,
+        })
+        .enumerate()
+        .map(|(i, id)| (id, i))
+        .collect();
     let (mut book, mut known) = (Book::default(), false);
-    let mut checks = vec![0];
-    let mut trade_ids = Vec::new();
+    let mut c = Checked {
+        segments: Vec::new(),
+        ticker_checks: 0,
+        trade_runs: 0,
+    };
+    let mut last_trade: Option<usize> = None;
     for e in events {
         if let Body::Trade { trade_id, .. } = e.body {
-            trade_ids.push(trade_id);
+            let at = trade_at[&trade_id];
+            if let Some(l) = last_trade {
+                assert!(
+                    at > l,
+                    "seq {}: trade {trade_id} out of order or twice",
+                    e.seq
+                );
+            }
+            if last_trade.is_none_or(|l| at != l + 1) {
+                c.trade_runs += 1;
+            }
+            last_trade = Some(at);
         }
         match book.apply_event(&e.body) {
             None => {
                 let Body::Custom { data, .. } = &e.body else {
                     unreachable!()
                 };
-                assert_eq!(data["reason"], "feed_disconnected", "seq {}: {data}", e.seq);
+                let reason = data["reason"].as_str().unwrap_or_default().to_string();
+                assert!(
+                    ["feed_started", "feed_disconnected"].contains(&reason.as_str()),
+                    "seq {}: {data}",
+                    e.seq
+                );
                 known = false;
-                checks.push(0);
+                c.segments.push((reason, 0));
             }
             Some(true) => {
                 known |= matches!(e.body, Body::BookSnapshot { .. });
@@ -235,7 +290,7 @@ fn check_book(events: &[Envelope], oracle: &BTreeMap<u64, u64>) -> Vec<usize> {
                     "seq {}: a delta before the snapshot after a gap",
                     e.seq
                 );
-                let want = oracle.get(&book.update_id).unwrap_or_else(|| {
+                let want = oracle.books.get(&book.update_id).unwrap_or_else(|| {
                     panic!(
                         "seq {}: update id {} is not in the oracle",
                         e.seq, book.update_id
@@ -248,16 +303,28 @@ fn check_book(events: &[Envelope], oracle: &BTreeMap<u64, u64>) -> Vec<usize> {
                     e.seq,
                     book.update_id
                 );
-                *checks.last_mut().unwrap() += 1;
+                c.segments.last_mut().expect("a book_gap first").1 += 1;
+                if let Some((bid, ask)) = tickers.get(&book.update_id) {
+                    let best = |l: Option<&tapedeck::event::LevelPair>| l.map(|l| l[0].to_string());
+                    assert_eq!(
+                        best(book.bids().next()).as_ref(),
+                        Some(bid),
+                        "seq {}",
+                        e.seq
+                    );
+                    assert_eq!(
+                        best(book.asks().next()).as_ref(),
+                        Some(ask),
+                        "seq {}",
+                        e.seq
+                    );
+                    c.ticker_checks += 1;
+                }
             }
             Some(false) => {}
         }
     }
-    assert!(
-        trade_ids.is_sorted() && trade_ids.windows(2).all(|w| w[0] < w[1]),
-        "a trade twice"
-    );
-    checks
+    c
 }
 
 #[test]
@@ -267,7 +334,6 @@ fn a_recorded_session_equals_the_imported_capture_on_both_sides_of_server_discon
     };
     let dir = tmp("disconnects");
     let oracle = oracle(&capture, &dir);
-    let all = &oracle.events;
     let capture = capture.display().to_string();
     // 41,249 lines over 346 s of capture time: at 40x about 9 s, two disconnects.
     let feed = Proc::start(&[
@@ -298,28 +364,33 @@ fn a_recorded_session_equals_the_imported_capture_on_both_sides_of_server_discon
         2.0,
         "{m}"
     );
+    // The start, and each disconnect.
     assert_eq!(
         metric(&m, "tapedeck_recorder_feed_gap_events_total"),
-        2.0,
+        3.0,
         "{m}"
     );
     rec.stop();
     feed.stop();
 
     let events = read_stream(&dir.join("store"));
-    let checks = check_book(&events, &oracle.books);
+    let c = check(&events, &oracle);
     // Before the first break, between the two, and after the second: the book is the
     // exchange's, resynced from a fresh snapshot each time.
-    assert_eq!(checks.len(), 3, "{checks:?}");
-    assert!(checks.iter().all(|c| *c > 100), "{checks:?}");
+    let reasons: Vec<&str> = c.segments.iter().map(|s| s.0.as_str()).collect();
+    assert_eq!(
+        reasons,
+        ["feed_started", "feed_disconnected", "feed_disconnected"]
+    );
+    assert!(c.segments.iter().all(|s| s.1 > 100), "{c:?}");
+    assert!(c.ticker_checks > 100, "{c:?}");
     assert_eq!(
         count(&events, |b| matches!(b, Body::BookSnapshot { .. })),
         3
     );
-    // What was sent while the client was away is missing, nothing else.
-    let (trades, quotes) = (count(&events, is_trade), count(&events, is_quote));
-    assert!(trades < count(all, is_trade) && trades > count(all, is_trade) / 2);
-    assert!(quotes < count(all, is_quote) && quotes > count(all, is_quote) / 2);
+    // What was sent while the client was away is missing, nothing else: the trades are three
+    // unbroken runs of the capture's.
+    assert_eq!(c.trade_runs, 3, "{c:?}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
@@ -444,8 +515,9 @@ fn the_binance_client_speaks_tls_and_trusts_only_what_it_is_told_to() {
     // One connection from the first message on: every trade and quote of the capture.
     assert_eq!(count(&events, is_trade), count(all, is_trade));
     assert_eq!(count(&events, is_quote), count(all, is_quote));
-    let checks = check_book(&events, &oracle.books);
-    assert_eq!(checks.len(), 1);
-    assert!(checks[0] > 1000, "{checks:?}");
+    let c = check(&events, &oracle);
+    assert_eq!(c.segments.len(), 1, "{c:?}");
+    assert!(c.segments[0].1 > 1000 && c.ticker_checks > 500, "{c:?}");
+    assert_eq!(c.trade_runs, 1);
     std::fs::remove_dir_all(&dir).unwrap();
 }

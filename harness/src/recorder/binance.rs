@@ -4,17 +4,28 @@
 //! `import binance` maps a capture ([`Head`], [`Snapshot`]), so a recorded session and an
 //! imported capture of it hold the same events.
 //!
-//! Every break is visible in the streams: a disconnect (or a stream silent for `stale_after_s`)
-//! writes a `book_gap` event `{"reason":"feed_disconnected"}` into each symbol's stream that
-//! had data since the last break, then the client reconnects with exponential backoff and
-//! resyncs from a fresh snapshot; a break in the update-id chain writes the importer's
-//! `book_gap` (`expected`, `got`) and fetches a fresh snapshot. A message that cannot be
-//! mapped is quarantined by the sequencer like any bad input, with its origin.
+//! Every break is visible in the streams:
+//! - each start writes a `book_gap` `{"reason":"feed_started"}` into every symbol's stream
+//!   (what happened while no recorder ran is unknown);
+//! - a disconnect, or a connection silent for `stale_after_s`, writes `{"reason":
+//!   "feed_disconnected"}` into each symbol's stream that had data since the last break, then
+//!   the client reconnects with exponential backoff and resyncs from a fresh snapshot;
+//! - a break in the update-id chain writes the importer's `book_gap` (`expected`, `got`) and
+//!   takes a fresh snapshot;
+//! - an event the recorder refused (market data dropped under overload, which the sequencer
+//!   marks with its own `book_gap`) makes its symbol resync from a fresh snapshot.
 //!
-//! Events are handed to the sequencer per message; at most [`IN_FLIGHT`] submissions wait for
+//! Snapshot requests back off while they do not bring the book in sync (a snapshot older than
+//! the stream, a failed request), and wait out a rate limit (HTTP 429/418, `Retry-After`).
+//! Connecting and each request time out. A message that cannot be mapped is quarantined by
+//! the sequencer like any bad input, with its origin; a message over `inputs.max_line_bytes`
+//! breaks the connection.
+//!
+//! Events are handed to the sequencer per message; at most [`WAITING_SUBMISSIONS`] wait for
 //! their acknowledgements (then the client stops reading: backpressure reaches the socket).
 
 use std::collections::{BTreeMap, VecDeque};
+use std::result::Result;
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant};
@@ -23,21 +34,27 @@ use futures_util::{SinkExt, StreamExt};
 use serde_json::Value;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio_rustls::rustls::ClientConfig;
+use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
 use super::config::BinanceConfig;
 use super::ingress::Ingress;
 use super::now_ns;
 use super::protocol::{AckId, Incoming, Reply};
-use super::sequencer::{Item, QUARANTINE_KEEP};
+use super::sequencer::Item;
 use crate::event::{Body, Correlation, Tenancy};
-use crate::import::binance::message::{Head, Payload, Snapshot, gap_body};
+use crate::import::binance::message::{Head, Payload, Snapshot, book_gap, gap_body};
 use crate::import::binance::stream_key;
 use crate::import::binance::sync::{Step, SyncState};
 use crate::net::{self, Url};
 
 /// Submissions waiting for their acknowledgements, at most.
-pub const IN_FLIGHT: usize = 64;
+pub const WAITING_SUBMISSIONS: usize = 64;
+/// Connecting (TCP, TLS, WebSocket handshake) may take this long.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// A snapshot request may take this long.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// One symbol's book and what the client knows of it.
 #[derive(Debug, Default)]
@@ -47,7 +64,8 @@ struct Sym {
     fetching: bool,
     /// Data arrived since the last break (a break then gets a `book_gap`).
     live: bool,
-    /// The wait before the next snapshot request (grows while requests fail).
+    /// The wait before the next snapshot request: none at first, then growing until the book
+    /// is in sync.
     retry_in: Duration,
 }
 
@@ -67,7 +85,7 @@ impl Drop for Connected<'_> {
 }
 
 /// A snapshot request's answer.
-type Fetched = (String, std::result::Result<Snapshot, String>);
+type Fetched = (String, Result<Snapshot, String>);
 
 pub struct BinanceClient {
     pub cfg: BinanceConfig,
@@ -76,41 +94,49 @@ pub struct BinanceClient {
     pub stop: watch::Receiver<bool>,
 }
 
-/// Hands events to the sequencer, keeping at most [`IN_FLIGHT`] submissions unacknowledged.
+/// Hands events to the sequencer, keeping at most [`WAITING_SUBMISSIONS`] unacknowledged.
 struct Sender {
     ingress: Ingress,
-    waiting: VecDeque<oneshot::Receiver<Vec<Reply>>>,
+    /// Each submission's acknowledgements, with the symbol its events are of.
+    waiting: VecDeque<(oneshot::Receiver<Vec<Reply>>, Option<String>)>,
     line: u64,
+    /// Symbols with a refused event since the last look: their books must resync.
+    refused: Vec<String>,
 }
 
 impl Sender {
-    async fn send(&mut self, items: Vec<Item>) -> std::result::Result<(), String> {
+    async fn send(&mut self, items: Vec<Item>, symbol: Option<&str>) -> Result<(), String> {
         if items.is_empty() {
             return Ok(());
         }
-        while self.waiting.len() >= IN_FLIGHT {
-            let rx = self.waiting.pop_front().expect("not empty");
-            self.check(rx.await.ok());
+        while self.waiting.len() >= WAITING_SUBMISSIONS {
+            let (rx, symbol) = self.waiting.pop_front().expect("not empty");
+            self.check(rx.await.ok(), symbol);
         }
         let rx = self
             .ingress
             .submit(items)
             .await
             .ok_or("the recorder is stopping")?;
-        self.waiting.push_back(rx);
-        while let Some(Ok(replies)) = self.waiting.front_mut().map(|rx| rx.try_recv()) {
-            self.waiting.pop_front();
-            self.check(Some(replies));
+        self.waiting.push_back((rx, symbol.map(str::to_string)));
+        while let Some(Ok(replies)) = self.waiting.front_mut().map(|(rx, _)| rx.try_recv()) {
+            let (_, symbol) = self.waiting.pop_front().expect("not empty");
+            self.check(Some(replies), symbol);
         }
         Ok(())
     }
 
-    fn check(&self, replies: Option<Vec<Reply>>) {
+    fn check(&mut self, replies: Option<Vec<Reply>>, symbol: Option<String>) {
+        let mut refused = false;
         for r in replies.unwrap_or_default() {
             if let Reply::Nack { nack, error } = r {
+                refused = true;
                 self.ingress.metrics.feed_errors.fetch_add(1, Relaxed);
                 tracing::warn!(?nack, error, "a Binance event was refused");
             }
+        }
+        if let Some(s) = symbol.filter(|_| refused) {
+            self.refused.push(s);
         }
     }
 
@@ -152,7 +178,19 @@ impl BinanceClient {
             ingress: self.ingress.clone(),
             waiting: VecDeque::new(),
             line: 0,
+            refused: Vec::new(),
         };
+        // What happened before this start is unknown: every stream says so first.
+        for symbol in syms.keys() {
+            let gap = self.gap(
+                &mut sender,
+                symbol,
+                serde_json::json!({"reason": "feed_started"}),
+            );
+            if sender.send(vec![gap], Some(symbol)).await.is_err() {
+                return;
+            }
+        }
         let (min, max) = cfg.reconnect_range();
         let mut backoff = min;
         loop {
@@ -167,24 +205,18 @@ impl BinanceClient {
                 "Binance stream broken; reconnecting"
             );
             metrics.feed_reconnects.fetch_add(1, Relaxed);
-            let mut gaps = Vec::new();
             for (symbol, s) in &mut syms {
                 if s.live {
-                    let key = stream_key(cfg.market, symbol);
-                    let body = Body::Custom {
-                        type_name: "book_gap".into(),
-                        data: serde_json::json!({
-                            "reason": "feed_disconnected",
-                            "last_update_id": s.sync.last_u,
-                        }),
-                    };
-                    gaps.push(sender.event(&key, symbol, now_ns(), body));
-                    metrics.feed_gaps.fetch_add(1, Relaxed);
+                    let data = serde_json::json!({
+                        "reason": "feed_disconnected",
+                        "last_update_id": s.sync.last_u,
+                    });
+                    let gap = self.gap(&mut sender, symbol, data);
+                    if sender.send(vec![gap], Some(symbol)).await.is_err() {
+                        return;
+                    }
                 }
                 *s = Sym::default();
-            }
-            if sender.send(gaps).await.is_err() {
-                return;
             }
             if began.elapsed() > max.saturating_mul(3) {
                 backoff = min;
@@ -195,6 +227,29 @@ impl BinanceClient {
             }
             backoff = (backoff * 2).min(max);
         }
+    }
+
+    /// A `book_gap` event of `symbol`'s stream (counted).
+    fn gap(&self, sender: &mut Sender, symbol: &str, data: Value) -> Item {
+        self.ingress.metrics.feed_gaps.fetch_add(1, Relaxed);
+        let key = stream_key(self.cfg.market, symbol);
+        sender.event(&key, symbol, now_ns(), book_gap(data))
+    }
+
+    /// Connects and subscribes to every symbol's channels.
+    async fn connect(&self, url: &str) -> Result<WebSocketStream<net::Conn>, String> {
+        let u = Url::parse(url)?;
+        let conn = net::connect(&u, &self.tls)
+            .await
+            .map_err(|e| format!("connecting to {}: {e}", u.authority()))?;
+        // A message is at most what any input may send.
+        let config = WebSocketConfig::default()
+            .max_message_size(Some(self.ingress.max_line_bytes))
+            .max_frame_size(Some(self.ingress.max_line_bytes));
+        let (ws, _) = tokio_tungstenite::client_async_with_config(url, conn, Some(config))
+            .await
+            .map_err(|e| format!("WebSocket handshake with {}: {e}", u.authority()))?;
+        Ok(ws)
     }
 
     /// One connection: until it breaks (the reason) or the recorder stops.
@@ -208,18 +263,10 @@ impl BinanceClient {
             })
             .collect();
         let url = format!("{}?streams={}", self.cfg.ws_url, streams.join("/"));
-        let ws = async {
-            let u = Url::parse(&url)?;
-            let conn = net::connect(&u, &self.tls)
-                .await
-                .map_err(|e| format!("connecting to {}: {e}", u.authority()))?;
-            tokio_tungstenite::client_async(url.as_str(), conn)
-                .await
-                .map_err(|e| format!("WebSocket handshake with {}: {e}", u.authority()))
-        };
-        let mut ws = match ws.await {
-            Ok((ws, _)) => ws,
-            Err(e) => return e,
+        let mut ws = match tokio::time::timeout(CONNECT_TIMEOUT, self.connect(&url)).await {
+            Ok(Ok(ws)) => ws,
+            Ok(Err(e)) => return e,
+            Err(_) => return format!("connecting took over {} s", CONNECT_TIMEOUT.as_secs()),
         };
         tracing::info!(
             url = self.cfg.ws_url,
@@ -232,13 +279,21 @@ impl BinanceClient {
         let stale = Duration::from_secs(self.cfg.stale_after_s.max(1));
         let mut received = 0u64;
         loop {
+            // Refused events left holes in their books: start those over.
+            for symbol in std::mem::take(&mut sender.refused) {
+                if let Some(s) = syms.get_mut(&symbol) {
+                    s.sync = SyncState::default();
+                }
+            }
             for (symbol, s) in syms.iter_mut() {
                 if s.needs_snapshot() {
                     s.fetching = true;
                     self.fetch(symbol.clone(), s.retry_in, snap_tx.clone());
+                    let (min, max) = self.cfg.reconnect_range();
+                    s.retry_in = (s.retry_in * 2).clamp(min, max);
                 }
             }
-            let items = tokio::select! {
+            let (items, symbol) = tokio::select! {
                 msg = tokio::time::timeout(stale, ws.next()) => match msg {
                     Err(_) => return format!("no message for {} s", stale.as_secs()),
                     Ok(None) => return "closed by the server".into(),
@@ -256,43 +311,53 @@ impl BinanceClient {
                         if let Err(e) = ws.flush().await {
                             return format!("write error: {e}");
                         }
-                        Vec::new()
+                        (Vec::new(), None)
                     }
-                    Ok(Some(Ok(_))) => Vec::new(),
+                    Ok(Some(Ok(_))) => (Vec::new(), None),
                 },
                 Some((symbol, fetched)) = snap_rx.recv() => {
-                    self.snapshot(&symbol, fetched, syms, sender)
+                    let items = self.snapshot(&symbol, fetched, syms, sender);
+                    (items, Some(symbol))
                 }
                 _ = self.stop.changed() => return "the recorder is stopping".into(),
             };
-            if let Err(e) = sender.send(items).await {
+            if let Err(e) = sender.send(items, symbol.as_deref()).await {
                 return e;
             }
         }
     }
 
-    /// Requests `symbol`'s depth snapshot after `delay`; the answer comes back on `tx`.
+    /// Requests `symbol`'s depth snapshot after `delay`; the answer comes back on `tx`. A rate
+    /// limit is waited out (its `Retry-After`, else the longest reconnect wait) before the
+    /// failure is reported, so no request goes out meanwhile.
     fn fetch(&self, symbol: String, delay: Duration, tx: mpsc::Sender<Fetched>) {
-        let path = match self.cfg.market {
-            crate::import::binance::Market::Spot => "/api/v3/depth",
-            crate::import::binance::Market::Usdm => "/fapi/v1/depth",
-        };
         let url = format!(
-            "{}{path}?symbol={symbol}&limit={}",
+            "{}{}?symbol={symbol}&limit={}",
             self.cfg.rest_url.trim_end_matches('/'),
+            self.cfg.market.depth_path(),
             self.cfg.snapshot_limit
         );
         let tls = self.tls.clone();
+        let (_, longest) = self.cfg.reconnect_range();
         tokio::spawn(async move {
             tokio::time::sleep(delay).await;
             let got = async {
                 let u = Url::parse(&url)?;
-                let (status, body) = net::get(&u, &tls).await?;
-                if status != 200 {
-                    let text = String::from_utf8_lossy(&body[..body.len().min(300)]).into_owned();
-                    return Err(format!("GET {url}: HTTP {status}: {text}"));
+                let got = tokio::time::timeout(REQUEST_TIMEOUT, net::get(&u, &tls))
+                    .await
+                    .map_err(|_| {
+                        format!("GET {url}: no answer in {} s", REQUEST_TIMEOUT.as_secs())
+                    })??;
+                if got.status != 200 {
+                    let body = &got.body[..got.body.len().min(300)];
+                    let text = String::from_utf8_lossy(body);
+                    if matches!(got.status, 418 | 429) {
+                        let wait = got.retry_after.map_or(longest, Duration::from_secs);
+                        tokio::time::sleep(wait).await;
+                    }
+                    return Err(format!("GET {url}: HTTP {}: {text}", got.status));
                 }
-                let v: Value = serde_json::from_slice(&body)
+                let v: Value = serde_json::from_slice(&got.body)
                     .map_err(|e| format!("GET {url}: not JSON: {e}"))?;
                 Snapshot::parse(&v)
                     .and_then(|s| s.ok_or_else(|| "no lastUpdateId".into()))
@@ -307,7 +372,7 @@ impl BinanceClient {
     fn snapshot(
         &self,
         symbol: &str,
-        fetched: std::result::Result<Snapshot, String>,
+        fetched: Result<Snapshot, String>,
         syms: &mut BTreeMap<String, Sym>,
         sender: &mut Sender,
     ) -> Vec<Item> {
@@ -319,21 +384,19 @@ impl BinanceClient {
             Ok(snap) => snap,
             Err(e) => {
                 // Asked again, later each time (the stream keeps coming meanwhile).
-                let (min, max) = self.cfg.reconnect_range();
-                s.retry_in = (s.retry_in * 2).clamp(min, max);
                 self.ingress.metrics.feed_errors.fetch_add(1, Relaxed);
                 tracing::warn!(symbol, error = e, "depth snapshot failed");
                 return Vec::new();
             }
         };
-        s.retry_in = Duration::ZERO;
         self.ingress.metrics.feed_snapshots.fetch_add(1, Relaxed);
         let key = stream_key(self.cfg.market, symbol);
         let id = snap.last_update_id;
         let mut items = vec![sender.event(&key, symbol, now_ns(), snap.into_body())];
         s.live = true;
         for p in s.sync.snapshot(id) {
-            if let Some(body) = self.step(s.sync.diff(p.diff, p.time, p.local)) {
+            let step = s.sync.diff(p.diff, p.time, p.local);
+            if let Some(body) = self.step(s, step) {
                 items.push(sender.event(&key, symbol, p.time, body));
             }
         }
@@ -347,9 +410,9 @@ impl BinanceClient {
         n: u64,
         syms: &mut BTreeMap<String, Sym>,
         sender: &mut Sender,
-    ) -> Vec<Item> {
+    ) -> (Vec<Item>, Option<String>) {
         let now = now_ns();
-        let mapped = (|| -> std::result::Result<Vec<Item>, String> {
+        let mapped = (|| -> Result<(Vec<Item>, Option<String>), String> {
             let v: Value = serde_json::from_slice(text).map_err(|e| format!("bad JSON: {e}"))?;
             let head = Head::parse(&v)?;
             let symbol = head.symbol.to_ascii_uppercase();
@@ -358,11 +421,11 @@ impl BinanceClient {
                 .ok_or_else(|| format!("symbol {symbol} was not subscribed"))?;
             let key = stream_key(self.cfg.market, &symbol);
             s.live = true;
-            Ok(match head.payload()? {
+            let items = match head.payload()? {
                 Payload::Diff { time, diff } => {
                     let t = time.unwrap_or(now);
                     let step = s.sync.diff(diff, t, now);
-                    self.step(step)
+                    self.step(s, step)
                         .map(|body| sender.event(&key, &symbol, t, body))
                         .into_iter()
                         .collect()
@@ -370,27 +433,32 @@ impl BinanceClient {
                 Payload::Event { time, body } => {
                     vec![sender.event(&key, &symbol, time.unwrap_or(now), body)]
                 }
-            })
+            };
+            Ok((items, Some(symbol)))
         })();
         mapped.unwrap_or_else(|error| {
             let id = sender.next_id();
-            vec![Item::Bad {
-                id,
-                error,
-                origin: format!("binance {} message {n}", self.cfg.ws_url),
-                raw: text[..text.len().min(QUARANTINE_KEEP)].to_vec(),
-                len: text.len(),
-            }]
+            let origin = format!("binance {} message {n}", self.cfg.ws_url);
+            (vec![Item::bad(id, error, origin, text)], None)
         })
     }
 
     /// The event a sync step stores, if any.
-    fn step(&self, step: Step) -> Option<Body> {
+    fn step(&self, s: &mut Sym, step: Step) -> Option<Body> {
+        let metrics = &self.ingress.metrics;
         match step {
-            Step::Apply(d) => Some(d.into_body()),
+            Step::Apply(d) => {
+                // In sync: the next snapshot (after a break) may be asked for at once.
+                s.retry_in = Duration::ZERO;
+                Some(d.into_body())
+            }
             Step::Gap { expected, got } => {
-                self.ingress.metrics.feed_gaps.fetch_add(1, Relaxed);
+                metrics.feed_gaps.fetch_add(1, Relaxed);
                 Some(gap_body(expected, got))
+            }
+            Step::Buffered { overflowed: true } => {
+                metrics.feed_errors.fetch_add(1, Relaxed);
+                None
             }
             Step::Superseded | Step::Buffered { .. } => None,
         }

@@ -9,6 +9,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::error::{Error, Result};
+use crate::import::binance::Market;
 
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -60,22 +61,25 @@ pub struct InputsConfig {
 }
 
 /// A Binance market-data feed: one combined-stream connection for `symbols` × `channels`,
-/// plus a REST depth snapshot per symbol. The defaults connect to the exchange; point both
-/// URLs at `tapedeck feed serve` to replay a capture instead.
+/// plus a REST depth snapshot per symbol. The URLs default to the exchange's for the market;
+/// point both at `tapedeck feed serve` to replay a capture instead.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct BinanceConfig {
-    /// The combined-stream endpoint (`wss://` or `ws://`, without the query).
+    /// The combined-stream endpoint (`wss://` or `ws://`, without the query) [default:
+    /// `wss://stream.binance.com:9443/stream`, for usdm `wss://fstream.binance.com/stream`].
     pub ws_url: String,
     /// The REST API root (`https://` or `http://`); `/api/v3/depth` (spot) or
-    /// `/fapi/v1/depth` (usdm) is appended.
+    /// `/fapi/v1/depth` (usdm) is appended [default: `https://api.binance.com`, for usdm
+    /// `https://fapi.binance.com`].
     pub rest_url: String,
     /// `spot` or `usdm`: names the streams (`md:binance-spot:BTCUSDT`) and the REST path.
-    pub market: crate::import::binance::Market,
+    pub market: Market,
     pub symbols: Vec<String>,
-    /// Stream channels per symbol.
+    /// Stream channels per symbol: [`CHANNELS`], at most one depth channel.
     pub channels: Vec<String>,
-    /// Levels per side of the REST snapshot (Binance allows up to 5000).
+    /// Levels per side of the REST snapshot (spot: up to 5000; usdm: 5, 10, 20, 50, 100, 500
+    /// or 1000).
     pub snapshot_limit: usize,
     /// Extra trusted certificates (PEM), beside the Mozilla roots.
     pub ca_file: Option<PathBuf>,
@@ -83,16 +87,27 @@ pub struct BinanceConfig {
     pub reconnect_min_ms: u64,
     /// ... up to this.
     pub reconnect_max_ms: u64,
-    /// A stream silent this long is a break (reconnect).
+    /// A connection that brings nothing for this long is a break (reconnect).
     pub stale_after_s: u64,
 }
+
+/// The channels the client maps (what `import binance` maps).
+pub const CHANNELS: [&str; 7] = [
+    "depth",
+    "depth@100ms",
+    "depth@250ms",
+    "depth@500ms",
+    "depth@1000ms",
+    "bookTicker",
+    "trade",
+];
 
 impl Default for BinanceConfig {
     fn default() -> Self {
         BinanceConfig {
-            ws_url: "wss://stream.binance.com:9443/stream".into(),
-            rest_url: "https://api.binance.com".into(),
-            market: crate::import::binance::Market::Spot,
+            ws_url: String::new(),
+            rest_url: String::new(),
+            market: Market::Spot,
             symbols: Vec::new(),
             channels: vec!["depth@100ms".into(), "bookTicker".into(), "trade".into()],
             snapshot_limit: 1000,
@@ -114,17 +129,69 @@ impl BinanceConfig {
         )
     }
 
-    fn check(&self) -> std::result::Result<(), String> {
+    /// Fills in the market's URLs and checks the rest.
+    fn finish(&mut self) -> std::result::Result<(), String> {
+        if self.ws_url.is_empty() {
+            self.ws_url = match self.market {
+                Market::Spot => "wss://stream.binance.com:9443/stream",
+                Market::Usdm => "wss://fstream.binance.com/stream",
+            }
+            .into();
+        }
+        if self.rest_url.is_empty() {
+            self.rest_url = match self.market {
+                Market::Spot => "https://api.binance.com",
+                Market::Usdm => "https://fapi.binance.com",
+            }
+            .into();
+        }
         let what = format!("inputs.binance {}", self.ws_url);
         if self.symbols.is_empty() || self.channels.is_empty() {
             return Err(format!(
                 "{what}: `symbols` and `channels` must not be empty"
             ));
         }
+        if let Some(s) = self
+            .symbols
+            .iter()
+            .find(|s| s.is_empty() || !s.bytes().all(|b| b.is_ascii_alphanumeric()))
+        {
+            return Err(format!(
+                "{what}: symbol {s:?} is not a Binance symbol (letters and digits)"
+            ));
+        }
+        if let Some(c) = self
+            .channels
+            .iter()
+            .find(|c| !CHANNELS.contains(&c.as_str()))
+        {
+            return Err(format!(
+                "{what}: channel {c:?} is not one of {}",
+                CHANNELS.join(", ")
+            ));
+        }
+        if self
+            .channels
+            .iter()
+            .filter(|c| c.starts_with("depth"))
+            .count()
+            > 1
+        {
+            return Err(format!(
+                "{what}: at most one depth channel (two would interleave their update ids)"
+            ));
+        }
         crate::net::Url::parse(&self.ws_url).map_err(|e| format!("{what}: ws_url: {e}"))?;
         crate::net::Url::parse(&self.rest_url).map_err(|e| format!("{what}: rest_url: {e}"))?;
-        if !(1..=5000).contains(&self.snapshot_limit) {
-            return Err(format!("{what}: snapshot_limit must be 1 to 5000"));
+        let limit_ok = match self.market {
+            Market::Spot => (1..=5000).contains(&self.snapshot_limit),
+            Market::Usdm => [5, 10, 20, 50, 100, 500, 1000].contains(&self.snapshot_limit),
+        };
+        if !limit_ok {
+            return Err(format!(
+                "{what}: snapshot_limit {} is not allowed (spot: 1 to 5000; usdm: 5, 10, 20, 50, 100, 500, 1000)",
+                self.snapshot_limit
+            ));
         }
         Ok(())
     }
@@ -247,10 +314,19 @@ impl RecordConfig {
                     .into(),
             );
         }
-        for b in &i.binance {
-            b.check()?;
+        let mut seen = std::collections::BTreeSet::new();
+        for b in &mut self.inputs.binance {
+            b.finish()?;
+            for sym in &b.symbols {
+                let stream = crate::import::binance::stream_key(b.market, sym);
+                if !seen.insert(stream.clone()) {
+                    return Err(format!(
+                        "{stream} is in two [[inputs.binance]] feeds: one feed per symbol (two would interleave their update ids)"
+                    ));
+                }
+            }
         }
-        if i.max_line_bytes < 1024 {
+        if self.inputs.max_line_bytes < 1024 {
             return Err("inputs.max_line_bytes must be at least 1024".into());
         }
         if self.wal.segment_mb == 0 || self.wal.max_backlog_events == 0 {
@@ -314,6 +390,31 @@ mod tests {
         assert!(err.contains("rest_url"), "{err}");
         let err = RecordConfig::parse(&format!("{base}market = \"coinm\"\n")).unwrap_err();
         assert!(err.contains("coinm"), "{err}");
+        let usdm = format!("{base}market = \"usdm\"\nsymbols = [\"BTCUSDT\"]\n");
+        let c = RecordConfig::parse(&usdm).unwrap().finish().unwrap();
+        assert_eq!(c.inputs.binance[0].rest_url, "https://fapi.binance.com");
+        for (extra, want) in [
+            ("channels = [\"aggTrade\"]", "not one of"),
+            (
+                "channels = [\"depth\", \"depth@100ms\"]",
+                "one depth channel",
+            ),
+            ("snapshot_limit = 5000", "snapshot_limit 5000"),
+            ("symbols = [\"BTC/USDT\"]", "not a Binance symbol"),
+        ] {
+            let symbols = if extra.starts_with("symbols") {
+                ""
+            } else {
+                "symbols = [\"BTCUSDT\"]\n"
+            };
+            let text = format!("{base}market = \"usdm\"\n{symbols}{extra}\n");
+            let err = RecordConfig::parse(&text).unwrap().finish().unwrap_err();
+            assert!(err.contains(want), "{extra}: {err}");
+        }
+        let twice =
+            format!("{base}symbols = [\"ETHUSDT\"]\n[[inputs.binance]]\nsymbols = [\"ethusdt\"]\n");
+        let err = RecordConfig::parse(&twice).unwrap().finish().unwrap_err();
+        assert!(err.contains("two [[inputs.binance]]"), "{err}");
     }
 
     #[test]

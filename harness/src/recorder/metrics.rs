@@ -277,7 +277,7 @@ impl Metrics {
             (
                 "feed_reconnects_total",
                 "counter",
-                "Binance stream breaks (each followed by a reconnect).",
+                "Binance stream breaks and failed connection attempts (each followed by a reconnect).",
                 &self.feed_reconnects,
             ),
             (
@@ -295,7 +295,7 @@ impl Metrics {
             (
                 "feed_errors_total",
                 "counter",
-                "Failed snapshot requests and refused feed events.",
+                "Failed snapshot requests, refused feed events, diffs dropped from a full sync buffer.",
                 &self.feed_errors,
             ),
         ] {

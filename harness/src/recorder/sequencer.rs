@@ -26,7 +26,7 @@ use super::protocol::{AckId, Incoming, Reply};
 use super::wal::Wal;
 use super::{Class, now_ns};
 use crate::error::{Error, Result};
-use crate::event::{Body, Envelope};
+use crate::event::Envelope;
 
 /// What an input hands the sequencer: events in the order they arrived, one reply each.
 #[derive(Debug)]
@@ -52,6 +52,19 @@ pub enum Item {
         /// Its full length.
         len: usize,
     },
+}
+
+impl Item {
+    /// Bad input from `origin`: quarantined (its first [`QUARANTINE_KEEP`] bytes) and nacked.
+    pub fn bad(id: AckId, error: String, origin: String, raw: &[u8]) -> Item {
+        Item::Bad {
+            id,
+            error,
+            origin,
+            raw: raw[..raw.len().min(QUARANTINE_KEEP)].to_vec(),
+            len: raw.len(),
+        }
+    }
 }
 
 /// The most of one bad input kept in quarantine (an oversized line is cut here; its length is
@@ -396,15 +409,12 @@ impl Sequencer {
 
     fn gap_marker(&mut self, stream: &str, d: Dropped, now: i64) -> Result<()> {
         let seq = self.next_seq(stream);
-        let body = Body::Custom {
-            type_name: "book_gap".into(),
-            data: serde_json::json!({
-                "reason": "recorder_overload",
-                "dropped": d.count,
-                "first_dropped_at": d.first_at,
-                "last_dropped_at": d.last_at,
-            }),
-        };
+        let body = crate::import::binance::message::book_gap(serde_json::json!({
+            "reason": "recorder_overload",
+            "dropped": d.count,
+            "first_dropped_at": d.first_at,
+            "last_dropped_at": d.last_at,
+        }));
         let mut e = Envelope::new(stream, seq, d.last_at, d.instrument.as_deref(), body);
         e.ingested_at = now;
         self.append(&e)?;

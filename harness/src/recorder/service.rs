@@ -21,6 +21,7 @@ use super::sink::SinkWorker;
 use super::wal::{Wal, WalOptions};
 use crate::error::{Error, Result};
 use crate::event::Envelope;
+use crate::net;
 use crate::store::StoreUri;
 
 /// A recorder to start; see the [module doc](super).
@@ -179,7 +180,7 @@ impl RunningRecorder {
     /// Blocks until SIGINT or SIGTERM, or until the sequencer or a sink ends on its own (an
     /// error it cannot get past, which [`RunningRecorder::stop`] then returns).
     pub fn wait(&self) -> Result<()> {
-        self.rt.block_on(crate::net::until_signal(|| self.failed()))
+        self.rt.block_on(net::until_signal(|| self.failed()))
     }
 
     /// Whether the sequencer or a sink has ended on its own (an error it cannot get past).
@@ -341,7 +342,7 @@ async fn accept_tcp(l: TcpListener, ingress: Ingress, mut stop: watch::Receiver<
                     let permit = ingress.admit();
                     tokio::spawn(ingress.clone().serve(s, format!("tcp {peer}"), permit));
                 }
-                Err(e) => accept_failed(e).await,
+                Err(e) => net::accept_failed(e).await,
             }
         }
     }
@@ -358,14 +359,13 @@ async fn accept_unix(l: UnixListener, ingress: Ingress, mut stop: watch::Receive
                     let permit = ingress.admit();
                     tokio::spawn(ingress.clone().serve(s, format!("unix connection {n}"), permit));
                 }
-                Err(e) => accept_failed(e).await,
+                Err(e) => net::accept_failed(e).await,
             }
         }
     }
 }
 
 async fn accept_http(l: TcpListener, ingress: Ingress, mut stop: watch::Receiver<bool>) {
-    use hyper_util::rt::{TokioIo, TokioTimer};
     loop {
         tokio::select! {
             _ = stop.changed() => return,
@@ -381,23 +381,11 @@ async fn accept_http(l: TcpListener, ingress: Ingress, mut stop: watch::Receiver
                         let svc = hyper::service::service_fn(move |req| {
                             super::http::handle(ingress.clone(), origin.clone(), req)
                         });
-                        // A client has 10 s to send its headers (slow senders are cut off).
-                        let conn = hyper::server::conn::http1::Builder::new()
-                            .timer(TokioTimer::new())
-                            .header_read_timeout(Duration::from_secs(10))
-                            .serve_connection(TokioIo::new(s), svc);
-                        let _ = conn.await;
+                        net::serve_http(s, svc).await;
                     });
                 }
-                Err(e) => accept_failed(e).await,
+                Err(e) => net::accept_failed(e).await,
             }
         }
     }
-}
-
-/// An accept error (out of file descriptors, say) is logged and the loop goes on after a
-/// pause, rather than spinning or ending the listener.
-async fn accept_failed(e: std::io::Error) {
-    tracing::warn!(error = %e, "accept failed");
-    tokio::time::sleep(Duration::from_millis(100)).await;
 }

@@ -154,10 +154,16 @@ impl Diff {
     }
 }
 
-/// The `book_gap` event body of a break in the update-id chain.
-pub fn gap_body(expected: u64, got: u64) -> Body {
+/// A `book_gap` event body: the book is unknown from here until the next snapshot; `data`
+/// says why.
+pub fn book_gap(data: Value) -> Body {
     Body::Custom {
         type_name: "book_gap".into(),
-        data: serde_json::json!({ "expected": expected, "got": got }),
+        data,
     }
+}
+
+/// The `book_gap` event body of a break in the update-id chain.
+pub fn gap_body(expected: u64, got: u64) -> Body {
+    book_gap(serde_json::json!({ "expected": expected, "got": got }))
 }

@@ -85,6 +85,18 @@ pub struct Importer<'s> {
     summary: ImportSummary,
 }
 
+/// Opens a capture, gunzipped if its name ends in `.gz` (and says whether it does).
+pub fn open_capture(path: &Path) -> Result<(Box<dyn Read + Send>, bool)> {
+    let file = File::open(path).map_err(|e| Error::io(path, e))?;
+    let gz = path.extension().is_some_and(|e| e == "gz");
+    let reader: Box<dyn Read + Send> = if gz {
+        Box::new(flate2::read::MultiGzDecoder::new(file))
+    } else {
+        Box::new(file)
+    };
+    Ok((reader, gz))
+}
+
 /// The market-data stream of a symbol (`md:binance-spot:BTCUSDT`).
 pub fn stream_key(market: Market, symbol: &str) -> String {
     format!(
@@ -117,13 +129,7 @@ impl<'s> Importer<'s> {
     /// what the store already holds. A damaged gzip stream is a finding, not an error: `Err`
     /// only when the file cannot be opened or read, or the store fails.
     pub fn import_file(&mut self, path: &Path) -> Result<()> {
-        let file = File::open(path).map_err(|e| Error::io(path, e))?;
-        let gz = path.extension().is_some_and(|e| e == "gz");
-        let reader: Box<dyn Read> = if gz {
-            Box::new(flate2::read::MultiGzDecoder::new(file))
-        } else {
-            Box::new(file)
-        };
+        let (reader, gz) = open_capture(path)?;
         let name = path.display().to_string();
         let mut reader = BufReader::with_capacity(1 << 20, reader);
         let (mut buf, mut lineno, mut bytes) = (Vec::new(), 0u64, 0u64);

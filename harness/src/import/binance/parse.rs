@@ -23,6 +23,14 @@ impl Market {
             Market::Usdm => "usdm",
         }
     }
+
+    /// The REST depth snapshot's path.
+    pub fn depth_path(self) -> &'static str {
+        match self {
+            Market::Spot => "/api/v3/depth",
+            Market::Usdm => "/fapi/v1/depth",
+        }
+    }
 }
 
 impl std::str::FromStr for Market {

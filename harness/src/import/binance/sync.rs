@@ -1,8 +1,9 @@
 //! Book sync, the documented way, as a state machine that knows no store: diffs wait for a
-//! snapshot; a diff with `u <= lastUpdateId` is superseded by it; the first applied diff
-//! straddles `lastUpdateId + 1`; after that each diff's `U` is the previous `u + 1` (spot) or
-//! its `pu` is the previous `u` (USD-M futures). A break is a [`Step::Gap`] and the diff waits
-//! for the next snapshot.
+//! snapshot; spot: a diff with `u <= lastUpdateId` is superseded by it, the first applied
+//! diff straddles `lastUpdateId + 1`, after that each diff's `U` is the previous `u + 1`;
+//! USD-M futures: a diff with `u < lastUpdateId` is superseded, the first applied has
+//! `U <= lastUpdateId <= u`, after that each diff's `pu` is the previous `u`. A break is a
+//! [`Step::Gap`] and the diff waits for the next snapshot.
 //!
 //! [`SyncState`] is everything an import must hand to the next one for a split import to equal
 //! a whole one: the last applied update id (synced or not), the snapshot waiting for its
@@ -135,12 +136,20 @@ impl SyncState {
                 self.buffer(d, time, local);
                 Step::Gap { expected, got }
             }
-            // Waiting for the first diff after a snapshot.
+            // Waiting for the first diff after a snapshot. Spot: drop `u <= lastUpdateId`, the
+            // first applied has `U <= lastUpdateId + 1`. USD-M futures (diffs with `pu`): drop
+            // `u < lastUpdateId`, the first applied has `U <= lastUpdateId <= u` (its `U` does
+            // not follow the previous `u`, so a snapshot at some diff's `u` would never be
+            // straddled by the spot rule).
             (None, Some(id)) => {
-                if d.last <= id {
+                let (stale, starts) = match d.prev {
+                    Some(_) => (d.last < id, d.first <= id),
+                    None => (d.last <= id, d.first <= id.saturating_add(1)),
+                };
+                if stale {
                     return Step::Superseded;
                 }
-                if d.first > id.saturating_add(1) {
+                if !starts {
                     // The snapshot is older than this diff's start: still a gap; wait for the
                     // next.
                     self.snapshot_id = None;
@@ -214,6 +223,40 @@ mod tests {
             }
         );
         assert_eq!((s.synced, s.pending.len()), (false, 1));
+    }
+
+    #[test]
+    fn a_futures_snapshot_at_a_diffs_u_is_straddled_by_that_diff() {
+        let f = |first: u64, last: u64, pu: u64| Diff {
+            prev: Some(pu),
+            ..d(first, last)
+        };
+        let mut s = SyncState::default();
+        // Futures ids are not contiguous: U of a diff is not the previous u + 1.
+        s.diff(f(10, 20, 5), 0, 0);
+        s.diff(f(25, 30, 20), 0, 0);
+        s.diff(f(33, 40, 30), 0, 0);
+        let steps: Vec<Step> = s
+            .snapshot(30)
+            .into_iter()
+            .map(|p| s.diff(p.diff, p.time, p.local))
+            .collect();
+        assert_eq!(
+            steps,
+            [
+                Step::Superseded,
+                Step::Apply(f(25, 30, 20)),
+                Step::Apply(f(33, 40, 30))
+            ]
+        );
+        // A snapshot older than every diff it is given is no start.
+        let mut s = SyncState::default();
+        s.snapshot(30);
+        assert_eq!(
+            s.diff(f(33, 40, 31), 0, 0),
+            Step::Buffered { overflowed: false }
+        );
+        assert!(!s.synced && s.snapshot_id.is_none());
     }
 
     #[test]
