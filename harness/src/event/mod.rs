@@ -20,7 +20,7 @@ mod ulid;
 pub use body::{Body, LevelPair, LiquidityName, OrderTypeName, SideName, TifName, VerdictName};
 pub use decimal::Dec;
 pub use encode::{Scratch, StreamEncoder, instrument_id};
-pub use envelope::{Correlation, Envelope, Tenancy};
+pub use envelope::{Correlation, Envelope, EnvelopeFields, Tenancy};
 pub use ulid::derived_ulid;
 
 #[cfg(test)]

@@ -12,6 +12,7 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming as Body;
 use hyper::{Method, Request, Response, StatusCode};
+use serde_json::value::RawValue;
 
 use super::Class;
 use super::ingress::Ingress;
@@ -96,7 +97,15 @@ async fn post_events(ingress: &Ingress, origin: &str, req: Request<Body>) -> Res
         raw: body[..body.len().min(QUARANTINE_KEEP)].to_vec(),
         len: body.len(),
     };
-    let value: serde_json::Value = match serde_json::from_slice(&body) {
+    // Elements kept raw: each is read as an event on its own, and a refused one is quarantined
+    // as it was sent.
+    let single = body.trim_ascii_start().first() != Some(&b'[');
+    let parsed = if single {
+        serde_json::from_slice::<&RawValue>(&body).map(|v| vec![v])
+    } else {
+        serde_json::from_slice::<Vec<&RawValue>>(&body)
+    };
+    let values = match parsed {
         Ok(v) => v,
         Err(e) => {
             let error = format!("the body is not JSON: {e}");
@@ -114,24 +123,18 @@ async fn post_events(ingress: &Ingress, origin: &str, req: Request<Body>) -> Res
             );
         }
     };
-    let single = !value.is_array();
-    let values = match value {
-        serde_json::Value::Array(v) => v,
-        v => vec![v],
-    };
     let items: Vec<Item> = values
         .into_iter()
         .enumerate()
         .map(|(i, v)| {
             let n = i as u64 + 1;
-            match Incoming::from_value(&v) {
+            match Incoming::parse(v.get().as_bytes()) {
                 Ok(inc) => Item::Event {
                     id: inc.ack_id(n),
                     event: Box::new(inc),
                 },
                 Err(error) => {
-                    // Only a refused element is written back out, for the quarantine.
-                    let raw = serde_json::to_vec(&v).unwrap_or_default();
+                    let raw = v.get().as_bytes();
                     Item::Bad {
                         id: AckId::Line(n),
                         error,

@@ -12,7 +12,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::event::{Body, Correlation, Envelope, Tenancy};
+use crate::event::{Body, Correlation, Envelope, EnvelopeFields, Tenancy};
 
 /// What names an event in its reply.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -23,27 +23,38 @@ pub enum AckId {
 }
 
 /// One input event as sent.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone)]
 pub struct Incoming {
-    #[serde(default)]
     pub event_id: Option<String>,
     pub stream_key: String,
     /// Refused when given: seqs are the recorder's.
-    #[serde(default)]
     pub seq: Option<u64>,
     pub occurred_at: i64,
-    #[serde(default)]
     pub ingested_at: Option<i64>,
-    #[serde(default)]
     pub instrument: Option<String>,
-    #[serde(flatten)]
     pub tenancy: Tenancy,
-    #[serde(flatten)]
     pub correlation: Correlation,
-    #[serde(default)]
     pub idempotency_key: Option<String>,
-    #[serde(flatten)]
     pub body: Body,
+}
+
+impl<'de> Deserialize<'de> for Incoming {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let f = EnvelopeFields::deserialize(d)?;
+        let need = <D::Error as serde::de::Error>::missing_field;
+        Ok(Incoming {
+            event_id: f.event_id,
+            stream_key: f.stream_key.ok_or_else(|| need("stream_key"))?,
+            seq: f.seq,
+            occurred_at: f.occurred_at.ok_or_else(|| need("occurred_at"))?,
+            ingested_at: f.ingested_at,
+            instrument: f.instrument,
+            tenancy: f.tenancy,
+            correlation: f.correlation,
+            idempotency_key: f.idempotency_key,
+            body: f.body.ok_or_else(|| need("event_type"))?,
+        })
+    }
 }
 
 /// Longest stream key accepted (keys name files in the file store).
@@ -54,14 +65,6 @@ impl Incoming {
     pub fn parse(line: &[u8]) -> Result<Incoming, String> {
         let inc: Incoming =
             serde_json::from_slice(line).map_err(|e| format!("not an event envelope: {e}"))?;
-        inc.check()?;
-        Ok(inc)
-    }
-
-    /// Parses one JSON value (an element of an HTTP batch), borrowing it (the caller keeps it
-    /// to quarantine when it is refused).
-    pub fn from_value(v: &serde_json::Value) -> Result<Incoming, String> {
-        let inc = Incoming::deserialize(v).map_err(|e| format!("not an event envelope: {e}"))?;
         inc.check()?;
         Ok(inc)
     }
