@@ -109,7 +109,7 @@ pub struct EnvelopeFields {
 }
 
 /// The field names an envelope may have.
-enum Key {
+enum Field {
     EventId,
     StreamKey,
     Seq,
@@ -130,34 +130,34 @@ enum Key {
     Other,
 }
 
-impl<'de> Deserialize<'de> for Key {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Key, D::Error> {
+impl<'de> Deserialize<'de> for Field {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Field, D::Error> {
         struct K;
         impl Visitor<'_> for K {
-            type Value = Key;
+            type Value = Field;
             fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
                 f.write_str("a field name")
             }
-            fn visit_str<E: de::Error>(self, s: &str) -> Result<Key, E> {
+            fn visit_str<E: de::Error>(self, s: &str) -> Result<Field, E> {
                 Ok(match s {
-                    "event_id" => Key::EventId,
-                    "stream_key" => Key::StreamKey,
-                    "seq" => Key::Seq,
-                    "occurred_at" => Key::OccurredAt,
-                    "ingested_at" => Key::IngestedAt,
-                    "instrument" => Key::Instrument,
-                    "tenant_id" => Key::TenantId,
-                    "owner_id" => Key::OwnerId,
-                    "workspace_id" => Key::WorkspaceId,
-                    "project_id" => Key::ProjectId,
-                    "trace_id" => Key::TraceId,
-                    "causation_id" => Key::CausationId,
-                    "command_id" => Key::CommandId,
-                    "workflow_id" => Key::WorkflowId,
-                    "idempotency_key" => Key::IdempotencyKey,
-                    "event_type" => Key::EventType,
-                    "payload" => Key::Payload,
-                    _ => Key::Other,
+                    "event_id" => Field::EventId,
+                    "stream_key" => Field::StreamKey,
+                    "seq" => Field::Seq,
+                    "occurred_at" => Field::OccurredAt,
+                    "ingested_at" => Field::IngestedAt,
+                    "instrument" => Field::Instrument,
+                    "tenant_id" => Field::TenantId,
+                    "owner_id" => Field::OwnerId,
+                    "workspace_id" => Field::WorkspaceId,
+                    "project_id" => Field::ProjectId,
+                    "trace_id" => Field::TraceId,
+                    "causation_id" => Field::CausationId,
+                    "command_id" => Field::CommandId,
+                    "workflow_id" => Field::WorkflowId,
+                    "idempotency_key" => Field::IdempotencyKey,
+                    "event_type" => Field::EventType,
+                    "payload" => Field::Payload,
+                    _ => Field::Other,
                 })
             }
         }
@@ -177,26 +177,26 @@ impl<'de> Deserialize<'de> for EnvelopeFields {
                 let mut f = EnvelopeFields::default();
                 let mut event_type: Option<String> = None;
                 let mut payload: Option<Box<RawValue>> = None;
-                while let Some(k) = m.next_key::<Key>()? {
+                while let Some(k) = m.next_key::<Field>()? {
                     match k {
-                        Key::EventId => f.event_id = m.next_value()?,
-                        Key::StreamKey => f.stream_key = m.next_value()?,
-                        Key::Seq => f.seq = m.next_value()?,
-                        Key::OccurredAt => f.occurred_at = m.next_value()?,
-                        Key::IngestedAt => f.ingested_at = m.next_value()?,
-                        Key::Instrument => f.instrument = m.next_value()?,
-                        Key::TenantId => f.tenancy.tenant_id = m.next_value()?,
-                        Key::OwnerId => f.tenancy.owner_id = m.next_value()?,
-                        Key::WorkspaceId => f.tenancy.workspace_id = m.next_value()?,
-                        Key::ProjectId => f.tenancy.project_id = m.next_value()?,
-                        Key::TraceId => f.correlation.trace_id = m.next_value()?,
-                        Key::CausationId => f.correlation.causation_id = m.next_value()?,
-                        Key::CommandId => f.correlation.command_id = m.next_value()?,
-                        Key::WorkflowId => f.correlation.workflow_id = m.next_value()?,
-                        Key::IdempotencyKey => f.idempotency_key = m.next_value()?,
-                        Key::EventType => event_type = Some(m.next_value()?),
-                        Key::Payload => payload = Some(m.next_value()?),
-                        Key::Other => {
+                        Field::EventId => f.event_id = m.next_value()?,
+                        Field::StreamKey => f.stream_key = m.next_value()?,
+                        Field::Seq => f.seq = m.next_value()?,
+                        Field::OccurredAt => f.occurred_at = m.next_value()?,
+                        Field::IngestedAt => f.ingested_at = m.next_value()?,
+                        Field::Instrument => f.instrument = m.next_value()?,
+                        Field::TenantId => f.tenancy.tenant_id = m.next_value()?,
+                        Field::OwnerId => f.tenancy.owner_id = m.next_value()?,
+                        Field::WorkspaceId => f.tenancy.workspace_id = m.next_value()?,
+                        Field::ProjectId => f.tenancy.project_id = m.next_value()?,
+                        Field::TraceId => f.correlation.trace_id = m.next_value()?,
+                        Field::CausationId => f.correlation.causation_id = m.next_value()?,
+                        Field::CommandId => f.correlation.command_id = m.next_value()?,
+                        Field::WorkflowId => f.correlation.workflow_id = m.next_value()?,
+                        Field::IdempotencyKey => f.idempotency_key = m.next_value()?,
+                        Field::EventType => event_type = Some(m.next_value()?),
+                        Field::Payload => payload = Some(m.next_value()?),
+                        Field::Other => {
                             m.next_value::<IgnoredAny>()?;
                         }
                     }

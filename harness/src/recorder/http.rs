@@ -17,7 +17,7 @@ use serde_json::value::RawValue;
 use super::Class;
 use super::ingress::Ingress;
 use super::protocol::{AckId, Incoming, Reply};
-use super::sequencer::{Item, QUARANTINE_KEEP};
+use super::sequencer::Item;
 
 /// Largest `POST /events` body.
 pub fn max_body_bytes(ingress: &Ingress) -> usize {
@@ -90,12 +90,13 @@ async fn post_events(ingress: &Ingress, origin: &str, req: Request<Body>) -> Res
             };
         }
     };
-    let bad = |error: String| Item::Bad {
-        id: AckId::Line(1),
-        error,
-        origin: format!("{origin} POST /events"),
-        raw: body[..body.len().min(QUARANTINE_KEEP)].to_vec(),
-        len: body.len(),
+    let bad = |error: String| {
+        Item::bad(
+            AckId::Line(1),
+            error,
+            format!("{origin} POST /events"),
+            &body,
+        )
     };
     // Elements kept raw: each is read as an event on its own, and a refused one is quarantined
     // as it was sent.
@@ -134,14 +135,8 @@ async fn post_events(ingress: &Ingress, origin: &str, req: Request<Body>) -> Res
                     event: Box::new(inc),
                 },
                 Err(error) => {
-                    let raw = v.get().as_bytes();
-                    Item::Bad {
-                        id: AckId::Line(n),
-                        error,
-                        origin: format!("{origin} POST /events element {n}"),
-                        len: raw.len(),
-                        raw: raw[..raw.len().min(QUARANTINE_KEEP)].to_vec(),
-                    }
+                    let origin = format!("{origin} POST /events element {n}");
+                    Item::bad(AckId::Line(n), error, origin, v.get().as_bytes())
                 }
             }
         })
