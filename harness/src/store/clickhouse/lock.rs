@@ -53,6 +53,12 @@ pub fn lock_table(stream: &str) -> String {
     format!("lock_{hex}")
 }
 
+/// A lock table dropped between a system table's listing and the read of its details.
+fn dropped_meanwhile(e: &Error) -> bool {
+    let m = e.to_string();
+    m.contains("Code: 60,") || m.contains("doesn't exist")
+}
+
 fn is_taken(e: &Error) -> bool {
     let m = e.to_string();
     m.contains("already exists") || m.contains("right now")
@@ -97,7 +103,14 @@ impl ChStore {
                 .bind(table),
             "reading a stream lock",
         )
-        .await?;
+        .await;
+        let b = match b {
+            Ok(b) => b,
+            // `system.columns` lists the table, then it is dropped (released) before its
+            // columns are read: 18.16 says the table does not exist (code 60).
+            Err(e) if dropped_meanwhile(&e) => return Ok(None),
+            Err(e) => return Err(e),
+        };
         Ok(Cur::new(&b).str().map(|s| s.trim_matches('\'').to_string()))
     }
 
