@@ -42,7 +42,7 @@ use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
 
 use crate::error::{Error, Result};
 use crate::import::binance::book::Book;
-use crate::import::binance::message::{Head, Payload, Snapshot};
+use crate::import::binance::message::{Head, Payload, Snapshot, capture_line};
 use crate::import::binance::sync::{Diff, Step, SyncState};
 use crate::net;
 
@@ -158,12 +158,7 @@ impl FeedServer {
             Some((cert, key)) => Some(net::server_tls(cert, key)?),
             None => None,
         };
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .thread_name("tapedeck-feed")
-            .build()
-            .map_err(|e| Error::message("starting the feed simulator", e.to_string()))?;
+        let rt = net::runtime("tapedeck-feed")?;
         let listener = rt
             .block_on(TcpListener::bind(opts.listen))
             .and_then(|l| Ok((l.local_addr()?, l)))
@@ -276,12 +271,7 @@ impl Player {
         if line.trim().is_empty() {
             return Ok(());
         }
-        let (ts, json) = line
-            .split_once(' ')
-            .ok_or("expected `<local_ts_ns> <json>`")?;
-        let ts: i64 = ts
-            .parse()
-            .map_err(|_| format!("bad local timestamp {ts:?}"))?;
+        let (ts, json) = capture_line(line)?;
         if self.speed > 0.0 {
             let first = *first_ts.get_or_insert(ts);
             let due = Duration::from_secs_f64((ts - first).max(0) as f64 / 1e9 / self.speed);

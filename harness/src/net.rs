@@ -178,6 +178,16 @@ pub async fn get(url: &Url, tls: &Arc<ClientConfig>) -> std::result::Result<Got,
     })
 }
 
+/// The runtime of a service's sockets: two worker threads named `name`.
+pub fn runtime(name: &str) -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .thread_name(name)
+        .build()
+        .map_err(|e| Error::message(format!("starting {name}"), e.to_string()))
+}
+
 /// Serves HTTP/1 on one connection until it closes; WebSocket upgrades allowed. A client has
 /// 10 s to send a request's headers (slow senders are cut off).
 pub async fn serve_http<I, S, B>(io: I, service: S)

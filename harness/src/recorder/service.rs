@@ -65,12 +65,7 @@ impl Recorder {
         let metrics = Arc::new(Metrics::new(names));
         let (wal, recovery, recovered, said) = recover(&cfg, &uris, &metrics)?;
 
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .thread_name("tapedeck-record-io")
-            .build()
-            .map_err(|e| Error::message("starting the recorder's runtime", e.to_string()))?;
+        let rt = net::runtime("tapedeck-record-io")?;
         let (tx, rx) = mpsc::channel(QUEUE);
         let ingress = Ingress {
             tx,

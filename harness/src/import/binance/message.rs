@@ -13,6 +13,17 @@ use super::parse::{book_fits, dec_of, levels, ms_of, one_scale, u64_of};
 use super::sync::Diff;
 use crate::event::{Body, LevelPair, SideName};
 
+/// A capture line's capture time (ns) and JSON: `<local_ts_ns> <json>`.
+pub fn capture_line(line: &str) -> Result<(i64, &str), String> {
+    let (ts, json) = line
+        .split_once(' ')
+        .ok_or("expected `<local_ts_ns> <json>`")?;
+    let local = ts
+        .parse()
+        .map_err(|_| format!("bad local timestamp {ts:?}"))?;
+    Ok((local, json))
+}
+
 /// A REST depth snapshot (`{"lastUpdateId":..,"bids":..,"asks":..}`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Snapshot {

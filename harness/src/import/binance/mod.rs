@@ -40,7 +40,7 @@ use crate::error::{Error, Result};
 use crate::event::{Body, Envelope};
 use crate::store::{SeqRange, StreamInfo};
 
-use message::{Head, Payload, Snapshot, gap_body};
+use message::{Head, Payload, Snapshot, capture_line, gap_body};
 pub use parse::Market;
 use parse::hex;
 pub use summary::{GapFinding, ImportSummary, InputFinding};
@@ -402,12 +402,7 @@ impl<'s> Importer<'s> {
     }
 
     fn line(&mut self, file: &str, lineno: u64, line: &str) -> std::result::Result<(), String> {
-        let (ts, json) = line
-            .split_once(' ')
-            .ok_or("expected `<local_ts_ns> <json>`")?;
-        let local: i64 = ts
-            .parse()
-            .map_err(|_| format!("bad local timestamp {ts:?}"))?;
+        let (local, json) = capture_line(line)?;
         let v: Value = serde_json::from_str(json).map_err(|e| format!("bad JSON: {e}"))?;
         if let Some(snap) = Snapshot::parse(&v)? {
             let market = self.market.unwrap_or(Market::Spot);
