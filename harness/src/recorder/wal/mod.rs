@@ -48,7 +48,9 @@ const HEADER_LEN: u64 = 16;
 const RECORD_HEADER_LEN: u64 = 8;
 /// Appends are buffered in memory; past this many bytes the buffer is written (not fsynced).
 const BUFFER_LIMIT: usize = 1 << 20;
-static CRC32C: crc::Crc<u32> = crc::Crc::<u32>::new(&crc::CRC_32_ISCSI);
+/// Slice-by-16 tables (16 KiB): several times the bytewise table's speed on the sequencer's path.
+static CRC32C: crc::Crc<u32, crc::Table<16>> =
+    crc::Crc::<u32, crc::Table<16>>::new(&crc::CRC_32_ISCSI);
 
 #[derive(Debug, Clone)]
 pub struct WalOptions {
