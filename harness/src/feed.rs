@@ -4,7 +4,8 @@
 //! - `GET /stream?streams=btcusdt@depth@100ms/btcusdt@trade/...` upgrades to a WebSocket and
 //!   sends the capture's combined-stream messages of those streams, as captured.
 //! - `GET /api/v3/depth?symbol=BTCUSDT&limit=N` (and `/fapi/v1/depth`) answers the REST depth
-//!   snapshot of the book as of the last message sent: the capture's own snapshots and diffs,
+//!   snapshot of the book as of the last message sent (or `snapshot_lag` applied diffs before
+//!   it, as an exchange's snapshot can trail its stream): the capture's own snapshots and diffs,
 //!   kept in sync the documented way, are the exchange's book (the oracle a test compares a
 //!   recorded book with). Before the capture has reached its first snapshot a request waits
 //!   for it (5 s, then 503).
@@ -66,6 +67,9 @@ pub struct FeedOptions {
     pub tls: Option<(PathBuf, PathBuf)>,
     /// The symbol of REST snapshots in the capture that come before any message naming it.
     pub symbol: Option<String>,
+    /// Serve the depth snapshot as of this many applied diffs ago (the exchange's REST
+    /// snapshot can be older than what its stream has sent).
+    pub snapshot_lag: usize,
 }
 
 /// What the simulator has done, as `GET /sim/status` says it.
@@ -85,16 +89,23 @@ pub struct Status {
     pub done: bool,
 }
 
-/// The capture's book of one symbol, kept in sync the documented way.
+/// The capture's book of one symbol, kept in sync the documented way, and the same book
+/// `lag` applied diffs behind (what the depth endpoint serves).
 #[derive(Debug, Default)]
 struct Oracle {
     sync: SyncState,
     book: Book,
+    lag: usize,
+    /// The last `lag` applied diffs, oldest first: not yet in `lagged`.
+    behind: std::collections::VecDeque<Diff>,
+    lagged: Book,
 }
 
 impl Oracle {
     fn snapshot(&mut self, s: Snapshot) {
         self.book = Book::from_levels(s.last_update_id, &s.bids, &s.asks);
+        self.lagged = self.book.clone();
+        self.behind.clear();
         for p in self.sync.snapshot(s.last_update_id) {
             self.diff(p.diff);
         }
@@ -103,6 +114,11 @@ impl Oracle {
     fn diff(&mut self, d: Diff) {
         if let Step::Apply(d) = self.sync.diff(d, 0, 0) {
             self.book.apply(d.last, &d.bids, &d.asks);
+            self.behind.push_back(d);
+            while self.behind.len() > self.lag {
+                let d = self.behind.pop_front().expect("not empty");
+                self.lagged.apply(d.last, &d.bids, &d.asks);
+            }
         }
     }
 
@@ -187,6 +203,7 @@ impl FeedServer {
             speed: opts.speed,
             disconnect_every: opts.disconnect_every.filter(|n| *n > 0),
             symbol: opts.symbol.clone(),
+            snapshot_lag: opts.snapshot_lag,
         };
         let name = opts.capture.display().to_string();
         std::thread::Builder::new()
@@ -235,6 +252,7 @@ struct Player {
     speed: f64,
     disconnect_every: Option<u64>,
     symbol: Option<String>,
+    snapshot_lag: usize,
 }
 
 impl Player {
@@ -285,12 +303,16 @@ impl Player {
                 .symbol
                 .clone()
                 .ok_or("a REST snapshot before any message naming the symbol: pass --symbol")?;
+            let lag = self.snapshot_lag;
             self.shared
                 .books
                 .lock()
                 .unwrap()
                 .entry(symbol)
-                .or_default()
+                .or_insert_with(|| Oracle {
+                    lag,
+                    ..Oracle::default()
+                })
                 .snapshot(snap);
             self.shared.book_known.notify_waiters();
             return Ok(());
@@ -300,12 +322,16 @@ impl Player {
         if head.kind == Some("depthUpdate")
             && let Payload::Diff { diff, .. } = head.payload()?
         {
+            let lag = self.snapshot_lag;
             self.shared
                 .books
                 .lock()
                 .unwrap()
                 .entry(symbol.clone())
-                .or_default()
+                .or_insert_with(|| Oracle {
+                    lag,
+                    ..Oracle::default()
+                })
                 .diff(diff);
         }
         self.symbol.get_or_insert(symbol);
@@ -426,7 +452,7 @@ async fn depth(shared: &Shared, req: &Request<hyper::body::Incoming>) -> Resp {
                 return reply(
                     StatusCode::OK,
                     "application/json",
-                    o.book.snapshot_json(limit),
+                    o.lagged.snapshot_json(limit),
                 );
             }
             if shared.done.load(Relaxed) && !books.contains_key(&symbol) {

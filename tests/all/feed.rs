@@ -347,6 +347,10 @@ fn a_recorded_session_equals_the_imported_capture_on_both_sides_of_server_discon
         "40",
         "--disconnect-every",
         "15000",
+        // Snapshots trail the stream by 30 diffs (3 s of capture): a client that asks at once
+        // gets one older than what it has buffered and must ask again.
+        "--snapshot-lag",
+        "30",
     ]);
     let at = feed.addr("ws://");
     let rec = recorder(
@@ -370,11 +374,26 @@ fn a_recorded_session_equals_the_imported_capture_on_both_sides_of_server_discon
         3.0,
         "{m}"
     );
+    // More snapshots taken than stored: after a reconnect the first one trails what the
+    // client has buffered, is dropped, and another is taken.
+    let taken = metric(&m, "tapedeck_recorder_feed_snapshots_total");
+    assert!(taken > 3.0, "{m}");
     rec.stop();
     feed.stop();
 
     let events = read_stream(&dir.join("store"));
     let c = check(&events, &oracle);
+    // A snapshot is stored only with the diff that continues it (a trailing one that no
+    // buffered diff straddles is dropped, and another taken).
+    for w in events.windows(2) {
+        if matches!(w[0].body, Body::BookSnapshot { .. }) {
+            assert!(
+                matches!(w[1].body, Body::BookDelta { .. }),
+                "seq {}: a snapshot not followed by its diff",
+                w[0].seq
+            );
+        }
+    }
     // Before the first break, between the two, and after the second: the book is the
     // exchange's, resynced from a fresh snapshot each time.
     let reasons: Vec<&str> = c.segments.iter().map(|s| s.0.as_str()).collect();

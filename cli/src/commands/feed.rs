@@ -51,6 +51,10 @@ pub struct Serve {
     /// The symbol of REST snapshots that come before any message naming it.
     #[arg(long)]
     pub symbol: Option<String>,
+    /// Serve depth snapshots as of this many applied diffs before the last message sent (a
+    /// snapshot that trails the stream, as the exchange's can).
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub snapshot_lag: usize,
     /// Log lines as JSON objects instead of text.
     #[arg(long)]
     pub log_json: bool,
@@ -74,6 +78,7 @@ impl Serve {
             disconnect_every: self.disconnect_every,
             tls: self.tls_cert.zip(self.tls_key),
             symbol: self.symbol,
+            snapshot_lag: self.snapshot_lag,
         })?;
         let (ws, http) = if server.tls {
             ("wss", "https")

@@ -15,6 +15,8 @@
 //! - an event the recorder refused (market data dropped under overload, which the sequencer
 //!   marks with its own `book_gap`) makes its symbol resync from a fresh snapshot.
 //!
+//! A snapshot is stored only once a diff continues it (with that diff): one older than the
+//! stream is dropped and a fresh one asked for, so a stream never holds a stale book.
 //! Snapshot requests back off while they do not bring the book in sync (a snapshot older than
 //! the stream, a failed request), and wait out a rate limit (HTTP 429/418, `Retry-After`).
 //! Connecting and each request time out. A message that cannot be mapped is quarantined by
@@ -67,6 +69,9 @@ struct Sym {
     /// The wait before the next snapshot request: none at first, then growing until the book
     /// is in sync.
     retry_in: Duration,
+    /// A snapshot taken (when, and its event) that no diff has continued yet: stored only
+    /// once one does, so the stream never holds a snapshot older than the stream it is in.
+    held: Option<(i64, Body)>,
 }
 
 impl Sym {
@@ -392,12 +397,13 @@ impl BinanceClient {
         self.ingress.metrics.feed_snapshots.fetch_add(1, Relaxed);
         let key = stream_key(self.cfg.market, symbol);
         let id = snap.last_update_id;
-        let mut items = vec![sender.event(&key, symbol, now_ns(), snap.into_body())];
         s.live = true;
+        s.held = Some((now_ns(), snap.into_body()));
+        let mut items = Vec::new();
         for p in s.sync.snapshot(id) {
             let step = s.sync.diff(p.diff, p.time, p.local);
-            if let Some(body) = self.step(s, step) {
-                items.push(sender.event(&key, symbol, p.time, body));
+            for (t, body) in self.step(s, step, p.time) {
+                items.push(sender.event(&key, symbol, t, body));
             }
         }
         items
@@ -425,9 +431,9 @@ impl BinanceClient {
                 Payload::Diff { time, diff } => {
                     let t = time.unwrap_or(now);
                     let step = s.sync.diff(diff, t, now);
-                    self.step(s, step)
-                        .map(|body| sender.event(&key, &symbol, t, body))
+                    self.step(s, step, t)
                         .into_iter()
+                        .map(|(t, body)| sender.event(&key, &symbol, t, body))
                         .collect()
                 }
                 Payload::Event { time, body } => {
@@ -443,24 +449,34 @@ impl BinanceClient {
         })
     }
 
-    /// The event a sync step stores, if any.
-    fn step(&self, s: &mut Sym, step: Step) -> Option<Body> {
+    /// The events a sync step at time `t` stores: a delta that continues the book (after the
+    /// snapshot it is the first to continue), or a gap.
+    fn step(&self, s: &mut Sym, step: Step, t: i64) -> Vec<(i64, Body)> {
         let metrics = &self.ingress.metrics;
+        let mut out = Vec::new();
         match step {
             Step::Apply(d) => {
                 // In sync: the next snapshot (after a break) may be asked for at once.
                 s.retry_in = Duration::ZERO;
-                Some(d.into_body())
+                out.extend(s.held.take());
+                out.push((t, d.into_body()));
             }
             Step::Gap { expected, got } => {
                 metrics.feed_gaps.fetch_add(1, Relaxed);
-                Some(gap_body(expected, got))
+                out.push((t, gap_body(expected, got)));
             }
-            Step::Buffered { overflowed: true } => {
-                metrics.feed_errors.fetch_add(1, Relaxed);
-                None
+            Step::Buffered { overflowed } => {
+                if overflowed {
+                    metrics.feed_errors.fetch_add(1, Relaxed);
+                }
             }
-            Step::Superseded | Step::Buffered { .. } => None,
+            Step::Superseded => {}
         }
+        if s.sync.snapshot_id.is_none() && s.sync.last_u.is_none() {
+            // Out of sync: a held snapshot older than the stream is dropped (a fresh one is
+            // asked for).
+            s.held = None;
+        }
+        out
     }
 }
