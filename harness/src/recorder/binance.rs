@@ -288,6 +288,7 @@ impl BinanceClient {
             for symbol in std::mem::take(&mut sender.refused) {
                 if let Some(s) = syms.get_mut(&symbol) {
                     s.sync = SyncState::default();
+                    s.held = None;
                 }
             }
             for (symbol, s) in syms.iter_mut() {
