@@ -5,10 +5,9 @@
 
 use std::collections::BTreeMap;
 use std::hash::{Hash, Hasher};
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use tapedeck::event::{Body, Envelope};
@@ -17,62 +16,9 @@ use tapedeck::import::binance::book::Book;
 use tapedeck::store::{EventSource, FileStore, FileStoreOptions, SeqRange};
 
 use super::record::{http, metric, wait_until};
-use super::tmp;
+use super::{Proc, tmp};
 
 const STREAM: &str = "md:binance-spot:BTCUSDT";
-
-/// A running process whose first stdout line says where it listens; killed when dropped.
-struct Proc {
-    child: Child,
-    first_line: String,
-}
-
-impl Proc {
-    fn start(args: &[&str]) -> Proc {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_tapedeck"))
-            .args(args)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap();
-        let mut first_line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut first_line)
-            .unwrap();
-        assert!(!first_line.is_empty(), "tapedeck {args:?} said nothing");
-        Proc { child, first_line }
-    }
-
-    /// The address after `prefix` in the first line.
-    fn addr(&self, prefix: &str) -> SocketAddr {
-        let at = self
-            .first_line
-            .split_once(prefix)
-            .unwrap_or_else(|| panic!("no {prefix:?} in {:?}", self.first_line))
-            .1;
-        let end = at.find(|c: char| c == '/' || c == ',' || c.is_whitespace());
-        at[..end.unwrap_or(at.len())].parse().unwrap()
-    }
-
-    fn stop(mut self) {
-        let pid = self.child.id().to_string();
-        assert!(
-            Command::new("kill")
-                .args(["-TERM", &pid])
-                .status()
-                .unwrap()
-                .success()
-        );
-        assert!(self.child.wait().unwrap().success());
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 fn status(feed: SocketAddr) -> serde_json::Value {
     let (code, body) = http(feed, "GET", "/sim/status", "");

@@ -28,6 +28,68 @@ use std::sync::OnceLock;
 use tapedeck::codec::{EventBatchWriter, EventHeader, Payload};
 use tapedeck::runtime::{Module, Runtime, RuntimeConfig};
 
+/// A running process whose first stdout line says where it listens; killed when dropped.
+pub struct Proc {
+    child: std::process::Child,
+    first_line: String,
+}
+
+impl Proc {
+    pub fn start(args: &[&str]) -> Proc {
+        use std::io::BufRead;
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_tapedeck"))
+            .args(args)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::inherit())
+            .spawn()
+            .unwrap();
+        let mut first_line = String::new();
+        std::io::BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut first_line)
+            .unwrap();
+        assert!(!first_line.is_empty(), "tapedeck {args:?} said nothing");
+        Proc { child, first_line }
+    }
+
+    /// The address after `prefix` in the first line.
+    pub fn addr(&self, prefix: &str) -> std::net::SocketAddr {
+        let at = self
+            .first_line
+            .split_once(prefix)
+            .unwrap_or_else(|| panic!("no {prefix:?} in {:?}", self.first_line))
+            .1;
+        let end = at.find(|c: char| c == '/' || c == ',' || c.is_whitespace());
+        at[..end.unwrap_or(at.len())].parse().unwrap()
+    }
+
+    /// SIGTERM, and the exit status.
+    pub fn term(mut self) -> std::process::ExitStatus {
+        let pid = self.child.id().to_string();
+        let kill = std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status();
+        assert!(kill.unwrap().success());
+        self.child.wait().unwrap()
+    }
+
+    /// SIGTERM, expecting a clean exit.
+    pub fn stop(self) {
+        assert!(self.term().success());
+    }
+
+    pub fn sigkill(mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 /// One runtime per test process (each engine reserves address space for its pool), with its
 /// own compile cache so tests do not touch the user's.
 pub fn rt() -> &'static Runtime {

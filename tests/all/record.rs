@@ -6,71 +6,42 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use tapedeck::store::{SeqRange, StoreUri};
 
-use super::tmp;
+use super::{Proc, tmp};
 
-/// A running `tapedeck record`.
+/// A running `tapedeck record` (killed when dropped).
 struct Rec {
-    child: Child,
+    proc: Proc,
     tcp: SocketAddr,
     http: SocketAddr,
 }
 
 impl Rec {
     fn start(args: &[&str]) -> Rec {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_tapedeck"))
-            .arg("record")
-            .args(["--tcp", "127.0.0.1:0", "--http", "127.0.0.1:0"])
-            .args(args)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap();
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
+        let listen = ["record", "--tcp", "127.0.0.1:0", "--http", "127.0.0.1:0"];
+        let all: Vec<&str> = listen.iter().chain(args).copied().collect();
         // recording: tcp 127.0.0.1:P, http 127.0.0.1:Q
-        let addr = |what: &str| -> SocketAddr {
-            let at = line
-                .split(", ")
-                .find_map(|p| p.trim().strip_prefix(what))
-                .unwrap_or_else(|| panic!("no {what} in {line:?}"));
-            at.trim().parse().unwrap()
-        };
-        let (tcp, http) = (addr("recording: tcp "), addr("http "));
-        Rec { child, tcp, http }
+        let proc = Proc::start(&all);
+        let (tcp, http) = (proc.addr("recording: tcp "), proc.addr("http "));
+        Rec { proc, tcp, http }
     }
 
-    fn sigkill(mut self) {
-        self.child.kill().unwrap();
-        self.child.wait().unwrap();
+    fn sigkill(self) {
+        self.proc.sigkill();
     }
 
     /// SIGTERM, and the exit status.
-    fn stop(mut self) -> std::process::ExitStatus {
-        let ok = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(ok.success());
-        self.child.wait().unwrap()
+    fn stop(self) -> std::process::ExitStatus {
+        self.proc.term()
     }
 
     fn get(&self, path: &str) -> (u16, String) {
         http(self.http, "GET", path, "")
-    }
-}
-
-impl Drop for Rec {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
