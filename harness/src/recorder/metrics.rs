@@ -10,6 +10,9 @@ use super::Class;
 /// Rows of one metric: (labels, value).
 type Rows = Vec<(String, f64)>;
 
+/// One of a sink's histograms.
+type SinkHistogram = fn(&SinkMetrics) -> &Histogram;
+
 /// Upper bounds (seconds) of the latency histograms' buckets.
 const BUCKETS: [f64; 14] = [
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
@@ -370,27 +373,27 @@ impl Metrics {
             "Ingest to stored, of the newest stored event.",
             per_sink(&|_, s| vec![(format!("{{sink=\"{}\"}}", s.name), g(&s.lag_us) / 1e6)]),
         );
-        let _ = writeln!(
-            o,
-            "# HELP {p}_sink_insert_seconds Time of one micro-batch append.\n# TYPE {p}_sink_insert_seconds histogram"
-        );
-        for s in &self.sinks {
-            s.insert_seconds.render(
-                &mut o,
-                &format!("{p}_sink_insert_seconds"),
-                &format!("sink=\"{}\"", s.name),
-            );
-        }
-        let _ = writeln!(
-            o,
-            "# HELP {p}_sink_ack_to_stored_seconds Ingest to queryable in the sink, per event.\n# TYPE {p}_sink_ack_to_stored_seconds histogram"
-        );
-        for s in &self.sinks {
-            s.ack_to_stored_seconds.render(
-                &mut o,
-                &format!("{p}_sink_ack_to_stored_seconds"),
-                &format!("sink=\"{}\"", s.name),
-            );
+        let histograms: [(&str, &str, SinkHistogram); 2] = [
+            (
+                "sink_insert_seconds",
+                "Time of one micro-batch append.",
+                |s| &s.insert_seconds,
+            ),
+            (
+                "sink_ack_to_stored_seconds",
+                "Ingest to queryable in the sink, per event.",
+                |s| &s.ack_to_stored_seconds,
+            ),
+        ];
+        for (name, help, histogram) in histograms {
+            let _ = writeln!(o, "# HELP {p}_{name} {help}\n# TYPE {p}_{name} histogram");
+            for s in &self.sinks {
+                histogram(s).render(
+                    &mut o,
+                    &format!("{p}_{name}"),
+                    &format!("sink=\"{}\"", s.name),
+                );
+            }
         }
         let _ = writeln!(
             o,
