@@ -104,11 +104,17 @@ impl Ingress {
         let mut line = Vec::new();
         loop {
             line.clear();
-            let read = tokio::time::timeout(
-                self.idle_timeout,
-                read_line(&mut rd, &mut line, self.max_line_bytes),
-            )
-            .await;
+            // A whole line already buffered is read without arming the idle timer (a timer
+            // per line costs more than the read).
+            let read = if memchr(rd.buffer()).is_some() {
+                Ok(read_line(&mut rd, &mut line, self.max_line_bytes).await)
+            } else {
+                tokio::time::timeout(
+                    self.idle_timeout,
+                    read_line(&mut rd, &mut line, self.max_line_bytes),
+                )
+                .await
+            };
             let len = match read {
                 Err(_) => {
                     tracing::info!(%origin, "closing an idle connection (no whole line within the idle timeout)");

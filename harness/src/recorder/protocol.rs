@@ -105,11 +105,11 @@ impl Incoming {
         })
     }
 
-    /// The envelope it becomes at `seq`, taken at `now` (ns). Its `idempotency_key` is the
-    /// [`Incoming::dedup_key`], so the stores (PostgreSQL keys events by it) agree with the
-    /// recorder on what one event is.
-    pub fn into_envelope(self, seq: u64, now: i64) -> Envelope {
-        let idempotency_key = self.dedup_key();
+    /// The envelope it becomes at `seq`, taken at `now` (ns), with `idempotency_key` its
+    /// [`Incoming::dedup_key`] (computed once by the caller, which also dedups by it), so the
+    /// stores (PostgreSQL keys events by it) agree with the recorder on what one event is.
+    pub fn into_envelope(self, seq: u64, now: i64, idempotency_key: Option<String>) -> Envelope {
+        debug_assert_eq!(idempotency_key, self.dedup_key());
         let event_id = self
             .event_id
             .unwrap_or_else(|| crate::event::derived_ulid(self.occurred_at, &self.stream_key, seq));
@@ -158,7 +158,8 @@ mod tests {
         let line = br#"{"stream_key":"exec:sim:SYM1","occurred_at":5,"event_type":"order_cancelled","payload":{"client_order_id":7}}"#;
         let inc = Incoming::parse(line).unwrap();
         assert_eq!(inc.ack_id(3), AckId::Line(3));
-        let e = inc.into_envelope(9, 11);
+        let key = inc.dedup_key();
+        let e = inc.into_envelope(9, 11, key);
         assert_eq!((e.seq, e.ingested_at, e.occurred_at), (9, 11, 5));
         let r = serde_json::to_string(&Reply::Ack {
             ack: AckId::Line(3),

@@ -141,6 +141,49 @@ struct PendingReply {
     tx: oneshot::Sender<Vec<Reply>>,
 }
 
+/// The dedup window: the seqs of the last `window` events that had a dedup key, by (stream,
+/// key), so a resend is acknowledged with the seq it got the first time. Runs per event: one
+/// allocation per key, shared by the map and the eviction order.
+struct Recent {
+    seqs: HashMap<Arc<str>, u64>,
+    order: VecDeque<Arc<str>>,
+    window: u64,
+}
+
+impl Recent {
+    fn new(window: u64) -> Self {
+        Recent {
+            seqs: HashMap::new(),
+            order: VecDeque::new(),
+            window,
+        }
+    }
+
+    /// One key for (stream, dedup key): stream keys hold no control character, so the NUL
+    /// between them keeps two pairs from making the same key.
+    fn key(stream: &str, key: &str) -> Arc<str> {
+        let mut k = String::with_capacity(stream.len() + 1 + key.len());
+        k.push_str(stream);
+        k.push('\0');
+        k.push_str(key);
+        k.into()
+    }
+
+    fn get(&self, k: &str) -> Option<u64> {
+        self.seqs.get(k).copied()
+    }
+
+    fn remember(&mut self, k: Arc<str>, seq: u64) {
+        self.seqs.insert(k.clone(), seq);
+        self.order.push_back(k);
+        while self.order.len() as u64 > self.window {
+            if let Some(old) = self.order.pop_front() {
+                self.seqs.remove(&old);
+            }
+        }
+    }
+}
+
 /// Held critical events beyond this stop the sequencer from taking more input while
 /// overloaded (the senders wait).
 const HOLD_CRITICAL: usize = 10_000;
@@ -153,8 +196,9 @@ pub struct Sequencer {
     metrics: Arc<Metrics>,
     progress: Arc<Progress>,
     last_seq: HashMap<String, u64>,
-    ids: HashMap<(String, String), u64>,
-    id_order: VecDeque<(String, String)>,
+    recent: Recent,
+    /// The WAL record being written (one buffer, reused).
+    record: Vec<u8>,
     quarantine: Quarantine,
     pending: HashMap<u64, PendingReply>,
     next_sub: u64,
@@ -184,11 +228,9 @@ impl Sequencer {
             .enable_time()
             .build()
             .map_err(|e| Error::message("starting the sequencer", e.to_string()))?;
-        let mut ids = HashMap::new();
-        let mut id_order = VecDeque::new();
-        for (k, seq) in recovered.recent_ids {
-            ids.insert(k.clone(), seq);
-            id_order.push_back(k);
+        let mut recent = Recent::new(cfg.wal.dedup_window);
+        for ((stream, key), seq) in recovered.recent_ids {
+            recent.remember(Recent::key(&stream, &key), seq);
         }
         Ok(Sequencer {
             wal,
@@ -198,8 +240,8 @@ impl Sequencer {
             metrics,
             progress,
             last_seq: recovered.last_seq,
-            ids,
-            id_order,
+            recent,
+            record: Vec::new(),
             quarantine,
             pending: HashMap::new(),
             next_sub: 0,
@@ -428,38 +470,32 @@ impl Sequencer {
 
     /// Gives `h` its seq (or the one it got before, for a resend) and appends it to the WAL.
     fn sequence(&mut self, h: Held, now: i64) -> Result<()> {
-        let key = h.event.dedup_key().map(|k| (h.event.stream_key.clone(), k));
+        let dedup = h.event.dedup_key();
+        let key = dedup
+            .as_deref()
+            .map(|k| Recent::key(&h.event.stream_key, k));
         if let Some(k) = &key
-            && let Some(&seq) = self.ids.get(k)
+            && let Some(seq) = self.recent.get(k)
         {
             self.metrics.deduplicated.fetch_add(1, Relaxed);
             self.resolve(h.sub, h.slot, Reply::Ack { ack: h.id, seq });
             return Ok(());
         }
         let seq = self.next_seq(&h.event.stream_key);
-        let e = h.event.into_envelope(seq, now);
+        let e = h.event.into_envelope(seq, now, dedup);
         self.append(&e)?;
         self.metrics.acked[Class::of(&e.body).index()].fetch_add(1, Relaxed);
         if let Some(k) = key {
-            self.remember(k, seq);
+            self.recent.remember(k, seq);
         }
         self.resolve(h.sub, h.slot, Reply::Ack { ack: h.id, seq });
         Ok(())
     }
 
-    fn remember(&mut self, k: (String, String), seq: u64) {
-        self.ids.insert(k.clone(), seq);
-        self.id_order.push_back(k);
-        while self.id_order.len() as u64 > self.cfg.wal.dedup_window {
-            if let Some(old) = self.id_order.pop_front() {
-                self.ids.remove(&old);
-            }
-        }
-    }
-
     fn append(&mut self, e: &Envelope) -> Result<()> {
-        let bytes = serde_json::to_vec(e).expect("envelopes serialize");
-        self.wal.append(&bytes)?;
+        self.record.clear();
+        serde_json::to_writer(&mut self.record, e).expect("envelopes serialize");
+        self.wal.append(&self.record)?;
         // The stream's key is copied only the first time it is seen (this runs per event).
         match self.last_seq.get_mut(&e.stream_key) {
             Some(last) => *last = e.seq,
@@ -534,5 +570,28 @@ impl Sequencer {
             self.trimmed = upto;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Recent;
+
+    #[test]
+    fn the_dedup_window_keeps_the_newest_keys_per_stream() {
+        let mut r = Recent::new(2);
+        r.remember(Recent::key("a", "k1"), 1);
+        // The same key in another stream is another event; a stream and key that concatenate
+        // alike are too.
+        r.remember(Recent::key("b", "k1"), 7);
+        assert_eq!(r.get(&Recent::key("a", "k1")), Some(1));
+        assert_eq!(r.get(&Recent::key("b", "k1")), Some(7));
+        assert_eq!(r.get(&Recent::key("a:b", "k1")), None);
+        assert_eq!(r.get(&Recent::key("a", "\0k1")), None);
+        // A third key pushes the oldest out of a window of two.
+        r.remember(Recent::key("a", "k2"), 2);
+        assert_eq!(r.get(&Recent::key("a", "k1")), None);
+        assert_eq!(r.get(&Recent::key("b", "k1")), Some(7));
+        assert_eq!(r.get(&Recent::key("a", "k2")), Some(2));
     }
 }
