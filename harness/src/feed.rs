@@ -9,7 +9,14 @@
 //!   kept in sync the documented way, are the exchange's book (the oracle a test compares a
 //!   recorded book with). Before the capture has reached its first snapshot a request waits
 //!   for it (5 s, then 503).
-//! - `GET /sim/status`: messages sent, disconnects, whether the capture is done.
+//! - `GET /sim/status`: messages sent, disconnects, pings and pongs, rate-limit answers,
+//!   whether the capture is done.
+//!
+//! Like the exchange, it can ping every connection (`ping_every`) and close one that has not
+//! answered a ping within `pong_timeout`, and limit REST requests (`rest_limit` per
+//! `rest_window`): over the limit a request gets HTTP 429 with `Retry-After` (whole seconds to
+//! the end of the window), and one sent while that wait runs gets 418 (Binance bans an IP that
+//! ignores its 429s).
 //!
 //! The capture plays once, on one clock for every connection, like the exchange: it starts
 //! when the first WebSocket connects and goes on whoever is connected, so a client that
@@ -70,6 +77,32 @@ pub struct FeedOptions {
     /// Serve the depth snapshot as of this many applied diffs ago (the exchange's REST
     /// snapshot can be older than what its stream has sent).
     pub snapshot_lag: usize,
+    /// Ping every WebSocket connection this often.
+    pub ping_every: Option<Duration>,
+    /// Close a connection whose oldest unanswered ping is older than this.
+    pub pong_timeout: Duration,
+    /// REST requests allowed per `rest_window` (none: no limit).
+    pub rest_limit: Option<u32>,
+    pub rest_window: Duration,
+}
+
+impl Default for FeedOptions {
+    fn default() -> Self {
+        FeedOptions {
+            capture: PathBuf::new(),
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            speed: 1.0,
+            disconnect_every: None,
+            tls: None,
+            symbol: None,
+            snapshot_lag: 0,
+            ping_every: None,
+            // Binance's: a minute.
+            pong_timeout: Duration::from_secs(60),
+            rest_limit: None,
+            rest_window: Duration::from_secs(60),
+        }
+    }
 }
 
 /// What the simulator has done, as `GET /sim/status` says it.
@@ -85,6 +118,14 @@ pub struct Status {
     pub snapshots_served: u64,
     /// Capture lines that could not be served (not `<ts> <json>`, or not a stream message).
     pub skipped_lines: u64,
+    /// Pings sent, and pongs that answered one.
+    pub pings: u64,
+    pub pongs: u64,
+    /// Connections closed for not answering a ping in time.
+    pub pong_timeouts: u64,
+    /// REST requests answered 429 (over the limit) and 418 (sent during a 429's wait).
+    pub rate_limited: u64,
+    pub banned: u64,
     /// The whole capture has been sent.
     pub done: bool,
 }
@@ -148,6 +189,66 @@ struct Shared {
     snapshots_served: AtomicU64,
     skipped_lines: AtomicU64,
     done: AtomicBool,
+    pings: AtomicU64,
+    pongs: AtomicU64,
+    pong_timeouts: AtomicU64,
+    rate_limited: AtomicU64,
+    banned: AtomicU64,
+    ping_every: Option<Duration>,
+    pong_timeout: Duration,
+    rest: Option<Mutex<RestLimit>>,
+}
+
+/// The REST limit's window: requests counted since `start`; past the limit, none may come
+/// before `blocked_until`.
+#[derive(Debug)]
+struct RestLimit {
+    limit: u32,
+    window: Duration,
+    start: Instant,
+    count: u32,
+    blocked_until: Option<Instant>,
+}
+
+impl RestLimit {
+    /// None: the request may go through; else its refusal.
+    fn check(&mut self, now: Instant, shared: &Shared) -> Option<Resp> {
+        let retry_after = |until: Instant| {
+            // Whole seconds, rounded up: a client that waits them is past the block.
+            let left = until.saturating_duration_since(now);
+            left.as_secs() + u64::from(left.subsec_nanos() > 0)
+        };
+        if let Some(until) = self.blocked_until.filter(|u| now < *u) {
+            shared.banned.fetch_add(1, Relaxed);
+            let mut r = error(
+                StatusCode::IM_A_TEAPOT,
+                -1003,
+                "Way too many requests; IP banned until the Retry-After has passed.",
+            );
+            r.headers_mut()
+                .insert("retry-after", retry_after(until).into());
+            return Some(r);
+        }
+        if now.duration_since(self.start) >= self.window {
+            self.start = now;
+            self.count = 0;
+        }
+        self.count += 1;
+        if self.count <= self.limit {
+            return None;
+        }
+        let until = self.start + self.window;
+        self.blocked_until = Some(until);
+        shared.rate_limited.fetch_add(1, Relaxed);
+        let mut r = error(
+            StatusCode::TOO_MANY_REQUESTS,
+            -1003,
+            "Too many requests; wait for the Retry-After.",
+        );
+        r.headers_mut()
+            .insert("retry-after", retry_after(until).into());
+        Some(r)
+    }
 }
 
 /// A running simulator.
@@ -197,6 +298,22 @@ impl FeedServer {
             snapshots_served: AtomicU64::new(0),
             skipped_lines: AtomicU64::new(0),
             done: AtomicBool::new(false),
+            pings: AtomicU64::new(0),
+            pongs: AtomicU64::new(0),
+            pong_timeouts: AtomicU64::new(0),
+            rate_limited: AtomicU64::new(0),
+            banned: AtomicU64::new(0),
+            ping_every: opts.ping_every.filter(|d| !d.is_zero()),
+            pong_timeout: opts.pong_timeout,
+            rest: opts.rest_limit.map(|limit| {
+                Mutex::new(RestLimit {
+                    limit,
+                    window: opts.rest_window,
+                    start: Instant::now(),
+                    count: 0,
+                    blocked_until: None,
+                })
+            }),
         });
         let player = Player {
             shared: shared.clone(),
@@ -241,6 +358,11 @@ impl Shared {
             connections: self.connections.load(Relaxed),
             snapshots_served: self.snapshots_served.load(Relaxed),
             skipped_lines: self.skipped_lines.load(Relaxed),
+            pings: self.pings.load(Relaxed),
+            pongs: self.pongs.load(Relaxed),
+            pong_timeouts: self.pong_timeouts.load(Relaxed),
+            rate_limited: self.rate_limited.load(Relaxed),
+            banned: self.banned.load(Relaxed),
             done: self.done.load(Relaxed),
         }
     }
@@ -408,7 +530,16 @@ async fn handle(
 ) -> std::result::Result<Resp, Infallible> {
     let resp = match req.uri().path() {
         "/stream" | "/stream/" => websocket(shared, req),
-        "/api/v3/depth" | "/fapi/v1/depth" => depth(&shared, &req).await,
+        "/api/v3/depth" | "/fapi/v1/depth" => {
+            let refused = shared
+                .rest
+                .as_ref()
+                .and_then(|r| r.lock().unwrap().check(Instant::now(), &shared));
+            match refused {
+                Some(r) => r,
+                None => depth(&shared, &req).await,
+            }
+        }
         "/sim/status" => reply(
             StatusCode::OK,
             "application/json",
@@ -490,7 +621,7 @@ fn websocket(shared: Arc<Shared>, mut req: Request<hyper::body::Incoming>) -> Re
             Ok(up) => {
                 let ws =
                     WebSocketStream::from_raw_socket(TokioIo::new(up), Role::Server, None).await;
-                pump(ws, rx, streams).await;
+                pump(ws, rx, streams, &shared).await;
             }
             Err(e) => tracing::debug!(error = %e, "WebSocket upgrade failed"),
         }
@@ -508,11 +639,40 @@ async fn pump<S>(
     mut ws: WebSocketStream<S>,
     mut rx: broadcast::Receiver<Frame>,
     streams: HashSet<String>,
+    shared: &Shared,
 ) where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
 {
+    // Pings carry their number; a pong answers every ping up to the one it echoes.
+    let mut pinger = shared.ping_every.map(|d| {
+        let mut t = tokio::time::interval_at(tokio::time::Instant::now() + d, d);
+        t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        t
+    });
+    let mut pinged = 0u64;
+    let mut unanswered: std::collections::VecDeque<(u64, Instant)> = Default::default();
     loop {
+        let tick = async {
+            match pinger.as_mut() {
+                Some(t) => t.tick().await,
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
+            _ = tick => {
+                if unanswered.front().is_some_and(|(_, at)| at.elapsed() > shared.pong_timeout) {
+                    shared.pong_timeouts.fetch_add(1, Relaxed);
+                    let reason = "pong timeout".into();
+                    let _ = ws.close(Some(CloseFrame { code: CloseCode::Policy, reason })).await;
+                    return;
+                }
+                pinged += 1;
+                unanswered.push_back((pinged, Instant::now()));
+                shared.pings.fetch_add(1, Relaxed);
+                if ws.send(Message::Ping(pinged.to_be_bytes().to_vec().into())).await.is_err() {
+                    return;
+                }
+            }
             frame = rx.recv() => match frame {
                 Ok(Frame::Msg { stream, text }) => {
                     if streams.contains(&*stream) && ws.send(Message::Text(text)).await.is_err() {
@@ -530,6 +690,14 @@ async fn pump<S>(
             },
             msg = ws.next() => match msg {
                 None | Some(Err(_)) | Some(Ok(Message::Close(_))) => return,
+                Some(Ok(Message::Pong(p))) => {
+                    // An unsolicited pong (allowed) answers nothing.
+                    let n = <[u8; 8]>::try_from(&p[..]).map_or(0, u64::from_be_bytes);
+                    while unanswered.front().is_some_and(|(k, _)| *k <= n) {
+                        unanswered.pop_front();
+                        shared.pongs.fetch_add(1, Relaxed);
+                    }
+                }
                 Some(Ok(_)) => {}
             },
         }

@@ -1,7 +1,8 @@
 //! The recorder's Binance client against `tapedeck feed serve`, both real processes over real
 //! sockets, on the real capture in `../shared/data`: what the recorder stores is checked
 //! against the capture imported by `import binance` (the oracle), across server-side
-//! disconnects, and over TLS with a self-signed certificate.
+//! disconnects, with the exchange's pings and REST rate limits, and over TLS with a
+//! self-signed certificate.
 
 use std::collections::BTreeMap;
 use std::hash::{Hash, Hasher};
@@ -274,14 +275,15 @@ fn check(events: &[Envelope], oracle: &Oracle) -> Checked {
 }
 
 #[test]
-fn a_recorded_session_equals_the_imported_capture_on_both_sides_of_server_disconnects() {
+fn a_recorded_session_equals_the_imported_capture_on_both_sides_of_server_disconnects_pings_and_rate_limits()
+ {
     let Some(capture) = super::binance::capture() else {
         return;
     };
     let dir = tmp("disconnects");
     let oracle = oracle(&capture, &dir);
     let capture = capture.display().to_string();
-    // 41,249 lines over 346 s of capture time: at 40x about 9 s, two disconnects.
+    // 41,249 lines over 346 s of capture time: at 30x about 12 s, two disconnects.
     let feed = Proc::start(&[
         "feed",
         "serve",
@@ -290,13 +292,25 @@ fn a_recorded_session_equals_the_imported_capture_on_both_sides_of_server_discon
         "--listen",
         "127.0.0.1:0",
         "--speed",
-        "40",
+        "30",
         "--disconnect-every",
         "15000",
         // Snapshots trail the stream by 30 diffs (3 s of capture): a client that asks at once
         // gets one older than what it has buffered and must ask again.
         "--snapshot-lag",
         "30",
+        // One snapshot request a second: the request that follows a dropped snapshot meets a
+        // 429, and the client must send nothing until its Retry-After has passed (a request
+        // meanwhile would get 418).
+        "--rest-limit",
+        "1",
+        "--rest-window-ms",
+        "1000",
+        // Pings every 100 ms; a connection that leaves one unanswered for a second is closed.
+        "--ping-every-ms",
+        "100",
+        "--pong-timeout-ms",
+        "1000",
     ]);
     let at = feed.addr("ws://");
     let rec = recorder(
@@ -308,7 +322,15 @@ fn a_recorded_session_equals_the_imported_capture_on_both_sides_of_server_discon
     let rec_http = rec.addr("http ");
     wait_for_the_end(at, rec_http);
     let m = http(rec_http, "GET", "/metrics", "").1;
-    assert_eq!(status(at)["disconnects"], 2);
+    let st = status(at);
+    assert_eq!(st["disconnects"], 2, "{st}");
+    assert!(st["rate_limited"].as_u64().unwrap() >= 1, "{st}");
+    assert_eq!(st["banned"], 0, "a request during a Retry-After: {st}");
+    let (pings, pongs) = (st["pings"].as_u64().unwrap(), st["pongs"].as_u64().unwrap());
+    // Every ping answered within the second, but those still unread in a connection's backlog
+    // when the simulator dropped it.
+    assert!(pings >= 50 && pongs * 2 >= pings, "{st}");
+    assert_eq!(st["pong_timeouts"], 0, "{st}");
     assert_eq!(
         metric(&m, "tapedeck_recorder_feed_reconnects_total"),
         2.0,
@@ -357,6 +379,59 @@ fn a_recorded_session_equals_the_imported_capture_on_both_sides_of_server_discon
     // unbroken runs of the capture's.
     assert_eq!(c.trade_runs, 3, "{c:?}");
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn the_simulator_answers_429_past_its_rest_limit_and_418_to_a_request_that_ignores_it() {
+    let Some(capture) = super::binance::capture() else {
+        return;
+    };
+    let capture = capture.display().to_string();
+    let feed = Proc::start(&[
+        "feed",
+        "serve",
+        "--capture",
+        &capture,
+        "--listen",
+        "127.0.0.1:0",
+        "--rest-limit",
+        "1",
+        "--rest-window-ms",
+        "60000",
+    ]);
+    let at = feed.addr("ws://");
+    let get = || {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(at).unwrap();
+        write!(
+            s,
+            "GET /api/v3/depth?symbol=BTCUSDT&limit=5 HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"
+        )
+        .unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).unwrap();
+        let code: u16 = out[9..12].parse().unwrap();
+        let retry_after = out
+            .lines()
+            .find_map(|l| l.strip_prefix("retry-after: "))
+            .map(|v| v.trim().parse::<u64>().unwrap());
+        (code, retry_after)
+    };
+    // No client has connected, so the capture has not started: the book is not known yet
+    // (503 after a wait), and the request counts all the same.
+    assert_eq!(get(), (503, None));
+    let (code, wait) = get();
+    assert_eq!(code, 429);
+    assert!((55..=60).contains(&wait.unwrap()), "{wait:?}");
+    let (code, wait) = get();
+    assert_eq!(code, 418);
+    assert!(wait.is_some());
+    let st = status(at);
+    assert_eq!(
+        (st["rate_limited"].as_u64(), st["banned"].as_u64()),
+        (Some(1), Some(1))
+    );
+    feed.stop();
 }
 
 fn openssl(dir: &Path, args: &[&str]) {

@@ -3,6 +3,7 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use anyhow::Result;
 use tapedeck::feed::{FeedOptions, FeedServer};
@@ -55,6 +56,18 @@ pub struct Serve {
     /// snapshot that trails the stream, as the exchange's can).
     #[arg(long, value_name = "N", default_value_t = 0)]
     pub snapshot_lag: usize,
+    /// Ping every WebSocket connection each this many milliseconds (Binance: 20,000), and
+    /// close one that leaves a ping unanswered for --pong-timeout-ms.
+    #[arg(long, value_name = "MS")]
+    pub ping_every_ms: Option<u64>,
+    #[arg(long, value_name = "MS", default_value_t = 60_000)]
+    pub pong_timeout_ms: u64,
+    /// Allow N REST requests per --rest-window-ms: past it a request gets HTTP 429 with a
+    /// Retry-After, and one sent before that wait is over gets 418.
+    #[arg(long, value_name = "N")]
+    pub rest_limit: Option<u32>,
+    #[arg(long, value_name = "MS", default_value_t = 60_000)]
+    pub rest_window_ms: u64,
     /// Log lines as JSON objects instead of text.
     #[arg(long)]
     pub log_json: bool,
@@ -79,6 +92,10 @@ impl Serve {
             tls: self.tls_cert.zip(self.tls_key),
             symbol: self.symbol,
             snapshot_lag: self.snapshot_lag,
+            ping_every: self.ping_every_ms.map(Duration::from_millis),
+            pong_timeout: Duration::from_millis(self.pong_timeout_ms),
+            rest_limit: self.rest_limit,
+            rest_window: Duration::from_millis(self.rest_window_ms.max(1)),
         })?;
         let (ws, http) = if server.tls {
             ("wss", "https")

@@ -18,7 +18,9 @@
 //! A snapshot is stored only once a diff continues it (with that diff): one older than the
 //! stream is dropped and a fresh one asked for, so a stream never holds a stale book.
 //! Snapshot requests back off while they do not bring the book in sync (a snapshot older than
-//! the stream, a failed request), and wait out a rate limit (HTTP 429/418, `Retry-After`).
+//! the stream, a failed request), and wait out a rate limit (HTTP 429/418, `Retry-After`):
+//! the exchange limits an IP, so every symbol and every feed of the recorder waits it out
+//! ([`RestGate`]), not only the request that met it. The server's pings are answered.
 //! Connecting and each request time out. A message that cannot be mapped is quarantined by
 //! the sequencer like any bad input, with its origin; a message over `inputs.max_line_bytes`
 //! breaks the connection.
@@ -97,6 +99,34 @@ pub struct BinanceClient {
     pub ingress: Ingress,
     pub tls: Arc<ClientConfig>,
     pub stop: watch::Receiver<bool>,
+    /// Shared by every feed of the recorder.
+    pub rest: RestGate,
+}
+
+/// When the next REST request may go out. A rate limit (HTTP 429, or 418 for an IP that
+/// ignored one) is the exchange's per IP: once one is met, no request of any symbol or feed
+/// goes out before its `Retry-After` has passed (another request meanwhile would be banned).
+#[derive(Debug, Clone, Default)]
+pub struct RestGate(Arc<std::sync::Mutex<Option<tokio::time::Instant>>>);
+
+impl RestGate {
+    /// Waits until requests may go out (a block extended meanwhile is waited out too).
+    async fn open(&self) {
+        loop {
+            let until = *self.0.lock().expect("rest gate");
+            match until {
+                Some(t) if t > tokio::time::Instant::now() => tokio::time::sleep_until(t).await,
+                _ => return,
+            }
+        }
+    }
+
+    /// No request before `wait` from now.
+    fn close_for(&self, wait: Duration) {
+        let until = tokio::time::Instant::now() + wait;
+        let mut g = self.0.lock().expect("rest gate");
+        *g = Some(g.map_or(until, |t| t.max(until)));
+    }
 }
 
 /// Hands events to the sequencer, keeping at most [`WAITING_SUBMISSIONS`] unacknowledged.
@@ -333,9 +363,9 @@ impl BinanceClient {
         }
     }
 
-    /// Requests `symbol`'s depth snapshot after `delay`; the answer comes back on `tx`. A rate
-    /// limit is waited out (its `Retry-After`, else the longest reconnect wait) before the
-    /// failure is reported, so no request goes out meanwhile.
+    /// Requests `symbol`'s depth snapshot after `delay` (and once the [`RestGate`] is open);
+    /// the answer comes back on `tx`. A rate limit closes the gate for its `Retry-After` (else
+    /// the longest reconnect wait), so no request of any symbol goes out meanwhile.
     fn fetch(&self, symbol: String, delay: Duration, tx: mpsc::Sender<Fetched>) {
         let url = format!(
             "{}{}?symbol={symbol}&limit={}",
@@ -344,9 +374,11 @@ impl BinanceClient {
             self.cfg.snapshot_limit
         );
         let tls = self.tls.clone();
+        let gate = self.rest.clone();
         let (_, longest) = self.cfg.reconnect_range();
         tokio::spawn(async move {
             tokio::time::sleep(delay).await;
+            gate.open().await;
             let got = async {
                 let u = Url::parse(&url)?;
                 let got = tokio::time::timeout(REQUEST_TIMEOUT, net::get(&u, &tls))
@@ -358,8 +390,7 @@ impl BinanceClient {
                     let body = &got.body[..got.body.len().min(300)];
                     let text = String::from_utf8_lossy(body);
                     if matches!(got.status, 418 | 429) {
-                        let wait = got.retry_after.map_or(longest, Duration::from_secs);
-                        tokio::time::sleep(wait).await;
+                        gate.close_for(got.retry_after.map_or(longest, Duration::from_secs));
                     }
                     return Err(format!("GET {url}: HTTP {}: {text}", got.status));
                 }
@@ -479,5 +510,36 @@ impl BinanceClient {
             s.held = None;
         }
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_rate_limit_holds_every_request_until_its_retry_after() {
+        let ms = Duration::from_millis;
+        let gate = RestGate::default();
+        let t0 = tokio::time::Instant::now();
+        gate.open().await;
+        assert!(t0.elapsed() < ms(50));
+        gate.close_for(ms(200));
+        // A shorter limit met meanwhile does not shorten the wait; a longer one extends it,
+        // also for a request already waiting.
+        gate.close_for(ms(100));
+        let waiter = {
+            let gate = gate.clone();
+            tokio::spawn(async move {
+                gate.open().await;
+                t0.elapsed()
+            })
+        };
+        tokio::time::sleep(ms(50)).await;
+        gate.close_for(ms(300));
+        let waited = waiter.await.unwrap();
+        assert!(waited >= ms(350), "{waited:?}");
+        gate.open().await;
+        assert!(t0.elapsed() >= ms(350));
     }
 }

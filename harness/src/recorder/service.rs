@@ -11,7 +11,7 @@ use tokio::net::{TcpListener, UnixListener};
 use tokio::sync::{Semaphore, mpsc, watch};
 
 use super::Class;
-use super::binance::BinanceClient;
+use super::binance::{BinanceClient, RestGate};
 use super::config::RecordConfig;
 use super::files;
 use super::ingress::Ingress;
@@ -113,8 +113,10 @@ impl Recorder {
             }
             None => None,
         };
+        let rest = RestGate::default();
         for b in &cfg.inputs.binance {
             let client = BinanceClient {
+                rest: rest.clone(),
                 tls: crate::net::client_tls(b.ca_file.as_deref())?,
                 cfg: b.clone(),
                 ingress: ingress.clone(),
