@@ -401,6 +401,34 @@ fn a_retried_append_stores_once_and_a_failed_one_is_rolled_back() {
         1
     );
     assert!(t.elapsed().as_secs() < 10);
+    // A lock whose holder was a process of this machine that has exited (a writer killed with
+    // SIGKILL, restarted) is broken at once, within the default 60 s lease.
+    let store = ChStore::connect(&url).unwrap();
+    if let Some(holder) = dead_process_of_this_machine() {
+        store
+            .execute(&format!(
+                "CREATE TABLE {} (owner String DEFAULT 'w_killed', holder String DEFAULT '{holder}') ENGINE = Memory",
+                tapedeck::store::clickhouse::lock_table("md:r")
+            ))
+            .unwrap();
+        let t = std::time::Instant::now();
+        assert_eq!(
+            store.append(&quotes("md:r", 162, 1, 1)).unwrap().appended(),
+            1
+        );
+        assert!(t.elapsed().as_secs() < 10, "{:?}", t.elapsed());
+    }
+}
+
+/// A lock holder id (`boot/pidns/pid/start`) of a process of this machine that has exited
+/// (None off Linux).
+fn dead_process_of_this_machine() -> Option<String> {
+    let boot = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").ok()?;
+    let ns = std::fs::read_link("/proc/self/ns/pid").ok()?;
+    let mut child = std::process::Command::new("true").spawn().unwrap();
+    let pid = child.id();
+    child.wait().unwrap();
+    Some(format!("{}/{}/{pid}/1", boot.trim(), ns.display()))
 }
 
 fn dir_bytes(dir: &Path) -> Vec<(String, Vec<u8>)> {

@@ -5,10 +5,17 @@
 //! the server's own clock, so no client clock decides anything.
 //!
 //! A stale lock (older than the lease, or than the server's uptime: its holder's connection died
-//! with the server) is broken by renaming it to `<lock>_dead_<owner>`: two breakers of the same
+//! with the server, or held by a process of this machine that is gone) is broken by renaming it to `<lock>_dead_<owner>`: two breakers of the same
 //! stale lock cannot both succeed, and a breaker that finds it renamed a fresh lock (the stale
 //! one was released and retaken in between) puts it back. Tombstones are kept (they are rare:
 //! one per crashed writer) so a late breaker's rename fails instead of taking a fresh lock.
+//!
+//! A lock also names its holder's process (`holder`: boot id, pid namespace, pid and the
+//! process's start time, all from `/proc`), so a writer restarted on the same machine after a
+//! crash (a recorder killed with SIGKILL) does not wait out the lease of its dead predecessor:
+//! a holder of this boot and pid namespace whose pid is gone, or now names a process started
+//! at another time, is dead. A holder elsewhere (another machine or container, or a lock
+//! without `holder`) is judged by the lease alone.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -25,6 +32,16 @@ use crate::error::{Error, Result};
 pub(super) struct Lock {
     pub(super) table: String,
     pub(super) owner: String,
+}
+
+/// What a writer that finds a stream locked reads of the lock.
+struct LockState {
+    owner: String,
+    /// The holder's process ([`this_process`] of the writer that took it).
+    process: Option<String>,
+    /// Seconds since it was taken, and since the server started (server clock).
+    age: u64,
+    uptime: u64,
 }
 
 /// A fresh owner id: unique across processes (pid, start time) and within one (a counter);
@@ -44,6 +61,55 @@ fn new_owner() -> String {
         *start as u64,
         NEXT.fetch_add(1, Ordering::Relaxed) % 1_000_000_000_000
     )
+}
+
+/// This process as a lock's `holder` names it: `boot/pidns/pid/start` (None where `/proc`
+/// cannot tell, e.g. not Linux: such locks are judged by the lease).
+fn this_process() -> Option<&'static str> {
+    static ME: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+    ME.get_or_init(|| {
+        let boot = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").ok()?;
+        let ns = std::fs::read_link("/proc/self/ns/pid").ok()?;
+        let pid = std::process::id();
+        let id = format!(
+            "{}/{}/{pid}/{}",
+            boot.trim(),
+            ns.display(),
+            start_time(pid)?
+        );
+        // Quoted into SQL as a column default: only what these sources contain is let through.
+        id.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-/:[]".contains(&b))
+            .then_some(id)
+    })
+    .as_deref()
+}
+
+/// When process `pid` started (clock ticks since boot, `/proc/PID/stat` field 22).
+fn start_time(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) may hold spaces and parentheses: count from its end.
+    let rest = &stat[stat.rfind(')')? + 1..];
+    rest.split_whitespace().nth(19)?.parse().ok()
+}
+
+/// (machine and pid namespace, pid, start time) of a holder id.
+fn parse_holder(id: &str) -> Option<(&str, u32, u64)> {
+    let (place, start) = id.rsplit_once('/')?;
+    let (place, pid) = place.rsplit_once('/')?;
+    Some((place, pid.parse().ok()?, start.parse().ok()?))
+}
+
+/// Whether `holder` (another lock's [`this_process`]) is a process of this machine and pid
+/// namespace that has exited (its pid is gone, or names a process started at another time).
+fn holder_is_gone(holder: &str) -> bool {
+    let here = this_process().and_then(parse_holder);
+    match (here, parse_holder(holder)) {
+        (Some((here, _, _)), Some((place, pid, start))) => {
+            place == here && start_time(pid) != Some(start)
+        }
+        _ => false,
+    }
 }
 
 /// The lock table of `stream`.
@@ -69,8 +135,12 @@ impl ChStore {
     pub(super) async fn lock(&self, stream: &str) -> Result<Lock> {
         let table = lock_table(stream);
         let owner = new_owner();
-        let create =
-            format!("CREATE TABLE {table} (owner String DEFAULT '{owner}') ENGINE = Memory");
+        let holder = this_process().map_or(String::new(), |me| {
+            format!(", holder String DEFAULT '{me}'")
+        });
+        let create = format!(
+            "CREATE TABLE {table} (owner String DEFAULT '{owner}'{holder}) ENGINE = Memory"
+        );
         let mut pause = Duration::from_millis(1);
         loop {
             match exec(&self.client, &create).await {
@@ -81,8 +151,12 @@ impl ChStore {
             match self.lock_state(&table).await? {
                 // Released in between: try again at once.
                 None => continue,
-                Some((holder, age, uptime)) if age > self.lease_secs || age > uptime => {
-                    self.break_lock(&table, &holder).await?;
+                Some(l)
+                    if l.age > self.lease_secs
+                        || l.age > l.uptime
+                        || l.process.as_deref().is_some_and(holder_is_gone) =>
+                {
+                    self.break_lock(&table, &l.owner).await?;
                     continue;
                 }
                 Some(_) => {}
@@ -94,11 +168,16 @@ impl ChStore {
 
     /// The owner of lock `table`, if it exists.
     pub(super) async fn lock_owner(&self, table: &str) -> Result<Option<String>> {
+        Ok(self.lock_columns(table).await?.map(|(owner, _)| owner))
+    }
+
+    /// The owner and holder process of lock `table` (their column defaults), if it exists.
+    async fn lock_columns(&self, table: &str) -> Result<Option<(String, Option<String>)>> {
         let b = fetch(
             self.client
                 .query(
-                    "SELECT default_expression FROM system.columns \
-                     WHERE database = currentDatabase() AND table = ? AND name = 'owner'",
+                    "SELECT name, default_expression FROM system.columns \
+                     WHERE database = currentDatabase() AND table = ? ORDER BY name DESC",
                 )
                 .bind(table),
             "reading a stream lock",
@@ -111,12 +190,22 @@ impl ChStore {
             Err(e) if dropped_meanwhile(&e) => return Ok(None),
             Err(e) => return Err(e),
         };
-        Ok(Cur::new(&b).str().map(|s| s.trim_matches('\'').to_string()))
+        let (mut owner, mut holder) = (None, None);
+        let mut c = Cur::new(&b);
+        while let (Some(name), Some(value)) = (c.str(), c.str()) {
+            let value = value.trim_matches('\'').to_string();
+            match name {
+                "owner" => owner = Some(value),
+                "holder" => holder = Some(value),
+                _ => {}
+            }
+        }
+        Ok(owner.map(|o| (o, holder)))
     }
 
-    /// (owner, age in seconds, server uptime in seconds) of lock `table`, if it exists.
-    async fn lock_state(&self, table: &str) -> Result<Option<(String, u64, u64)>> {
-        let Some(owner) = self.lock_owner(table).await? else {
+    /// Lock `table`'s owner, age and holder process, and the server's uptime, if it exists.
+    async fn lock_state(&self, table: &str) -> Result<Option<LockState>> {
+        let Some((owner, process)) = self.lock_columns(table).await? else {
             return Ok(None);
         };
         let b = fetch(
@@ -131,7 +220,12 @@ impl ChStore {
         )
         .await?;
         let mut c = Cur::new(&b);
-        Ok(c.u64().zip(c.u64()).map(|(age, up)| (owner, age, up)))
+        Ok(c.u64().zip(c.u64()).map(|(age, uptime)| LockState {
+            owner,
+            process,
+            age,
+            uptime,
+        }))
     }
 
     /// Breaks the stale lock `table` held by `holder` (see the module doc).
@@ -185,6 +279,27 @@ impl ChStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_holder_of_this_machine_is_gone_once_its_process_is() {
+        let Some(me) = this_process() else {
+            // Not Linux: locks are judged by their lease alone.
+            return;
+        };
+        assert!(!holder_is_gone(me), "this process is alive: {me}");
+        let (place, pid, start) = parse_holder(me).unwrap();
+        // The same pid started at another time (the pid was reused), a pid not running, and a
+        // holder of another machine (judged by the lease, so not gone).
+        assert!(holder_is_gone(&format!("{place}/{pid}/{}", start + 1)));
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let dead = child.id();
+        child.wait().unwrap();
+        assert!(holder_is_gone(&format!("{place}/{dead}/{start}")));
+        assert!(!holder_is_gone(&format!(
+            "other-boot/pid:[1]/{dead}/{start}"
+        )));
+        assert!(!holder_is_gone("w_dead"));
+    }
 
     #[test]
     fn lock_names_and_owners_are_sql_safe_and_distinct() {

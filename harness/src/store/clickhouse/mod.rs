@@ -16,7 +16,8 @@
 //!   overlapping sets queue instead of deadlocking; the owner is the table's column default,
 //!   so a lock is one statement), drops them when done. A writer that finds the lock
 //!   taken waits; a lock older than its lease (60 s) or older than the server's uptime (its
-//!   holder's connection died with the server) is broken by renaming it to a tombstone named
+//!   holder's connection died with the server), or held by a process of this machine that has
+//!   exited (a writer restarted after SIGKILL), is broken by renaming it to a tombstone named
 //!   after its owner, which only one breaker can do. Writers in one process and in many are
 //!   treated alike.
 //! - **A commit log.** Under the locks, an append reads each stream's committed end `L` (the
