@@ -10,3 +10,4 @@ pub mod bench_record;
 pub mod fixtures;
 pub mod sim;
 pub mod synth;
+pub mod workload;

@@ -45,6 +45,7 @@ pub mod report;
 pub mod runtime;
 #[cfg(feature = "wasm")]
 pub mod snapshot;
+pub mod stats;
 pub mod store;
 #[cfg(feature = "testing")]
 pub mod testing;

@@ -183,6 +183,20 @@ impl ReplayReport {
     }
 }
 
+/// Sees every batch of a stream right after the modules ran it, with each plugin's decisions
+/// on it (empty for projectors), in plugin order: how the venue runs inside the replay loop.
+pub trait BatchObserver: Send {
+    fn on_batch(&mut self, batch: &[u8], decisions: &[Vec<Decision>]);
+}
+
+/// Observes nothing.
+#[derive(Debug)]
+pub struct NoObserver;
+
+impl BatchObserver for NoObserver {
+    fn on_batch(&mut self, _: &[u8], _: &[Vec<Decision>]) {}
+}
+
 /// Replays every stream matching `opts.streams`.
 pub fn replay(
     rt: &Runtime,
@@ -190,26 +204,50 @@ pub fn replay(
     plugins: &[Plugin],
     opts: &ReplayOptions,
 ) -> Result<ReplayReport> {
-    let keys: Vec<String> = source
-        .streams()?
-        .into_iter()
-        .map(|s| s.key)
-        .filter(|k| glob_match(&opts.streams, k))
-        .collect();
+    let streams = replay_observed(rt, source, plugins, opts, None, &|_| Ok(NoObserver))?;
+    Ok(ReplayReport {
+        streams: streams.into_iter().map(|s| s.0).collect(),
+    })
+}
+
+/// [`replay`] with an observer per stream, made by `observer(stream key)` before the stream
+/// starts; each stream's report comes back with its observer, by stream key. `only` replays
+/// those streams instead of the ones `opts.streams` matches.
+pub fn replay_observed<O: BatchObserver>(
+    rt: &Runtime,
+    source: &dyn EventSource,
+    plugins: &[Plugin],
+    opts: &ReplayOptions,
+    only: Option<&[String]>,
+    observer: &(dyn Fn(&str) -> Result<O> + Sync),
+) -> Result<Vec<(StreamReport, O)>> {
+    let keys: Vec<String> = match only {
+        Some(k) => k.to_vec(),
+        None => source
+            .streams()?
+            .into_iter()
+            .map(|s| s.key)
+            .filter(|k| glob_match(&opts.streams, k))
+            .collect(),
+    };
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(opts.jobs.max(1))
         .build()
         .map_err(|e| Error::engine("starting the replay thread pool", e))?;
-    let results: Vec<Result<StreamReport>> = pool.install(|| {
+    let results: Vec<Result<(StreamReport, O)>> = pool.install(|| {
         use rayon::prelude::*;
         keys.par_iter()
             .enumerate()
-            .map(|(i, key)| replay_stream(rt, source, plugins, opts, key, i as u32 + 1))
+            .map(|(i, key)| {
+                let mut obs = observer(key)?;
+                let r = replay_stream(rt, source, plugins, opts, key, i as u32 + 1, &mut obs)?;
+                Ok((r, obs))
+            })
             .collect()
     });
     let mut streams = results.into_iter().collect::<Result<Vec<_>>>()?;
-    streams.sort_by(|a, b| a.stream.cmp(&b.stream));
-    Ok(ReplayReport { streams })
+    streams.sort_by(|a, b| a.0.stream.cmp(&b.0.stream));
+    Ok(streams)
 }
 
 struct Live<'p> {
@@ -224,6 +262,7 @@ fn replay_stream(
     opts: &ReplayOptions,
     key: &str,
     stream_id: u32,
+    observer: &mut dyn BatchObserver,
 ) -> Result<StreamReport> {
     let snapshots = if opts.check_stored {
         source.snapshots(key)?
@@ -304,6 +343,8 @@ fn replay_stream(
     };
 
     let mut writer = EventBatchWriter::new(Vec::new());
+    let mut decided: Vec<Vec<Decision>> = vec![Vec::new(); live.len()];
+    let mut spare_buf: Vec<u8> = Vec::new();
     let mut times: Vec<i64> = Vec::new();
     let mut first_in_batch = 0;
     let mut pending_snaps = snap_seqs.iter().peekable();
@@ -331,8 +372,9 @@ fn replay_stream(
             report.last_seq = seq;
             let at_snapshot = pending_snaps.peek().is_some_and(|s| **s == seq);
             if at_snapshot || writer.count() as usize >= opts.batch {
-                let batch =
-                    std::mem::replace(&mut writer, EventBatchWriter::new(Vec::new())).finish();
+                // The finished batch's buffer is reused for the next one.
+                let spare = std::mem::take(&mut spare_buf);
+                let batch = std::mem::replace(&mut writer, EventBatchWriter::new(spare)).finish();
                 run_batch(
                     &mut live,
                     &batch,
@@ -341,7 +383,10 @@ fn replay_stream(
                     &times,
                     opts,
                     &mut report,
+                    &mut decided,
                 );
+                observer.on_batch(&batch, &decided);
+                spare_buf = batch;
                 times.clear();
                 if at_snapshot {
                     pending_snaps.next();
@@ -361,7 +406,9 @@ fn replay_stream(
             &times,
             opts,
             &mut report,
+            &mut decided,
         );
+        observer.on_batch(&batch, &decided);
     }
     for l in live.iter_mut() {
         if l.plugin.module.kind() != ModuleKind::Projector {
@@ -446,6 +493,9 @@ fn trap_finding(report: &mut StreamReport, key: &str, l: &Live, e: &Error, first
     });
 }
 
+/// Runs one batch through every live module. `decided` gets each strategy's decisions on it
+/// (cleared first); with `keep_outputs` they are also appended to the report.
+#[allow(clippy::too_many_arguments)]
 fn run_batch(
     live: &mut [Live],
     batch: &[u8],
@@ -454,6 +504,7 @@ fn run_batch(
     times: &[i64],
     opts: &ReplayOptions,
     report: &mut StreamReport,
+    decided: &mut [Vec<Decision>],
 ) {
     if let Some(p) = &opts.progress {
         let n = batch
@@ -462,7 +513,8 @@ fn run_batch(
         p.fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
     }
     let last_seq = report.last_seq;
-    for l in live.iter_mut() {
+    for (l, decided) in live.iter_mut().zip(decided.iter_mut()) {
+        decided.clear();
         let Some(inst) = l.inst.as_mut() else {
             continue;
         };
@@ -476,15 +528,18 @@ fn run_batch(
                     .expect("validated by the runtime");
                 let n = records.announced() as u64;
                 *report.output_counts.entry(name.clone()).or_default() += n;
-                if opts.keep_outputs && n > 0 {
-                    let v = report.outputs.entry(name).or_default();
+                if n > 0 {
                     for r in records.flatten() {
                         let idx = r.cause_seq.saturating_sub(first_seq) as usize;
-                        v.push(Decision {
+                        decided.push(Decision {
                             seq: r.cause_seq,
                             time_ns: times.get(idx).copied().unwrap_or(0),
                             output: (&r.output).into(),
                         });
+                    }
+                    if opts.keep_outputs {
+                        let v = report.outputs.entry(name).or_default();
+                        v.extend_from_slice(decided);
                     }
                 }
             }

@@ -35,6 +35,10 @@ pub enum What {
     /// the p99 from acknowledgement to queryable at half that rate, and the recovery time of a
     /// recorder killed with SIGKILL.
     Record(RecordArgs),
+    /// Write (or reuse) issue 15's quote workload: a Binance capture's bookTicker quotes
+    /// repeated to N quotes on one stream, times shifted by the block's span, in a file store
+    /// with its index. Prints what it holds as JSON.
+    Workload(super::bench_backtest::WorkloadArgs),
 }
 
 #[derive(clap::Args, Debug)]
@@ -170,6 +174,7 @@ impl Bench {
             What::Postgres(a) => a.run(),
             What::Clickhouse(a) => a.run(),
             What::Record(a) => a.run(),
+            What::Workload(a) => a.run(),
         }
     }
 }

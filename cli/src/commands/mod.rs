@@ -2,6 +2,7 @@
 //! 0 clean, 1 findings, 2 error (errors are printed by `main`).
 
 pub mod bench;
+pub mod bench_backtest;
 pub mod build;
 pub mod copy;
 pub mod events;
