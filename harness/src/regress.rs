@@ -59,7 +59,7 @@ pub struct Totals {
 }
 
 impl Totals {
-    fn add(&mut self, p: &Performance) {
+    pub fn add(&mut self, p: &Performance) {
         self.decisions += p.decisions;
         self.orders += p.orders;
         self.trades += p.trades;

@@ -1,6 +1,7 @@
 //! The `tapedeck` subcommands, one file each. Every command returns its exit code:
 //! 0 clean, 1 findings, 2 error (errors are printed by `main`).
 
+pub mod backtest;
 pub mod bench;
 pub mod bench_backtest;
 pub mod build;
