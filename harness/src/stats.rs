@@ -22,8 +22,6 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use crate::venue::{InstrumentEnd, Performance};
-
 const YEAR_NS: f64 = 365.0 * 86_400e9;
 
 /// How returns are measured; part of a backtest's run card.
@@ -160,6 +158,25 @@ pub fn ratios(series: &[(i64, f64)], cfg: &StatsConfig) -> (Option<f64>, Option<
     (sharpe, sortino, returns.len() as u64)
 }
 
+/// One instrument's account at the end of a stream, as the venue hands it over.
+#[derive(Debug, Clone)]
+pub struct InstrumentEnd {
+    pub symbol: String,
+    pub pnl: f64,
+    pub fees: f64,
+    pub turnover: f64,
+    pub position: f64,
+    pub exposure_ns: i64,
+}
+
+/// The venue's totals at the end of a stream.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Totals {
+    pub pnl: f64,
+    pub fees: f64,
+    pub turnover: f64,
+}
+
 /// Per-event bookkeeping for [`Stats`].
 #[derive(Debug, Clone)]
 pub struct StatsTracker {
@@ -239,7 +256,7 @@ impl StatsTracker {
     }
 
     /// The figures, with the venue's totals and accounts at the end.
-    pub fn finish(mut self, perf: &Performance, ends: &[InstrumentEnd], fills: &[&str]) -> Stats {
+    pub fn finish(mut self, perf: &Totals, ends: &[InstrumentEnd], fills: &[&str]) -> Stats {
         if self.first_t.is_some() {
             self.period_equity.push((self.bucket, self.equity));
         }
@@ -403,7 +420,7 @@ mod tests {
         t.closed("X", 3.0);
         t.closed("X", -1.0);
         t.closed("X", 0.0);
-        let perf = Performance {
+        let perf = Totals {
             pnl: 1.0,
             ..Default::default()
         };

@@ -352,7 +352,7 @@ impl EventSource for FileStore {
 
     fn instruments(&self, stream: &str) -> Result<BTreeMap<u32, String>> {
         match self.fresh_index()? {
-            Some(m) => super::index::instruments(&self.root, m, stream),
+            Some(m) => super::index_instruments::instruments(&self.root, m, stream),
             None => super::instruments_from_envelopes(self, stream),
         }
     }

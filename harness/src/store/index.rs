@@ -70,7 +70,7 @@ pub struct RebuildSummary {
     pub rows: u64,
 }
 
-fn engine<E: std::fmt::Debug>(what: &Path) -> impl FnOnce(E) -> Error + '_ {
+pub(super) fn engine<E: std::fmt::Debug>(what: &Path) -> impl FnOnce(E) -> Error + '_ {
     move |e| Error::engine(format!("index {}", what.display()), e)
 }
 
@@ -250,7 +250,7 @@ fn index_schema() -> Schema {
 /// (arrow-rs does not promise an error for every bad input); here a panic becomes `Corrupt`, an
 /// error the caller can act on (rebuild the index, read the log), not an abort. Only decoder
 /// calls go in here: the caller's own code runs outside, so its panics stay panics.
-fn decoding<T>(path: &Path, f: impl FnOnce() -> Result<T>) -> Result<T> {
+pub(super) fn decoding<T>(path: &Path, f: impl FnOnce() -> Result<T>) -> Result<T> {
     std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).unwrap_or_else(|panic| {
         let what = match (panic.downcast_ref::<&str>(), panic.downcast_ref::<String>()) {
             (Some(s), _) => s.to_string(),
@@ -269,7 +269,7 @@ fn decoding<T>(path: &Path, f: impl FnOnce() -> Result<T>) -> Result<T> {
 
 /// Opens an index file for reading, checking that its columns are the index's (names and
 /// types), so the readers' column casts hold.
-fn open_index_file(path: &Path) -> Result<ParquetRecordBatchReaderBuilder<File>> {
+pub(super) fn open_index_file(path: &Path) -> Result<ParquetRecordBatchReaderBuilder<File>> {
     let file = File::open(path).map_err(|e| Error::io(path, e))?;
     let builder = decoding(path, || {
         ParquetRecordBatchReaderBuilder::try_new(file).map_err(engine(path))
@@ -357,89 +357,9 @@ pub fn read_records(
     Ok(())
 }
 
-/// The instruments of `stream` (symbol by guest instrument id), from the index. A row group
-/// holding only this stream and one instrument says so in its statistics and is not read;
-/// the others are read for their two key columns only.
-pub fn instruments(
-    root: &Path,
-    manifest: &Manifest,
-    stream: &str,
-) -> Result<std::collections::BTreeMap<u32, String>> {
-    let mut out = std::collections::BTreeMap::new();
-    let one = |s: Option<&Statistics>| match s {
-        Some(Statistics::ByteArray(s)) => match (s.min_opt(), s.max_opt()) {
-            (Some(lo), Some(hi)) if lo == hi => Some(lo.as_bytes().to_vec()),
-            _ => None,
-        },
-        _ => None,
-    };
-    for day in manifest.days.keys() {
-        let path = root.join(format!("index/day={day}.parquet"));
-        let builder = open_index_file(&path)?;
-        let meta = builder.metadata().clone();
-        let mut read = Vec::new();
-        for g in 0..meta.num_row_groups() {
-            let rg = meta.row_group(g);
-            let key = rg.column(0).statistics();
-            let in_range = match key {
-                Some(Statistics::ByteArray(s)) => match (s.min_opt(), s.max_opt()) {
-                    (Some(lo), Some(hi)) => {
-                        lo.as_bytes() <= stream.as_bytes() && stream.as_bytes() <= hi.as_bytes()
-                    }
-                    _ => true,
-                },
-                _ => true,
-            };
-            if !in_range {
-                continue;
-            }
-            let only_this = one(key).is_some_and(|k| k == stream.as_bytes());
-            let instrument = rg.column(4).statistics();
-            match (
-                only_this,
-                one(instrument),
-                instrument.map(|s| s.null_count_opt()),
-            ) {
-                (true, Some(sym), Some(Some(0))) => {
-                    let sym = String::from_utf8_lossy(&sym).into_owned();
-                    out.insert(crate::event::instrument_id(&sym), sym);
-                }
-                _ => read.push(g),
-            }
-        }
-        if read.is_empty() {
-            continue;
-        }
-        let mask = ProjectionMask::roots(builder.parquet_schema(), [0, 4]);
-        let mut reader = decoding(&path, || {
-            builder
-                .with_row_groups(read)
-                .with_projection(mask)
-                .with_batch_size(8192)
-                .build()
-                .map_err(engine(&path))
-        })?;
-        while let Some(batch) = decoding(&path, || Ok(reader.next()))? {
-            let batch = batch.map_err(engine(&path))?;
-            let keys = col::<StringArray>(&batch, 0);
-            let syms = col::<StringArray>(&batch, 1);
-            for i in 0..batch.num_rows() {
-                if keys.is_null(i) || keys.value(i) != stream || syms.is_null(i) {
-                    continue;
-                }
-                let sym = syms.value(i);
-                if !out.values().any(|s: &String| s == sym) {
-                    out.insert(crate::event::instrument_id(sym), sym.to_string());
-                }
-            }
-        }
-    }
-    Ok(out)
-}
-
 /// Column `i` of an index batch, as the array type the schema gives it (checked when the file
 /// was opened).
-fn col<T: 'static>(batch: &RecordBatch, i: usize) -> &T {
+pub(super) fn col<T: 'static>(batch: &RecordBatch, i: usize) -> &T {
     batch
         .column(i)
         .as_any()

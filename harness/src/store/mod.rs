@@ -9,6 +9,7 @@ mod dirs;
 mod file;
 pub mod fsck;
 pub mod index;
+mod index_instruments;
 mod index_sort;
 pub mod index_state;
 mod lock;

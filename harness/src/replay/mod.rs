@@ -9,179 +9,19 @@
 
 use std::collections::BTreeMap;
 
-use serde::Serialize;
 use serde_json::Value;
 use tapedeck_guest::codec::EventBatchWriter;
 
 use crate::decision::Decision;
-use crate::diff::{Tolerances, diff};
 use crate::error::{Error, Result};
 use crate::glob::glob_match;
-use crate::runtime::{Instance, Module, ModuleKind, Runtime};
+use crate::runtime::{ModuleKind, Runtime};
 use crate::store::{EventSource, SeqRange, StoredSnapshot};
-use crate::time::parse_rfc3339;
 
-/// Where a replay starts or stops: a seq, or an event time (ns since the epoch).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Point {
-    Seq(u64),
-    Time(i64),
-}
-
-impl std::str::FromStr for Point {
-    type Err = String;
-
-    /// A plain integer is a seq; `t:<ns>` or an RFC 3339 UTC time (`2024-08-08T23:55:00Z`) is a time.
-    fn from_str(s: &str) -> std::result::Result<Self, String> {
-        if let Some(ns) = s.strip_prefix("t:") {
-            return ns
-                .parse()
-                .map(Point::Time)
-                .map_err(|_| format!("bad time {s:?}: want t:<ns since epoch>"));
-        }
-        if let Ok(seq) = s.parse() {
-            return Ok(Point::Seq(seq));
-        }
-        parse_rfc3339(s).map(Point::Time).ok_or_else(|| {
-            format!(
-                "{s:?} is neither a seq, t:<ns>, nor a valid UTC time like 2024-08-08T23:55:00Z"
-            )
-        })
-    }
-}
-
-/// A module to run, with its config (JSON; "" for defaults).
-#[derive(Debug, Clone)]
-pub struct Plugin {
-    pub module: Module,
-    pub config: String,
-    /// What reports call it; defaults to the module's name (a regression run says
-    /// "baseline" and "candidate", which may be two builds of one module).
-    pub label: Option<String>,
-}
-
-impl Plugin {
-    pub fn new(module: Module, config: impl Into<String>) -> Self {
-        Plugin {
-            module,
-            config: config.into(),
-            label: None,
-        }
-    }
-
-    /// The name stored snapshots use: the module's own name.
-    pub fn name(&self) -> &str {
-        &self.module.info().name
-    }
-
-    pub fn label(&self) -> &str {
-        self.label.as_deref().unwrap_or_else(|| self.name())
-    }
-}
-
-#[derive(Debug, Clone)]
-pub struct ReplayOptions {
-    pub streams: String,
-    pub from: Option<Point>,
-    pub to: Option<Point>,
-    pub jobs: usize,
-    /// Events per guest call (batches also end at stored snapshots).
-    pub batch: usize,
-    pub tolerances: Tolerances,
-    /// Keep every strategy output (decisions), not only counts.
-    pub keep_outputs: bool,
-    /// Counts events as batches complete, for a progress display (never for results).
-    pub progress: Option<std::sync::Arc<std::sync::atomic::AtomicU64>>,
-    /// Diff projector state against the store's snapshots (off for snapshot tests, which
-    /// compare against their own files).
-    pub check_stored: bool,
-}
-
-impl Default for ReplayOptions {
-    fn default() -> Self {
-        ReplayOptions {
-            streams: "*".into(),
-            from: None,
-            to: None,
-            jobs: 1,
-            batch: 1024,
-            tolerances: Tolerances::default(),
-            keep_outputs: false,
-            progress: None,
-            check_stored: true,
-        }
-    }
-}
-
-/// Something a replay found. Data, not an error.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-#[serde(tag = "kind")]
-pub enum Finding {
-    StateMismatch {
-        stream: String,
-        seq: u64,
-        projector: String,
-        path: String,
-        expected: Value,
-        actual: Value,
-    },
-    GuestTrap {
-        stream: String,
-        module: String,
-        message: String,
-        first_seq: u64,
-        last_seq: u64,
-    },
-}
-
-impl Finding {
-    pub fn stream(&self) -> &str {
-        match self {
-            Finding::StateMismatch { stream, .. } | Finding::GuestTrap { stream, .. } => stream,
-        }
-    }
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct StreamReport {
-    pub stream: String,
-    /// The first seq replayed (after the anchor, if one was used).
-    pub start_seq: u64,
-    /// The stored snapshot the replay started from, if any.
-    pub anchor_seq: Option<u64>,
-    pub last_seq: u64,
-    pub events: u64,
-    /// Stored snapshots diffed.
-    pub snapshots_checked: u64,
-    pub findings: Vec<Finding>,
-    /// Per strategy label: outputs emitted.
-    pub output_counts: BTreeMap<String, u64>,
-    /// Per strategy label, when `keep_outputs`: every output.
-    #[serde(skip)]
-    pub outputs: BTreeMap<String, Vec<Decision>>,
-    /// Per projector: state at the end of the range.
-    pub final_states: BTreeMap<String, Value>,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct ReplayReport {
-    pub streams: Vec<StreamReport>,
-}
-
-impl ReplayReport {
-    pub fn findings(&self) -> impl Iterator<Item = &Finding> {
-        self.streams.iter().flat_map(|s| &s.findings)
-    }
-
-    pub fn is_clean(&self) -> bool {
-        self.findings().next().is_none()
-    }
-
-    pub fn events(&self) -> u64 {
-        self.streams.iter().map(|s| s.events).sum()
-    }
-}
+mod batch;
+mod types;
+use batch::{Live, check_snapshots, run_batch, trap_finding};
+pub use types::{Finding, Plugin, Point, ReplayOptions, ReplayReport, StreamReport};
 
 /// Sees every batch of a stream right after the modules ran it, with each plugin's decisions
 /// on it (empty for projectors), in plugin order: how the venue runs inside the replay loop.
@@ -248,11 +88,6 @@ pub fn replay_observed<O: BatchObserver>(
     let mut streams = results.into_iter().collect::<Result<Vec<_>>>()?;
     streams.sort_by(|a, b| a.0.stream.cmp(&b.0.stream));
     Ok(streams)
-}
-
-struct Live<'p> {
-    plugin: &'p Plugin,
-    inst: Option<Instance>,
 }
 
 fn replay_stream(
@@ -473,122 +308,6 @@ fn restore_all(live: &mut [Live], at: &[&StoredSnapshot], rt: &Runtime) -> Resul
         }
     }
     Ok(true)
-}
-
-fn trap_finding(report: &mut StreamReport, key: &str, l: &Live, e: &Error, first: u64, last: u64) {
-    let (first_seq, last_seq) = match e {
-        Error::GuestTrap {
-            first_seq,
-            last_seq,
-            ..
-        } => (*first_seq, *last_seq),
-        _ => (first, last),
-    };
-    report.findings.push(Finding::GuestTrap {
-        stream: key.to_string(),
-        module: l.plugin.label().to_string(),
-        message: e.to_string(),
-        first_seq,
-        last_seq,
-    });
-}
-
-/// Runs one batch through every live module. `decided` gets each strategy's decisions on it
-/// (cleared first); with `keep_outputs` they are also appended to the report.
-#[allow(clippy::too_many_arguments)]
-fn run_batch(
-    live: &mut [Live],
-    batch: &[u8],
-    key: &str,
-    first_seq: u64,
-    times: &[i64],
-    opts: &ReplayOptions,
-    report: &mut StreamReport,
-    decided: &mut [Vec<Decision>],
-) {
-    if let Some(p) = &opts.progress {
-        let n = batch
-            .get(8..12)
-            .map_or(0, |c| u32::from_le_bytes(c.try_into().unwrap()));
-        p.fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
-    }
-    let last_seq = report.last_seq;
-    for (l, decided) in live.iter_mut().zip(decided.iter_mut()) {
-        decided.clear();
-        let Some(inst) = l.inst.as_mut() else {
-            continue;
-        };
-        match inst.on_events(batch) {
-            Ok(out) => {
-                if l.plugin.module.kind() != ModuleKind::Strategy {
-                    continue;
-                }
-                let name = l.plugin.label().to_string();
-                let records = tapedeck_guest::codec::OutputBatch::new(&out)
-                    .expect("validated by the runtime");
-                let n = records.announced() as u64;
-                *report.output_counts.entry(name.clone()).or_default() += n;
-                if n > 0 {
-                    for r in records.flatten() {
-                        let idx = r.cause_seq.saturating_sub(first_seq) as usize;
-                        decided.push(Decision {
-                            seq: r.cause_seq,
-                            time_ns: times.get(idx).copied().unwrap_or(0),
-                            output: (&r.output).into(),
-                        });
-                    }
-                    if opts.keep_outputs {
-                        let v = report.outputs.entry(name).or_default();
-                        v.extend_from_slice(decided);
-                    }
-                }
-            }
-            Err(e) => {
-                trap_finding(report, key, l, &e, first_seq, last_seq);
-                l.inst = None;
-            }
-        }
-    }
-}
-
-fn check_snapshots(
-    live: &mut [Live],
-    snapshots: &[StoredSnapshot],
-    seq: u64,
-    key: &str,
-    opts: &ReplayOptions,
-    report: &mut StreamReport,
-) {
-    for snap in snapshots.iter().filter(|s| s.seq == seq) {
-        let Some(l) = live.iter_mut().find(|l| {
-            l.plugin.name() == snap.projector && l.plugin.module.kind() == ModuleKind::Projector
-        }) else {
-            continue;
-        };
-        let Some(inst) = l.inst.as_mut() else {
-            continue;
-        };
-        report.snapshots_checked += 1;
-        match inst.state() {
-            Ok(bytes) => {
-                let actual: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-                for d in diff(&snap.state, &actual, &opts.tolerances) {
-                    report.findings.push(Finding::StateMismatch {
-                        stream: key.to_string(),
-                        seq,
-                        projector: snap.projector.clone(),
-                        path: d.path,
-                        expected: d.expected,
-                        actual: d.actual,
-                    });
-                }
-            }
-            Err(e) => {
-                trap_finding(report, key, l, &e, seq, seq);
-                l.inst = None;
-            }
-        }
-    }
 }
 
 #[cfg(test)]
