@@ -5,6 +5,7 @@
 //! library does not.
 
 pub mod bench;
+pub mod bench_backtest;
 pub mod bench_clickhouse;
 pub mod bench_record;
 pub mod fixtures;

@@ -39,6 +39,10 @@ pub enum What {
     /// repeated to N quotes on one stream, times shifted by the block's span, in a file store
     /// with its index. Prints what it holds as JSON.
     Workload(super::bench_backtest::WorkloadArgs),
+    /// `tapedeck backtest` (one strategy) and `tapedeck regress` (the same strategy twice) on
+    /// the quote workload (see `bench workload`) with ema-cross as EMA(10)/EMA(50), each a
+    /// whole process: quotes/s and peak RSS, interleaved rounds, medians.
+    Backtest(super::bench_backtest::BacktestArgs),
 }
 
 #[derive(clap::Args, Debug)]
@@ -175,6 +179,7 @@ impl Bench {
             What::Clickhouse(a) => a.run(),
             What::Record(a) => a.run(),
             What::Workload(a) => a.run(),
+            What::Backtest(a) => a.run(),
         }
     }
 }
@@ -476,7 +481,7 @@ impl ClickhouseArgs {
 
 /// Builds this source tree's guest crates `names` (into the default guest target dir); their
 /// component paths.
-fn repo_guests<const N: usize>(rt: &Runtime, names: [&str; N]) -> Result<[PathBuf; N]> {
+pub fn repo_guests<const N: usize>(rt: &Runtime, names: [&str; N]) -> Result<[PathBuf; N]> {
     let tc = tapedeck_guest_build::detect()?;
     let target = super::default_guest_target_dir();
     let out = target.join("components");
