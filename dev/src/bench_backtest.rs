@@ -38,16 +38,6 @@ pub struct BacktestBench {
     pub peak_rss_bytes: u64,
 }
 
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn the_high_water_mark_is_read_in_bytes() {
-        let s = "Name:\ttapedeck\nVmPeak:\t  200 kB\nVmHWM:\t   1234 kB\nVmRSS:\t 1000 kB\n";
-        assert_eq!(super::vm_hwm(s), Some(1234 * 1024));
-        assert_eq!(super::vm_hwm("Name:\tzombie\n"), None);
-    }
-}
-
 /// Runs `exe args`, returning its wall time and peak RSS; fails if it does not exit 0.
 ///
 /// The peak is the child's `VmHWM`, read every 2 ms while it runs: `wait4`'s `ru_maxrss`
@@ -148,4 +138,14 @@ pub fn backtest_bench(o: &BacktestBenchOptions) -> Result<BacktestBench> {
         regress_peak_rss_bytes: rg_rss,
         peak_rss_bytes: bt_rss.max(rg_rss),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_high_water_mark_is_read_in_bytes() {
+        let s = "Name:\ttapedeck\nVmPeak:\t  200 kB\nVmHWM:\t   1234 kB\nVmRSS:\t 1000 kB\n";
+        assert_eq!(super::vm_hwm(s), Some(1234 * 1024));
+        assert_eq!(super::vm_hwm("Name:\tzombie\n"), None);
+    }
 }

@@ -60,7 +60,11 @@ impl Backtest {
     pub fn run(self) -> Result<ExitCode> {
         let clock = Stopwatch::start();
         let rt = self.run.runtime(1)?;
-        let mut mods = super::replay::plugins(&rt, &[self.strategy.clone()], ModuleKind::Strategy)?;
+        let mut mods = super::replay::plugins(
+            &rt,
+            std::slice::from_ref(&self.strategy),
+            ModuleKind::Strategy,
+        )?;
         mods[0].config = self.config.clone();
         let (store, opts, progress) = self.run.open("backtest", true)?;
         let venue = tapedeck::venue::VenueConfig {

@@ -194,7 +194,7 @@ impl StrategyArgs {
         let path = match self.wasm {
             Some(p) => p,
             None => {
-                let [ema] = repo_guests(&rt, ["ema-cross"])?;
+                let [ema] = super::repo_guests(&rt, ["ema-cross"])?;
                 ema
             }
         };
@@ -242,7 +242,7 @@ impl ReplayArgs {
             max_instances: 64,
             ..RuntimeConfig::default()
         })?;
-        let [ema, pos] = repo_guests(&rt, ["ema-cross", "positions"])?;
+        let [ema, pos] = super::repo_guests(&rt, ["ema-cross", "positions"])?;
         let target = super::default_guest_target_dir();
         let store = self.store.unwrap_or_else(|| {
             target
@@ -291,7 +291,7 @@ impl PostgresArgs {
             max_instances: 64,
             ..RuntimeConfig::default()
         })?;
-        let [pos] = repo_guests(&rt, ["positions"])?;
+        let [pos] = super::repo_guests(&rt, ["positions"])?;
         let store = tapedeck::store::postgres::recreate_database(&self.server, "tapedeck_bench")?;
         tapedeck::store::PgStore::migrate(&store)?;
         let opts = tapedeck_dev::bench::PostgresBenchOptions {
@@ -413,7 +413,7 @@ impl ClickhouseArgs {
             max_instances: 64,
             ..RuntimeConfig::default()
         })?;
-        let [pos] = repo_guests(&rt, ["positions"])?;
+        let [pos] = super::repo_guests(&rt, ["positions"])?;
         let store = clickhouse::recreate_database(&self.server, "tapedeck_bench")?;
         clickhouse::migrate(&store)?;
         let pg = match &self.pg {
@@ -477,24 +477,4 @@ impl ClickhouseArgs {
         }
         Ok(ExitCode::SUCCESS)
     }
-}
-
-/// Builds this source tree's guest crates `names` (into the default guest target dir); their
-/// component paths.
-pub fn repo_guests<const N: usize>(rt: &Runtime, names: [&str; N]) -> Result<[PathBuf; N]> {
-    let tc = tapedeck_guest_build::detect()?;
-    let target = super::default_guest_target_dir();
-    let out = target.join("components");
-    std::fs::create_dir_all(&out)?;
-    let mut paths = Vec::with_capacity(N);
-    for name in names {
-        paths.push(super::build::build_one(
-            &tc,
-            rt,
-            &super::repo_guest_dir(name),
-            &target,
-            &out,
-        )?);
-    }
-    Ok(paths.try_into().expect("one path per name"))
 }

@@ -77,7 +77,7 @@ impl BacktestArgs {
             eprintln!("workload written in {:.1}s", w.generate_secs);
         }
         let rt = tapedeck::runtime::Runtime::new(tapedeck::runtime::RuntimeConfig::default())?;
-        let [ema] = super::bench::repo_guests(&rt, ["ema-cross"])?;
+        let [ema] = super::repo_guests(&rt, ["ema-cross"])?;
         let opts = tapedeck_dev::bench_backtest::BacktestBenchOptions {
             exe: std::env::current_exe()?,
             store,

@@ -62,3 +62,26 @@ impl LockTimeout {
         })
     }
 }
+
+/// Builds this source tree's guest crates `names` (into the default guest target dir); their
+/// component paths.
+pub fn repo_guests<const N: usize>(
+    rt: &tapedeck::runtime::Runtime,
+    names: [&str; N],
+) -> anyhow::Result<[PathBuf; N]> {
+    let tc = tapedeck_guest_build::detect()?;
+    let target = default_guest_target_dir();
+    let out = target.join("components");
+    std::fs::create_dir_all(&out)?;
+    let mut paths = Vec::with_capacity(N);
+    for name in names {
+        paths.push(build::build_one(
+            &tc,
+            rt,
+            &repo_guest_dir(name),
+            &target,
+            &out,
+        )?);
+    }
+    Ok(paths.try_into().expect("one path per name"))
+}
