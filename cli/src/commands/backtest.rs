@@ -36,7 +36,7 @@ pub struct Backtest {
     #[arg(long, default_value_t = 100_000.0, value_parser = capital)]
     pub capital: f64,
     /// Equity curve resolution: every fill plus at most one point per this span (event time).
-    #[arg(long, default_value = "1s", value_parser = span)]
+    #[arg(long, default_value = "1m", value_parser = span)]
     pub equity_interval: i64,
     /// Write the run directory here.
     #[arg(long)]

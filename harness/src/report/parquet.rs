@@ -17,20 +17,26 @@ use crate::error::{Error, Result};
 use crate::regress::{BASELINE, CANDIDATE, RegressReport};
 use crate::venue::Performance;
 
-enum Col {
+enum Col<'a> {
     Str(&'static str, Vec<String>),
+    /// Borrowed text (the stream and role tags: one per row, no copy each).
+    Tag(&'static str, Vec<&'a str>),
     OptStr(&'static str, Vec<Option<String>>),
     U64(&'static str, Vec<u64>),
     I64(&'static str, Vec<i64>),
     F64(&'static str, Vec<f64>),
 }
 
-fn write(path: &Path, cols: Vec<Col>) -> Result<()> {
+fn write(path: &Path, cols: Vec<Col<'_>>) -> Result<()> {
     let mut fields = Vec::new();
     let mut arrays: Vec<ArrayRef> = Vec::new();
     for c in cols {
         let (f, a): (Field, ArrayRef) = match c {
             Col::Str(n, v) => (
+                Field::new(n, DataType::Utf8, false),
+                Arc::new(StringArray::from(v)),
+            ),
+            Col::Tag(n, v) => (
                 Field::new(n, DataType::Utf8, false),
                 Arc::new(StringArray::from(v)),
             ),
@@ -107,10 +113,10 @@ pub fn write_artifacts(dir: &Path, sides: &[Side<'_>]) -> Result<()> {
         }
         out
     }
-    fn tags<T>(rows: &[(&str, &str, &T)]) -> [Col; 2] {
+    fn tags<'a, T>(rows: &[(&'a str, &'a str, &T)]) -> [Col<'a>; 2] {
         [
-            Col::Str("stream", rows.iter().map(|r| r.0.to_string()).collect()),
-            Col::Str("role", rows.iter().map(|r| r.1.to_string()).collect()),
+            Col::Tag("stream", rows.iter().map(|r| r.0).collect()),
+            Col::Tag("role", rows.iter().map(|r| r.1).collect()),
         ]
     }
     macro_rules! col {
