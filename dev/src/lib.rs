@@ -5,8 +5,10 @@
 //! library does not.
 
 pub mod bench;
+pub mod bench_backtest;
 pub mod bench_clickhouse;
 pub mod bench_record;
 pub mod fixtures;
 pub mod sim;
 pub mod synth;
+pub mod workload;

@@ -9,7 +9,8 @@
 //! - [`replay`] and [`diff`]: modules over streams, state diffed against stored snapshots.
 //! - [`decision`]: strategy outputs as typed values, handed from replay to the venue, the
 //!   regression and the reports (JSON only where a file is written).
-//! - [`venue`] and [`regress`]: the simulated venue and baseline-vs-candidate regression.
+//! - [`venue`], [`stats`], [`regress`] and [`backtest`]: the simulated venue (run inside the
+//!   replay loop), backtest statistics, baseline-vs-candidate regression, one strategy's backtest.
 //! - [`recorder`]: the recorder service (`tapedeck record`): inputs, WAL, sinks.
 //! - [`report`]: run directories (run card, Markdown, JUnit, HTML, Parquet).
 //! - [`snapshot`] and `testing` (feature `testing`): projections under insta-style snapshot
@@ -20,6 +21,8 @@
 //! The command line is the `tapedeck-cli` crate; the fixture generator, synthetic data and
 //! benches are `tapedeck-dev`.
 
+#[cfg(feature = "wasm")]
+pub mod backtest;
 pub mod decision;
 pub mod diff;
 pub mod error;
@@ -45,6 +48,7 @@ pub mod report;
 pub mod runtime;
 #[cfg(feature = "wasm")]
 pub mod snapshot;
+pub mod stats;
 pub mod store;
 #[cfg(feature = "testing")]
 pub mod testing;

@@ -1,21 +1,19 @@
 //! Regression: a baseline and a candidate strategy on the same streams, with the same batch
 //! boundaries (one replay runs both), executed against the recorded market by the simulated
-//! venue. Per stream and overall: the first divergence, decision and trade counts, PnL,
+//! venue inside that same pass ([`execute`], which a backtest of one strategy uses too). Per stream and overall: the first divergence, decision and trade counts, PnL,
 //! max drawdown, fees, turnover; and the `--fail-on` verdict.
-
-use std::collections::BTreeMap;
 
 use serde::Serialize;
 use serde_json::Value;
 
 use crate::decision::Decision;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::event::Envelope;
-use crate::event::instrument_id;
-use crate::replay::{Finding, Plugin, ReplayOptions, replay};
+use crate::replay::{BatchObserver, Finding, Plugin, ReplayOptions, StreamReport, replay_observed};
 use crate::runtime::Runtime;
+use crate::stats::StatsConfig;
 use crate::store::{EventSource, SeqRange};
-use crate::venue::{Performance, VenueConfig, simulate};
+use crate::venue::{Performance, Venue, VenueConfig};
 
 pub const BASELINE: &str = "baseline";
 pub const CANDIDATE: &str = "candidate";
@@ -61,7 +59,7 @@ pub struct Totals {
 }
 
 impl Totals {
-    fn add(&mut self, p: &Performance) {
+    pub fn add(&mut self, p: &Performance) {
         self.decisions += p.decisions;
         self.orders += p.orders;
         self.trades += p.trades;
@@ -182,6 +180,43 @@ pub fn verdict(rules: &[FailOn], report: &RegressReport) -> Vec<String> {
         .collect()
 }
 
+/// The venues of one stream, one per strategy, fed inside the replay loop.
+struct Venues(Vec<Venue>);
+
+impl BatchObserver for Venues {
+    fn on_batch(&mut self, batch: &[u8], decisions: &[Vec<Decision>]) {
+        for (v, d) in self.0.iter_mut().zip(decisions) {
+            v.on_batch(batch, d);
+        }
+    }
+}
+
+/// Runs `strategies` on the streams `opts.streams` matches, in one pass: each batch goes to
+/// the guests, then to one simulated venue per strategy with the decisions it made. Returns
+/// each stream's replay report and every strategy's performance on it, by stream key.
+pub fn execute(
+    rt: &Runtime,
+    source: &dyn EventSource,
+    strategies: &[Plugin],
+    opts: &ReplayOptions,
+    venue: &VenueConfig,
+    stats: &StatsConfig,
+) -> Result<Vec<(StreamReport, Vec<Performance>)>> {
+    let streams = replay_observed(rt, source, strategies, opts, None, &|key| {
+        let symbols = source.instruments(key)?;
+        Ok(Venues(
+            strategies
+                .iter()
+                .map(|_| Venue::new(venue, symbols.clone(), *stats))
+                .collect(),
+        ))
+    })?;
+    Ok(streams
+        .into_iter()
+        .map(|(r, v)| (r, v.0.into_iter().map(Venue::finish).collect()))
+        .collect())
+}
+
 /// Runs the regression. `baseline` and `candidate` are strategies; their labels are set here.
 pub fn regress(
     rt: &Runtime,
@@ -201,7 +236,7 @@ pub fn regress(
             ..candidate.clone()
         },
     ];
-    let replayed = replay(
+    let executed = execute(
         rt,
         source,
         &plugins,
@@ -209,52 +244,44 @@ pub fn regress(
             keep_outputs: true,
             ..opts.clone()
         },
+        venue,
+        &StatsConfig::default(),
     )?;
-    let results: Vec<Result<StreamRegress>> = {
-        use rayon::prelude::*;
-        let pool = rayon::ThreadPoolBuilder::new()
-            .num_threads(opts.jobs.max(1))
-            .build()
-            .map_err(|e| Error::engine("starting the thread pool", e))?;
-        pool.install(|| {
-            replayed
-                .streams
-                .par_iter()
-                .map(|s| {
-                    let mut events: Vec<Envelope> = Vec::new();
-                    source.read(
-                        &s.stream,
-                        SeqRange {
-                            from: s.start_seq,
-                            to: s.last_seq,
-                        },
-                        &mut |e| {
-                            events.push(e);
-                            Ok(())
-                        },
-                    )?;
-                    let ids: BTreeMap<u32, String> = events
-                        .iter()
-                        .filter_map(|e| e.instrument.as_ref())
-                        .map(|sym| (instrument_id(sym), sym.clone()))
-                        .collect();
-                    let none = Vec::new();
-                    let b = s.outputs.get(BASELINE).unwrap_or(&none);
-                    let c = s.outputs.get(CANDIDATE).unwrap_or(&none);
-                    Ok(StreamRegress {
-                        stream: s.stream.clone(),
-                        events: s.events,
-                        first_divergence: first_divergence(b, c, &events),
-                        baseline: simulate(&events, b, &ids, venue),
-                        candidate: simulate(&events, c, &ids, venue),
-                        findings: s.findings.clone(),
-                        decisions: [b.clone(), c.clone()],
-                    })
-                })
-                .collect()
-        })
-    };
-    let streams = results.into_iter().collect::<Result<Vec<_>>>()?;
+    let mut streams = Vec::with_capacity(executed.len());
+    for (s, perf) in executed {
+        let [b_perf, c_perf]: [Performance; 2] = perf.try_into().expect("two strategies");
+        let none = Vec::new();
+        let b = s.outputs.get(BASELINE).unwrap_or(&none);
+        let c = s.outputs.get(CANDIDATE).unwrap_or(&none);
+        // The event the strategies first diverge at, read from the store (its envelope).
+        let first_divergence = match first_divergence(b, c, &[]) {
+            None => None,
+            Some(d) => {
+                let mut at = Vec::new();
+                source.read(
+                    &s.stream,
+                    SeqRange {
+                        from: d.seq,
+                        to: d.seq,
+                    },
+                    &mut |e| {
+                        at.push(e);
+                        Ok(())
+                    },
+                )?;
+                first_divergence(b, c, &at)
+            }
+        };
+        streams.push(StreamRegress {
+            stream: s.stream.clone(),
+            events: s.events,
+            first_divergence,
+            baseline: b_perf,
+            candidate: c_perf,
+            findings: s.findings.clone(),
+            decisions: [b.clone(), c.clone()],
+        });
+    }
     let mut report = RegressReport {
         baseline: Totals::default(),
         candidate: Totals::default(),

@@ -81,6 +81,26 @@ pub fn parse_rfc3339(s: &str) -> Option<i64> {
         .checked_add(nanos)
 }
 
+/// A span of time as ns: a number with a unit, `ns`, `us`, `ms`, `s`, `m`, `h` or `d`
+/// (`500ms`, `1m`, `4h`); positive.
+pub fn parse_span(s: &str) -> Option<i64> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit())?;
+    let (num, unit) = s.split_at(split);
+    let n: i64 = num.parse().ok()?;
+    let per = match unit {
+        "ns" => 1,
+        "us" => 1_000,
+        "ms" => 1_000_000,
+        "s" => 1_000_000_000,
+        "m" => 60_000_000_000,
+        "h" => 3_600_000_000_000,
+        "d" => 86_400_000_000_000,
+        _ => return None,
+    };
+    n.checked_mul(per).filter(|v| *v > 0)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -118,5 +138,15 @@ mod tests {
         assert!(parse_rfc3339("2024-02-29T23:59:59.999999999Z").is_some());
         assert!(parse_rfc3339("2000-02-29T00:00:00Z").is_some());
         assert_eq!(parse_rfc3339("1900-02-29T00:00:00Z"), None);
+    }
+
+    #[test]
+    fn spans_parse_with_units() {
+        assert_eq!(parse_span("1m"), Some(60_000_000_000));
+        assert_eq!(parse_span("250ms"), Some(250_000_000));
+        assert_eq!(parse_span("2d"), Some(172_800_000_000_000));
+        for bad in ["", "m", "0s", "5", "1.5s", "3w"] {
+            assert_eq!(parse_span(bad), None, "{bad}");
+        }
     }
 }

@@ -1,6 +1,7 @@
 //! Workspace integration tests: one binary, one module per area. Guests are built from this
 //! repository's sources by the `tapedeck-test-guests` build script.
 
+mod backtest;
 mod bad_input;
 mod binance;
 mod binance_input;

@@ -24,7 +24,7 @@ fn run(store: &Path, plugins: &[Plugin], opts: &ReplayOptions) -> ReplayReport {
     replay(rt(), &FileStore::open(store).unwrap(), plugins, opts).unwrap()
 }
 
-fn copy_dir(from: &Path, to: &Path) {
+pub fn copy_dir(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).unwrap();
     for e in std::fs::read_dir(from).unwrap() {
         let e = e.unwrap();

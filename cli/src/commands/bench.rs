@@ -35,6 +35,14 @@ pub enum What {
     /// the p99 from acknowledgement to queryable at half that rate, and the recovery time of a
     /// recorder killed with SIGKILL.
     Record(RecordArgs),
+    /// Write (or reuse) issue 15's quote workload: a Binance capture's bookTicker quotes
+    /// repeated to N quotes on one stream, times shifted by the block's span, in a file store
+    /// with its index. Prints what it holds as JSON.
+    Workload(super::bench_backtest::WorkloadArgs),
+    /// `tapedeck backtest` (one strategy) and `tapedeck regress` (the same strategy twice) on
+    /// the quote workload (see `bench workload`) with ema-cross as EMA(10)/EMA(50), each a
+    /// whole process: quotes/s and peak RSS, interleaved rounds, medians.
+    Backtest(super::bench_backtest::BacktestArgs),
 }
 
 #[derive(clap::Args, Debug)]
@@ -170,6 +178,8 @@ impl Bench {
             What::Postgres(a) => a.run(),
             What::Clickhouse(a) => a.run(),
             What::Record(a) => a.run(),
+            What::Workload(a) => a.run(),
+            What::Backtest(a) => a.run(),
         }
     }
 }
@@ -184,7 +194,7 @@ impl StrategyArgs {
         let path = match self.wasm {
             Some(p) => p,
             None => {
-                let [ema] = repo_guests(&rt, ["ema-cross"])?;
+                let [ema] = super::repo_guests(&rt, ["ema-cross"])?;
                 ema
             }
         };
@@ -232,7 +242,7 @@ impl ReplayArgs {
             max_instances: 64,
             ..RuntimeConfig::default()
         })?;
-        let [ema, pos] = repo_guests(&rt, ["ema-cross", "positions"])?;
+        let [ema, pos] = super::repo_guests(&rt, ["ema-cross", "positions"])?;
         let target = super::default_guest_target_dir();
         let store = self.store.unwrap_or_else(|| {
             target
@@ -281,7 +291,7 @@ impl PostgresArgs {
             max_instances: 64,
             ..RuntimeConfig::default()
         })?;
-        let [pos] = repo_guests(&rt, ["positions"])?;
+        let [pos] = super::repo_guests(&rt, ["positions"])?;
         let store = tapedeck::store::postgres::recreate_database(&self.server, "tapedeck_bench")?;
         tapedeck::store::PgStore::migrate(&store)?;
         let opts = tapedeck_dev::bench::PostgresBenchOptions {
@@ -403,7 +413,7 @@ impl ClickhouseArgs {
             max_instances: 64,
             ..RuntimeConfig::default()
         })?;
-        let [pos] = repo_guests(&rt, ["positions"])?;
+        let [pos] = super::repo_guests(&rt, ["positions"])?;
         let store = clickhouse::recreate_database(&self.server, "tapedeck_bench")?;
         clickhouse::migrate(&store)?;
         let pg = match &self.pg {
@@ -467,24 +477,4 @@ impl ClickhouseArgs {
         }
         Ok(ExitCode::SUCCESS)
     }
-}
-
-/// Builds this source tree's guest crates `names` (into the default guest target dir); their
-/// component paths.
-fn repo_guests<const N: usize>(rt: &Runtime, names: [&str; N]) -> Result<[PathBuf; N]> {
-    let tc = tapedeck_guest_build::detect()?;
-    let target = super::default_guest_target_dir();
-    let out = target.join("components");
-    std::fs::create_dir_all(&out)?;
-    let mut paths = Vec::with_capacity(N);
-    for name in names {
-        paths.push(super::build::build_one(
-            &tc,
-            rt,
-            &super::repo_guest_dir(name),
-            &target,
-            &out,
-        )?);
-    }
-    Ok(paths.try_into().expect("one path per name"))
 }

@@ -1,7 +1,9 @@
 //! The `tapedeck` subcommands, one file each. Every command returns its exit code:
 //! 0 clean, 1 findings, 2 error (errors are printed by `main`).
 
+pub mod backtest;
 pub mod bench;
+pub mod bench_backtest;
 pub mod build;
 pub mod copy;
 pub mod events;
@@ -59,4 +61,27 @@ impl LockTimeout {
             ..Default::default()
         })
     }
+}
+
+/// Builds this source tree's guest crates `names` (into the default guest target dir); their
+/// component paths.
+pub fn repo_guests<const N: usize>(
+    rt: &tapedeck::runtime::Runtime,
+    names: [&str; N],
+) -> anyhow::Result<[PathBuf; N]> {
+    let tc = tapedeck_guest_build::detect()?;
+    let target = default_guest_target_dir();
+    let out = target.join("components");
+    std::fs::create_dir_all(&out)?;
+    let mut paths = Vec::with_capacity(N);
+    for name in names {
+        paths.push(build::build_one(
+            &tc,
+            rt,
+            &repo_guest_dir(name),
+            &target,
+            &out,
+        )?);
+    }
+    Ok(paths.try_into().expect("one path per name"))
 }

@@ -27,6 +27,20 @@ pub struct Regress {
     /// Config JSON for both strategies ("" = their defaults).
     #[arg(long, default_value = "")]
     pub config: String,
+    #[command(flatten)]
+    pub venue: VenueArgs,
+    /// Comma-separated rules: divergence, pnl-drop:X (or X%), drawdown-increase:X.
+    /// Findings (a guest trap) always fail the run.
+    #[arg(long, default_value = "")]
+    pub fail_on: String,
+    /// Write the run directory here.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+}
+
+/// The simulated venue's settings (regress and backtest).
+#[derive(clap::Args, Debug)]
+pub struct VenueArgs {
     /// Order latency in the simulated venue, microseconds.
     #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(i64).range(0..=86_400_000_000))]
     pub latency_us: i64,
@@ -36,13 +50,17 @@ pub struct Regress {
     /// Fee for market orders and marketable limits, basis points of notional.
     #[arg(long, default_value_t = 5.0, allow_negative_numbers = true, value_parser = bps)]
     pub taker_fee_bps: f64,
-    /// Comma-separated rules: divergence, pnl-drop:X (or X%), drawdown-increase:X.
-    /// Findings (a guest trap) always fail the run.
-    #[arg(long, default_value = "")]
-    pub fail_on: String,
-    /// Write the run directory here.
-    #[arg(long)]
-    pub out: Option<PathBuf>,
+}
+
+impl VenueArgs {
+    pub fn config(&self) -> VenueConfig {
+        VenueConfig {
+            latency_ns: self.latency_us * 1000,
+            maker_fee_bps: self.maker_fee_bps,
+            taker_fee_bps: self.taker_fee_bps,
+            ..VenueConfig::default()
+        }
+    }
 }
 
 /// A fee in basis points: a finite number within ±10,000 (NaN would make every fee 0).
@@ -70,12 +88,7 @@ impl Regress {
             m.config = self.config.clone();
         }
         let (store, opts, progress) = self.run.open("regress", true)?;
-        let venue = VenueConfig {
-            latency_ns: self.latency_us * 1000,
-            maker_fee_bps: self.maker_fee_bps,
-            taker_fee_bps: self.taker_fee_bps,
-            ..VenueConfig::default()
-        };
+        let venue = self.venue.config();
         let report = regress(&rt, store.as_ref(), &mods[0], &mods[1], &opts, &venue)
             .context("regression run")?;
         drop(progress);

@@ -15,6 +15,7 @@ use crate::diff::Tolerances;
 use crate::regress::FailOn;
 use crate::replay::{Plugin, Point, ReplayOptions};
 use crate::runtime::{ModuleKind, RuntimeConfig};
+use crate::stats::StatsConfig;
 use crate::venue::VenueConfig;
 
 /// The run card of a replay or a regression.
@@ -30,6 +31,9 @@ pub struct RunCard {
     /// In the order given (a regression: baseline, then candidate).
     pub modules: Vec<ModuleCard>,
     pub runtime: RuntimeCard,
+    /// Backtest only: how returns are measured.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stats: Option<StatsConfig>,
     /// The store, as [`crate::store::StoreUri`] describes it (no password).
     pub store: String,
     /// The stream glob.
@@ -121,6 +125,7 @@ pub fn run_card(
         to: opts.to,
         tolerances: opts.tolerances.clone(),
         venue: None,
+        stats: None,
     }
 }
 
@@ -138,6 +143,23 @@ pub fn regress_card(
         venue: Some(venue.clone()),
         fail_on: Some(fail_on.to_vec()),
         ..run_card(store, &[baseline.clone(), candidate.clone()], opts, rt)
+    }
+}
+
+/// The run card of a backtest: a replay card of the strategy plus the venue and how returns
+/// are measured.
+pub fn backtest_card(
+    store: &str,
+    strategy: &Plugin,
+    opts: &ReplayOptions,
+    rt: &RuntimeConfig,
+    venue: &VenueConfig,
+    stats: &StatsConfig,
+) -> RunCard {
+    RunCard {
+        venue: Some(venue.clone()),
+        stats: Some(*stats),
+        ..run_card(store, std::slice::from_ref(strategy), opts, rt)
     }
 }
 
@@ -187,6 +209,7 @@ mod tests {
                 numeric: vec![(".x.*".into(), 1e-9)],
             },
             venue: Some(VenueConfig::default()),
+            stats: None,
         }
     }
 

@@ -47,7 +47,7 @@ fn total_curve(
 }
 
 /// One chart as an SVG string: two series over time and vertical markers.
-fn chart(series: [&[(i64, f64)]; 2], markers: &[i64]) -> String {
+pub(super) fn chart(series: [&[(i64, f64)]; 2], markers: &[i64]) -> String {
     let mut svg = String::new();
     let all = series.iter().flat_map(|s| s.iter());
     let (mut x0, mut x1, mut y0, mut y1) = (i64::MAX, i64::MIN, f64::MAX, f64::MIN);
@@ -99,14 +99,14 @@ fn chart(series: [&[(i64, f64)]; 2], markers: &[i64]) -> String {
     svg
 }
 
-fn esc(s: &str) -> String {
+pub(super) fn esc(s: &str) -> String {
     s.replace('&', "&amp;")
         .replace('<', "&lt;")
         .replace('>', "&gt;")
         .replace('"', "&quot;")
 }
 
-fn fmt(v: f64) -> String {
+pub(super) fn fmt(v: f64) -> String {
     // `+ 0.0` turns a negative zero into zero.
     format!("{:.6}", v + 0.0)
 }

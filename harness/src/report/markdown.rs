@@ -192,6 +192,7 @@ mod tests {
             to: None,
             tolerances: Default::default(),
             venue: None,
+            stats: None,
         }
     }
 

@@ -10,10 +10,12 @@
 //! - [`card`]: the run card ([`RunCard`]), `config.json`.
 //! - [`markdown`] and [`junit`]: `report.md` and `junit.xml`.
 //! - [`html`]: the regression's `report.html`, with plots.
-//! - [`parquet`]: the regression's Parquet artifacts.
+//! - [`parquet`]: the Parquet artifacts of a regression or a backtest.
+//! - [`backtest`]: a backtest's whole run directory.
 //! - here: [`Timing`] and [`Stopwatch`] (the only wall clock), [`describe`], and the writers
 //!   of both directories.
 
+pub mod backtest;
 mod card;
 pub mod html;
 mod junit;
@@ -29,7 +31,7 @@ use crate::error::Result;
 use crate::regress::RegressReport;
 use crate::replay::{Finding, ReplayReport};
 
-pub use card::{ModuleCard, RunCard, RuntimeCard, regress_card, run_card};
+pub use card::{ModuleCard, RunCard, RuntimeCard, backtest_card, regress_card, run_card};
 
 /// Wall-clock facts of a run: the only fields allowed to differ between identical runs.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -108,7 +110,7 @@ pub fn write_run_dir(
     Ok(())
 }
 
-fn pretty(v: &Value) -> Vec<u8> {
+pub(crate) fn pretty(v: &Value) -> Vec<u8> {
     let mut b = serde_json::to_vec_pretty(v).expect("JSON");
     b.push(b'\n');
     b

@@ -1,4 +1,4 @@
-//! Parquet artifacts of a regression run, readable by polars and pandas:
+//! Parquet artifacts of a regression or backtest run, readable by polars and pandas:
 //! `decisions.parquet`, `trades.parquet`, `equity_curve.parquet`. Rows are in (stream, role,
 //! seq) order and the files carry no timestamps, so identical runs write identical bytes.
 //! The `json` column of `decisions.parquet` is [`Output::to_json`], as in every report.
@@ -12,24 +12,31 @@ use parquet::arrow::ArrowWriter;
 use parquet::basic::Compression;
 use parquet::file::properties::WriterProperties;
 
-use crate::decision::{Output, side_name};
+use crate::decision::{Decision, Output, side_name};
 use crate::error::{Error, Result};
 use crate::regress::{BASELINE, CANDIDATE, RegressReport};
+use crate::venue::Performance;
 
-enum Col {
+enum Col<'a> {
     Str(&'static str, Vec<String>),
+    /// Borrowed text (the stream and role tags: one per row, no copy each).
+    Tag(&'static str, Vec<&'a str>),
     OptStr(&'static str, Vec<Option<String>>),
     U64(&'static str, Vec<u64>),
     I64(&'static str, Vec<i64>),
     F64(&'static str, Vec<f64>),
 }
 
-fn write(path: &Path, cols: Vec<Col>) -> Result<()> {
+fn write(path: &Path, cols: Vec<Col<'_>>) -> Result<()> {
     let mut fields = Vec::new();
     let mut arrays: Vec<ArrayRef> = Vec::new();
     for c in cols {
         let (f, a): (Field, ArrayRef) = match c {
             Col::Str(n, v) => (
+                Field::new(n, DataType::Utf8, false),
+                Arc::new(StringArray::from(v)),
+            ),
+            Col::Tag(n, v) => (
                 Field::new(n, DataType::Utf8, false),
                 Arc::new(StringArray::from(v)),
             ),
@@ -69,25 +76,47 @@ fn write(path: &Path, cols: Vec<Col>) -> Result<()> {
     Ok(())
 }
 
-/// Writes the three artifacts into `dir`.
+/// One strategy's items on one stream: what a row of the artifacts is tagged with.
+pub struct Side<'a> {
+    pub stream: &'a str,
+    pub role: &'a str,
+    pub decisions: &'a [Decision],
+    pub performance: &'a Performance,
+}
+
+/// Writes the regression's three artifacts into `dir`.
 pub fn write_regress_artifacts(dir: &Path, r: &RegressReport) -> Result<()> {
+    let mut sides = Vec::new();
+    for s in &r.streams {
+        for (k, role) in [BASELINE, CANDIDATE].into_iter().enumerate() {
+            sides.push(Side {
+                stream: &s.stream,
+                role,
+                decisions: &s.decisions[k],
+                performance: if k == 0 { &s.baseline } else { &s.candidate },
+            });
+        }
+    }
+    write_artifacts(dir, &sides)
+}
+
+/// Writes the three artifacts into `dir`, rows in the order of `sides` then seq.
+pub fn write_artifacts(dir: &Path, sides: &[Side<'_>]) -> Result<()> {
     // One row per item, tagged with its stream and role; each column is a map over the rows.
     fn rows<'a, T>(
-        r: &'a RegressReport,
-        items: impl Fn(&'a crate::regress::StreamRegress, usize) -> &'a [T],
-    ) -> Vec<(&'a str, &'static str, &'a T)> {
+        sides: &'a [Side<'a>],
+        items: impl Fn(&'a Side<'a>) -> &'a [T],
+    ) -> Vec<(&'a str, &'a str, &'a T)> {
         let mut out = Vec::new();
-        for s in &r.streams {
-            for (k, role) in [BASELINE, CANDIDATE].into_iter().enumerate() {
-                out.extend(items(s, k).iter().map(|x| (s.stream.as_str(), role, x)));
-            }
+        for s in sides {
+            out.extend(items(s).iter().map(|x| (s.stream, s.role, x)));
         }
         out
     }
-    fn tags<T>(rows: &[(&str, &str, &T)]) -> [Col; 2] {
+    fn tags<'a, T>(rows: &[(&'a str, &'a str, &T)]) -> [Col<'a>; 2] {
         [
-            Col::Str("stream", rows.iter().map(|r| r.0.to_string()).collect()),
-            Col::Str("role", rows.iter().map(|r| r.1.to_string()).collect()),
+            Col::Tag("stream", rows.iter().map(|r| r.0).collect()),
+            Col::Tag("role", rows.iter().map(|r| r.1).collect()),
         ]
     }
     macro_rules! col {
@@ -105,7 +134,7 @@ pub fn write_regress_artifacts(dir: &Path, r: &RegressReport) -> Result<()> {
         };
     }
 
-    let d = rows(r, |s, k| &s.decisions[k]);
+    let d = rows(sides, |s| s.decisions);
     // Orders fill the side, price and qty columns; every output has its JSON.
     let order = |o: &Output| match o {
         Output::NewOrder {
@@ -128,13 +157,7 @@ pub fn write_regress_artifacts(dir: &Path, r: &RegressReport) -> Result<()> {
     ]);
     write(&dir.join("decisions.parquet"), cols)?;
 
-    let t = rows(r, |s, k| {
-        if k == 0 {
-            &s.baseline.fills
-        } else {
-            &s.candidate.fills
-        }
-    });
+    let t = rows(sides, |s| &s.performance.fills);
     let mut cols = Vec::from(tags(&t));
     cols.extend([
         col!(t, U64, "seq", |x| x.seq),
@@ -149,13 +172,7 @@ pub fn write_regress_artifacts(dir: &Path, r: &RegressReport) -> Result<()> {
     ]);
     write(&dir.join("trades.parquet"), cols)?;
 
-    let e = rows(r, |s, k| {
-        if k == 0 {
-            &s.baseline.equity
-        } else {
-            &s.candidate.equity
-        }
-    });
+    let e = rows(sides, |s| &s.performance.equity);
     let mut cols = Vec::from(tags(&e));
     cols.extend([
         col!(e, U64, "seq", |x| x.seq),

@@ -70,7 +70,7 @@ pub struct RebuildSummary {
     pub rows: u64,
 }
 
-fn engine<E: std::fmt::Debug>(what: &Path) -> impl FnOnce(E) -> Error + '_ {
+pub(super) fn engine<E: std::fmt::Debug>(what: &Path) -> impl FnOnce(E) -> Error + '_ {
     move |e| Error::engine(format!("index {}", what.display()), e)
 }
 
@@ -250,7 +250,7 @@ fn index_schema() -> Schema {
 /// (arrow-rs does not promise an error for every bad input); here a panic becomes `Corrupt`, an
 /// error the caller can act on (rebuild the index, read the log), not an abort. Only decoder
 /// calls go in here: the caller's own code runs outside, so its panics stay panics.
-fn decoding<T>(path: &Path, f: impl FnOnce() -> Result<T>) -> Result<T> {
+pub(super) fn decoding<T>(path: &Path, f: impl FnOnce() -> Result<T>) -> Result<T> {
     std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).unwrap_or_else(|panic| {
         let what = match (panic.downcast_ref::<&str>(), panic.downcast_ref::<String>()) {
             (Some(s), _) => s.to_string(),
@@ -269,7 +269,7 @@ fn decoding<T>(path: &Path, f: impl FnOnce() -> Result<T>) -> Result<T> {
 
 /// Opens an index file for reading, checking that its columns are the index's (names and
 /// types), so the readers' column casts hold.
-fn open_index_file(path: &Path) -> Result<ParquetRecordBatchReaderBuilder<File>> {
+pub(super) fn open_index_file(path: &Path) -> Result<ParquetRecordBatchReaderBuilder<File>> {
     let file = File::open(path).map_err(|e| Error::io(path, e))?;
     let builder = decoding(path, || {
         ParquetRecordBatchReaderBuilder::try_new(file).map_err(engine(path))
@@ -359,7 +359,7 @@ pub fn read_records(
 
 /// Column `i` of an index batch, as the array type the schema gives it (checked when the file
 /// was opened).
-fn col<T: 'static>(batch: &RecordBatch, i: usize) -> &T {
+pub(super) fn col<T: 'static>(batch: &RecordBatch, i: usize) -> &T {
     batch
         .column(i)
         .as_any()

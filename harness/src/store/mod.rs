@@ -9,6 +9,7 @@ mod dirs;
 mod file;
 pub mod fsck;
 pub mod index;
+mod index_instruments;
 mod index_sort;
 pub mod index_state;
 mod lock;
@@ -135,6 +136,13 @@ pub trait EventSource: Send + Sync {
         records_from_envelopes(self, stream, range, f)
     }
 
+    /// The instruments `stream` names: symbol by guest instrument id
+    /// ([`crate::event::instrument_id`]), what reports of a backtest call them. Stores with
+    /// a columnar index answer without reading envelopes; the default reads the stream.
+    fn instruments(&self, stream: &str) -> Result<BTreeMap<u32, String>> {
+        instruments_from_envelopes(self, stream)
+    }
+
     /// Events matching `q`, by stream then seq, at most `q.limit`. Stores with indexes
     /// (PostgreSQL) answer in SQL; the default reads the matching streams.
     fn query(&self, q: &EventQuery, f: &mut dyn FnMut(Envelope) -> Result<()>) -> Result<()> {
@@ -211,6 +219,21 @@ pub fn json_contains(doc: &serde_json::Value, pat: &serde_json::Value) -> bool {
         (Array(d), Array(p)) => p.iter().all(|pv| d.iter().any(|dv| json_contains(dv, pv))),
         (d, p) => d == p,
     }
+}
+
+/// [`EventSource::instruments`] by reading the stream's envelopes.
+pub fn instruments_from_envelopes<S: EventSource + ?Sized>(
+    source: &S,
+    stream: &str,
+) -> Result<BTreeMap<u32, String>> {
+    let mut out = BTreeMap::new();
+    source.read(stream, SeqRange::ALL, &mut |e| {
+        if let Some(sym) = e.instrument {
+            out.insert(crate::event::instrument_id(&sym), sym);
+        }
+        Ok(())
+    })?;
+    Ok(out)
 }
 
 /// `read_records` by encoding each envelope `read` gives.

@@ -1,0 +1,519 @@
+//! The simulated venue a backtest executes strategy intents against, using the recorded market.
+//! It runs inside the replay loop: after each guest call, [`Venue::on_batch`] walks the batch
+//! the guests just saw (packed codec records, no envelope) with the decisions they made on it.
+//!
+//! - An intent reaches the venue `latency_ns` after the event that caused it (event time);
+//!   with no latency it meets the market as that event left it.
+//! - A market order fills in full at the opposite best of the latest top of book (quote, or
+//!   book snapshot) known when it arrives; taker fee.
+//! - A limit order that is marketable on arrival fills at the opposite best (taker); otherwise
+//!   it rests and fills at its limit price once a recorded trade trades through it or the
+//!   opposite best crosses it (maker fee).
+//! - A cancel removes the resting order when it arrives.
+//!
+//! Accounting is exact: prices and quantities at 9 decimals, cash at 18, in `i128`; positions,
+//! cash, fees and turnover per instrument. Equity is marked at the mid after every event, and
+//! the maximum drawdown is tracked on that curve; the curve kept for reports is sampled at
+//! every fill, at the last event, and either every `sample_every` events or (with
+//! `equity_interval_ns`) at the first event of each interval. Instruments are the guests' ids
+//! ([`crate::event::instrument_id`]); the table of the stream's symbols, read before the pass,
+//! names them and orders the accounts (by symbol) so sums do not depend on ids.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use tapedeck_guest::codec::{EventBatch, Payload};
+
+use crate::decision::{Decision, Output};
+use crate::event::{OrderTypeName, SideName};
+use crate::stats::{InstrumentEnd, Stats, StatsConfig, StatsTracker, Totals};
+
+const SCALE: u8 = 9;
+const E9: f64 = 1e9;
+const E18: f64 = 1e18;
+
+/// Venue settings; part of the run card.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct VenueConfig {
+    pub latency_ns: i64,
+    pub maker_fee_bps: f64,
+    pub taker_fee_bps: f64,
+    /// Keep an equity sample every this many events (and at every fill).
+    pub sample_every: u64,
+    /// Instead of `sample_every`: at most one equity sample per this many ns (and every fill).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub equity_interval_ns: Option<i64>,
+}
+
+impl Default for VenueConfig {
+    fn default() -> Self {
+        VenueConfig {
+            latency_ns: 0,
+            maker_fee_bps: 1.0,
+            taker_fee_bps: 5.0,
+            sample_every: 1000,
+            equity_interval_ns: None,
+        }
+    }
+}
+
+/// A simulated execution.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Trade {
+    /// The event at which it happened.
+    pub seq: u64,
+    pub time_ns: i64,
+    /// The decision (order) it fills.
+    pub order_seq: u64,
+    pub client_order_id: u64,
+    pub instrument: String,
+    pub side: String,
+    pub price: f64,
+    pub qty: f64,
+    pub fee: f64,
+    pub liquidity: &'static str,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct EquityPoint {
+    pub seq: u64,
+    pub time_ns: i64,
+    pub equity: f64,
+    pub drawdown: f64,
+}
+
+/// What one strategy did on one stream.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Performance {
+    pub decisions: u64,
+    pub orders: u64,
+    pub trades: u64,
+    pub pnl: f64,
+    pub max_drawdown: f64,
+    pub fees: f64,
+    pub turnover: f64,
+    /// Orders still resting at the end.
+    pub open_orders: u64,
+    #[serde(skip)]
+    pub fills: Vec<Trade>,
+    #[serde(skip)]
+    pub equity: Vec<EquityPoint>,
+    /// The backtest's statistics (not part of a regression's summary).
+    #[serde(skip)]
+    pub stats: Stats,
+}
+
+#[derive(Debug, Clone)]
+struct Resting {
+    order_seq: u64,
+    client_order_id: u64,
+    instrument: u32,
+    buy: bool,
+    price: i128,
+    qty: i128,
+    active_at: i64,
+    market: bool,
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+struct Top {
+    bid: Option<i128>,
+    ask: Option<i128>,
+}
+
+/// One instrument's account: position at scale 9, money at scale 18.
+#[derive(Debug, Default, Clone)]
+struct Account {
+    position: i128,
+    cash: i128,
+    fees: i128,
+    turnover: i128,
+    /// What the open position cost (signed like it), for realized PnL per closing fill.
+    cost: i128,
+    /// Whether a position was open after the last event, and the time one was open.
+    open: bool,
+    exposed_ns: i64,
+}
+
+fn to9(m: i64, s: u8) -> i128 {
+    let m = m as i128;
+    if s <= SCALE {
+        m * 10i128.pow((SCALE - s) as u32)
+    } else {
+        m / 10i128.pow((s - SCALE) as u32)
+    }
+}
+
+/// [`to9`] for decimals a guest wrote: `None` beyond the 18 places a stored decimal has.
+fn to9_checked(d: crate::event::Dec) -> Option<i128> {
+    (d.scale() <= 18).then(|| to9(d.0.mantissa, d.scale()))
+}
+
+/// The venue for one strategy on one stream, fed batch by batch.
+#[derive(Debug)]
+pub struct Venue {
+    cfg: VenueConfig,
+    /// The stream's instruments: guest id to symbol.
+    symbols: BTreeMap<u32, String>,
+    tops: Vec<(u32, Top)>,
+    /// By symbol (then id): the order equity is summed in.
+    accounts: Vec<(String, u32, Account)>,
+    resting: Vec<Resting>,
+    /// Events seen.
+    n: u64,
+    peak: f64,
+    /// The last event's mark, and whether it was sampled.
+    last: Option<(EquityPoint, bool)>,
+    last_bucket: Option<i64>,
+    stats: StatsTracker,
+    perf: Performance,
+}
+
+impl Venue {
+    /// `symbols` maps the stream's guest instrument ids to their symbols.
+    pub fn new(cfg: &VenueConfig, symbols: BTreeMap<u32, String>, stats: StatsConfig) -> Self {
+        Venue {
+            cfg: cfg.clone(),
+            symbols,
+            tops: Vec::new(),
+            accounts: Vec::new(),
+            resting: Vec::new(),
+            n: 0,
+            peak: 0.0,
+            last: None,
+            last_bucket: None,
+            stats: StatsTracker::new(stats),
+            perf: Performance::default(),
+        }
+    }
+
+    fn top(&self, id: u32) -> Top {
+        self.tops
+            .iter()
+            .find(|t| t.0 == id)
+            .map_or(Top::default(), |t| t.1)
+    }
+
+    fn account(&mut self, id: u32) -> &mut Account {
+        let i = match self.accounts.iter().position(|a| a.1 == id) {
+            Some(i) => i,
+            None => {
+                let sym = self.symbols.get(&id).cloned().unwrap_or_default();
+                let at = self
+                    .accounts
+                    .partition_point(|a| (a.0.as_str(), a.1) < (sym.as_str(), id));
+                self.accounts.insert(at, (sym, id, Account::default()));
+                at
+            }
+        };
+        &mut self.accounts[i].2
+    }
+
+    /// One batch as the guests saw it, and the decisions this strategy made on it (in order).
+    pub fn on_batch(&mut self, batch: &[u8], decisions: &[Decision]) {
+        let Ok(events) = EventBatch::new(batch) else {
+            return;
+        };
+        let mut next = 0;
+        let _ = events.for_each_event(|e| {
+            let (id, seq, t) = (e.header.instrument, e.header.seq, e.header.time_ns);
+            let s = e.header.px_scale;
+            // 1. The market moves.
+            let mut trade_px: Option<i128> = None;
+            let new_top = match &e.payload {
+                Payload::Quote(q) => Some(Top {
+                    bid: Some(to9(q.bid_px, s)),
+                    ask: Some(to9(q.ask_px, s)),
+                }),
+                Payload::BookSnapshot(b) => Some(Top {
+                    bid: b.bids.iter().next().map(|l| to9(l.price, s)),
+                    ask: b.asks.iter().next().map(|l| to9(l.price, s)),
+                }),
+                Payload::Trade(tr) => {
+                    trade_px = Some(to9(tr.price, s));
+                    None
+                }
+                _ => None,
+            };
+            if let Some(top) = new_top {
+                match self.tops.iter_mut().find(|x| x.0 == id) {
+                    Some(x) => x.1 = top,
+                    None => self.tops.push((id, top)),
+                }
+            }
+            // 2. This event's decisions go out; they arrive `latency_ns` later.
+            while next < decisions.len() && decisions[next].seq <= seq {
+                self.place(&decisions[next], id);
+                next += 1;
+            }
+            // 3. Orders that have arrived try to fill.
+            let filled = self.match_orders(id, seq, t, trade_px);
+            // 4. Mark to market.
+            self.mark(seq, t, filled);
+        });
+        // Decisions for events past the batch cannot be (a guest names only its batch's seqs).
+        for d in &decisions[next..] {
+            self.perf.decisions += 1;
+            if let Output::NewOrder { .. } = d.output {
+                self.perf.orders += 1;
+            }
+        }
+    }
+
+    fn place(&mut self, d: &Decision, event_instrument: u32) {
+        self.perf.decisions += 1;
+        match &d.output {
+            Output::NewOrder {
+                instrument,
+                client_order_id,
+                side,
+                order_type,
+                price,
+                qty,
+                ..
+            } => {
+                self.perf.orders += 1;
+                // Decimals the store could not hold (more than 18 places) are not placed.
+                let (Some(price), Some(qty)) = (to9_checked(*price), to9_checked(*qty)) else {
+                    return;
+                };
+                let instrument = if self.symbols.contains_key(instrument) {
+                    *instrument
+                } else {
+                    event_instrument
+                };
+                self.resting.push(Resting {
+                    order_seq: d.seq,
+                    client_order_id: *client_order_id,
+                    instrument,
+                    buy: *side == SideName::Buy,
+                    price,
+                    qty,
+                    active_at: d.time_ns + self.cfg.latency_ns,
+                    market: *order_type == OrderTypeName::Market,
+                });
+            }
+            Output::Cancel {
+                client_order_id, ..
+            } => self
+                .resting
+                .retain(|r| r.client_order_id != *client_order_id),
+            Output::Log { .. } | Output::Metric { .. } => {}
+        }
+    }
+
+    /// Fills what can fill at this event; whether anything did. An order never fills against
+    /// the trade that caused it: it was not there yet.
+    fn match_orders(&mut self, id: u32, seq: u64, t: i64, trade_px: Option<i128>) -> bool {
+        if self.resting.is_empty() {
+            return false;
+        }
+        let top = self.top(id);
+        let mut filled = false;
+        let mut i = 0;
+        while i < self.resting.len() {
+            let o = &self.resting[i];
+            if o.instrument != id || o.active_at > t {
+                i += 1;
+                continue;
+            }
+            let opposite = if o.buy { top.ask } else { top.bid };
+            let fill = if o.market {
+                opposite.map(|p| (p, "taker"))
+            } else {
+                let crosses_book =
+                    opposite.is_some_and(|p| if o.buy { p <= o.price } else { p >= o.price });
+                let crosses_trade = o.order_seq < seq
+                    && trade_px.is_some_and(|p| if o.buy { p < o.price } else { p > o.price });
+                (crosses_book || crosses_trade).then_some((o.price, "maker"))
+            };
+            let Some((px, liquidity)) = fill else {
+                i += 1;
+                continue;
+            };
+            let o = self.resting.remove(i);
+            self.fill(o, px, liquidity, seq, t);
+            filled = true;
+        }
+        filled
+    }
+
+    fn fill(&mut self, o: Resting, px: i128, liquidity: &'static str, seq: u64, t: i64) {
+        let notional = px * o.qty; // scale 18
+        let bps = if liquidity == "taker" {
+            self.cfg.taker_fee_bps
+        } else {
+            self.cfg.maker_fee_bps
+        };
+        let f = (notional as f64 * bps / 1e4).round() as i128;
+        let acct = self.account(o.instrument);
+        let sign = if o.buy { 1 } else { -1 };
+        // The part that closes an open position realizes PnL against its average cost.
+        let mut realized = None;
+        let mut rest = o.qty;
+        if acct.position != 0 && acct.position.signum() != sign {
+            let close = rest.min(acct.position.abs());
+            let cost_closed = acct.cost * close / acct.position.abs();
+            realized = Some(acct.position.signum() * close * px - cost_closed);
+            acct.cost -= cost_closed;
+            rest -= close;
+        }
+        acct.cost += sign * rest * px;
+        acct.position += sign * o.qty;
+        acct.cash -= sign * notional + f;
+        acct.fees += f;
+        acct.turnover += notional;
+        let symbol = self.symbols.get(&o.instrument).cloned().unwrap_or_default();
+        if let Some(r) = realized {
+            self.stats.closed(&symbol, r as f64 / E18);
+        }
+        self.perf.trades += 1;
+        self.perf.fills.push(Trade {
+            seq,
+            time_ns: t,
+            order_seq: o.order_seq,
+            client_order_id: o.client_order_id,
+            instrument: symbol,
+            side: if o.buy { "buy".into() } else { "sell".into() },
+            price: px as f64 / E9,
+            qty: o.qty as f64 / E9,
+            fee: f as f64 / E18,
+            liquidity,
+        });
+    }
+
+    fn mid(&self, id: u32) -> i128 {
+        self.tops
+            .iter()
+            .find(|x| x.0 == id)
+            .and_then(|x| Some((x.1.bid? + x.1.ask?) / 2))
+            .unwrap_or(0)
+    }
+
+    fn mark(&mut self, seq: u64, t: i64, filled: bool) {
+        // Time since the last event counts as exposure where a position was open through it.
+        let dt = self.last.map_or(0, |(p, _)| t - p.time_ns);
+        let mut exposed = false;
+        for a in self.accounts.iter_mut() {
+            if a.2.open {
+                a.2.exposed_ns += dt;
+                exposed = true;
+            }
+        }
+        let equity: f64 = self
+            .accounts
+            .iter()
+            .map(|(_, id, a)| (a.cash + a.position * self.mid(*id)) as f64 / E18)
+            .sum();
+        self.stats.mark(t, equity, exposed, dt);
+        for a in self.accounts.iter_mut() {
+            // Open after this event: the time until the next one is exposed.
+            a.2.open = a.2.position != 0;
+        }
+        self.peak = self.peak.max(equity);
+        self.perf.max_drawdown = self.perf.max_drawdown.max(self.peak - equity);
+        let point = EquityPoint {
+            seq,
+            time_ns: t,
+            equity,
+            drawdown: self.peak - equity,
+        };
+        let periodic = match self.cfg.equity_interval_ns {
+            Some(every) => {
+                let bucket = t.div_euclid(every.max(1));
+                let new = self.last_bucket != Some(bucket);
+                self.last_bucket = Some(bucket);
+                new
+            }
+            None => self.n.is_multiple_of(self.cfg.sample_every.max(1)),
+        };
+        let sampled = filled || periodic;
+        if sampled {
+            self.perf.equity.push(point);
+        }
+        self.last = Some((point, sampled));
+        self.perf.pnl = equity;
+        self.n += 1;
+    }
+
+    /// What the strategy did on the stream.
+    pub fn finish(mut self) -> Performance {
+        // The last event is always sampled.
+        if let Some((p, false)) = self.last {
+            self.perf.equity.push(p);
+        }
+        self.perf.fees = self.accounts.iter().map(|a| a.2.fees as f64 / E18).sum();
+        self.perf.turnover = self
+            .accounts
+            .iter()
+            .map(|a| a.2.turnover as f64 / E18)
+            .sum();
+        self.perf.open_orders = self.resting.len() as u64;
+        let ends: Vec<InstrumentEnd> = self
+            .accounts
+            .iter()
+            .map(|(sym, id, a)| InstrumentEnd {
+                symbol: sym.clone(),
+                pnl: (a.cash + a.position * self.mid(*id)) as f64 / E18,
+                fees: a.fees as f64 / E18,
+                turnover: a.turnover as f64 / E18,
+                position: a.position as f64 / E9,
+                exposure_ns: a.exposed_ns,
+            })
+            .collect();
+        let fills: Vec<&str> = self
+            .perf
+            .fills
+            .iter()
+            .map(|f| f.instrument.as_str())
+            .collect();
+        let totals = Totals {
+            pnl: self.perf.pnl,
+            fees: self.perf.fees,
+            turnover: self.perf.turnover,
+        };
+        self.perf.stats = self.stats.finish(&totals, &ends, &fills);
+        self.perf
+    }
+}
+
+/// Runs the venue over one stream's envelopes and one strategy's decisions on it, in one
+/// batch (tests, and callers holding envelopes). `instruments` maps the decisions' instrument
+/// ids to symbols.
+pub fn simulate(
+    events: &[crate::event::Envelope],
+    decisions: &[Decision],
+    instruments: &BTreeMap<u32, String>,
+    cfg: &VenueConfig,
+) -> Performance {
+    use crate::event::instrument_id;
+    let mut enc = crate::event::StreamEncoder::new(0);
+    let mut w = tapedeck_guest::codec::EventBatchWriter::new(Vec::new());
+    let mut symbols = BTreeMap::new();
+    for e in events {
+        if let Some(s) = &e.instrument {
+            symbols.insert(instrument_id(s), s.clone());
+        }
+        enc.encode(e, &mut w).expect("encodable events");
+    }
+    // The decisions' ids, as the events' ids of the same symbols.
+    let decisions: Vec<Decision> = decisions
+        .iter()
+        .map(|d| {
+            let mut d = d.clone();
+            if let Output::NewOrder { instrument, .. } | Output::Cancel { instrument, .. } =
+                &mut d.output
+                && let Some(sym) = instruments.get(instrument)
+            {
+                *instrument = instrument_id(sym);
+            }
+            d
+        })
+        .collect();
+    let mut v = Venue::new(cfg, symbols, StatsConfig::default());
+    v.on_batch(&w.finish(), &decisions);
+    v.finish()
+}
+
+#[cfg(test)]
+mod tests;

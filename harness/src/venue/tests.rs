@@ -1,0 +1,146 @@
+//! The venue's rules on small hand-made markets.
+
+use super::*;
+use crate::event::{Body, Envelope, TifName};
+
+fn quote(seq: u64, bid: &str, ask: &str) -> Envelope {
+    Envelope::new(
+        "s",
+        seq,
+        seq as i64 * 1000,
+        Some("X"),
+        Body::Quote {
+            bid_px: bid.parse().unwrap(),
+            bid_qty: "1".parse().unwrap(),
+            ask_px: ask.parse().unwrap(),
+            ask_qty: "1".parse().unwrap(),
+            update_id: None,
+        },
+    )
+}
+
+fn trade(seq: u64, px: &str) -> Envelope {
+    Envelope::new(
+        "s",
+        seq,
+        seq as i64 * 1000,
+        Some("X"),
+        Body::Trade {
+            price: px.parse().unwrap(),
+            qty: "1".parse().unwrap(),
+            trade_id: seq,
+            aggressor: None,
+        },
+    )
+}
+
+fn order(seq: u64, side: &str, kind: &str, price: &str, qty: &str) -> Decision {
+    Decision {
+        seq,
+        time_ns: seq as i64 * 1000,
+        output: Output::NewOrder {
+            instrument: 1,
+            client_order_id: seq << 8,
+            side: if side == "buy" {
+                SideName::Buy
+            } else {
+                SideName::Sell
+            },
+            order_type: if kind == "market" {
+                OrderTypeName::Market
+            } else {
+                OrderTypeName::Limit
+            },
+            tif: TifName::Gtc,
+            price: price.parse().unwrap(),
+            qty: qty.parse().unwrap(),
+        },
+    }
+}
+
+fn ids() -> BTreeMap<u32, String> {
+    BTreeMap::from([(1, "X".to_string())])
+}
+
+#[test]
+fn market_orders_fill_at_the_opposite_best_and_pnl_is_exact() {
+    let events = [
+        quote(1, "100", "101"),
+        quote(2, "110", "111"),
+        quote(3, "110", "111"),
+    ];
+    let cfg = VenueConfig {
+        taker_fee_bps: 10.0,
+        ..Default::default()
+    };
+    let p = simulate(
+        &events,
+        &[
+            order(1, "buy", "market", "0", "2"),
+            order(2, "sell", "market", "0", "2"),
+        ],
+        &ids(),
+        &cfg,
+    );
+    assert_eq!(p.trades, 2);
+    assert_eq!((p.fills[0].price, p.fills[1].price), (101.0, 110.0));
+    // Bought 2 @ 101, sold 2 @ 110: +18, fees 0.1% of 202 + 220 = 0.422.
+    assert!((p.fees - 0.422).abs() < 1e-12, "{}", p.fees);
+    assert!((p.pnl - (18.0 - 0.422)).abs() < 1e-12, "{}", p.pnl);
+    assert!((p.turnover - 422.0).abs() < 1e-12);
+}
+
+#[test]
+fn latency_delays_arrival_and_limits_rest_until_crossed() {
+    let events = [
+        quote(1, "100", "101"),
+        quote(2, "100", "101"),
+        trade(3, "99.5"),
+        quote(4, "98", "99"),
+    ];
+    // A buy at 99.8 rests; the trade at 99.5 trades through it (maker, at the limit).
+    let p = simulate(
+        &events,
+        &[order(1, "buy", "limit", "99.8", "1")],
+        &ids(),
+        &VenueConfig::default(),
+    );
+    assert_eq!(p.trades, 1);
+    assert_eq!(
+        (p.fills[0].seq, p.fills[0].price, p.fills[0].liquidity),
+        (3, 99.8, "maker")
+    );
+    // With 2.5 events of latency the market order arrives at seq 4 and pays that ask.
+    let cfg = VenueConfig {
+        latency_ns: 2500,
+        ..Default::default()
+    };
+    let p = simulate(
+        &events,
+        &[order(1, "buy", "market", "0", "1")],
+        &ids(),
+        &cfg,
+    );
+    assert_eq!((p.fills[0].seq, p.fills[0].price), (4, 99.0));
+}
+
+#[test]
+fn drawdown_is_peak_to_trough_of_marked_equity() {
+    let events = [
+        quote(1, "100", "100"),
+        quote(2, "110", "110"),
+        quote(3, "90", "90"),
+        quote(4, "95", "95"),
+    ];
+    let p = simulate(
+        &events,
+        &[order(1, "buy", "market", "0", "1")],
+        &ids(),
+        &VenueConfig {
+            taker_fee_bps: 0.0,
+            ..Default::default()
+        },
+    );
+    assert!((p.max_drawdown - 20.0).abs() < 1e-12, "{}", p.max_drawdown);
+    assert!((p.pnl + 5.0).abs() < 1e-12);
+}

@@ -1,0 +1,189 @@
+//! Backtests: one strategy through the venue in the replay pass. On the fixture store its
+//! figures are the regression's for the same module (one pass, the same venue); the run
+//! directory is the same whatever the jobs; the index and the log give the same report; and
+//! on the Binance quote workload (skipped when the shared capture is absent) the run is one
+//! stream with orders and fills.
+
+use std::path::PathBuf;
+
+use tapedeck::backtest::{BacktestReport, backtest};
+use tapedeck::regress::regress;
+use tapedeck::replay::{Plugin, ReplayOptions};
+use tapedeck::report::backtest::write_backtest_dir;
+use tapedeck::report::{Timing, backtest_card};
+use tapedeck::stats::StatsConfig;
+use tapedeck::store::{EventSource, FileStore};
+use tapedeck::venue::VenueConfig;
+use tapedeck_test_guests as guests;
+
+use super::{assert_same_run_dirs, fixtures, load, rt, tmp};
+
+fn venue() -> VenueConfig {
+    VenueConfig {
+        latency_ns: 3_000,
+        ..VenueConfig::default()
+    }
+}
+
+fn run(source: &dyn EventSource, jobs: usize) -> BacktestReport {
+    backtest(
+        rt(),
+        source,
+        &Plugin::new(load(guests::EMA_CROSS), ""),
+        &ReplayOptions {
+            jobs,
+            ..Default::default()
+        },
+        &venue(),
+        &StatsConfig::default(),
+    )
+    .unwrap()
+}
+
+fn write_dir(r: &BacktestReport, name: &str, jobs: usize) -> PathBuf {
+    let out = tmp(name);
+    let card = backtest_card(
+        "fixtures",
+        &Plugin::new(load(guests::EMA_CROSS), ""),
+        &ReplayOptions::default(),
+        rt().config(),
+        &venue(),
+        &StatsConfig::default(),
+    );
+    let timing = Timing {
+        started_at_unix_ms: jobs as u128,
+        elapsed_ms: 1,
+        jobs,
+    };
+    write_backtest_dir(&out, &card, r, &timing).unwrap();
+    out
+}
+
+#[test]
+fn a_backtest_has_the_figures_regress_gives_the_same_module() {
+    let store = FileStore::open(fixtures()).unwrap();
+    let b = run(&store, 1);
+    let ema = Plugin::new(load(guests::EMA_CROSS), "");
+    let r = regress(
+        rt(),
+        &store,
+        &ema,
+        &ema,
+        &ReplayOptions::default(),
+        &VenueConfig {
+            equity_interval_ns: None,
+            ..venue()
+        },
+    )
+    .unwrap();
+    assert_eq!(b.totals, r.baseline);
+    assert!(b.totals.trades > 0, "ema-cross trades on the fixtures");
+    assert_eq!(b.stats.pnl, r.baseline.pnl);
+    assert_eq!(b.stats.fees, r.baseline.fees);
+    assert_eq!(b.stats.max_drawdown, r.baseline.max_drawdown);
+    for (x, y) in b.streams.iter().zip(&r.streams) {
+        assert_eq!(x.stream, y.stream);
+        assert_eq!(x.performance.fills, y.baseline.fills, "{}", x.stream);
+        assert_eq!(x.decisions, y.decisions[0], "{}", x.stream);
+    }
+    // Per instrument, the parts add up to the whole.
+    let fills: u64 = b.stats.instruments.values().map(|i| i.fills).sum();
+    assert_eq!(fills, b.totals.trades);
+    let pnl: f64 = b.stats.instruments.values().map(|i| i.pnl).sum();
+    assert!((pnl - b.stats.pnl).abs() < 1e-9, "{pnl} vs {}", b.stats.pnl);
+    assert!(b.stats.closed.trades > 0 && b.stats.exposure_ns > 0);
+}
+
+#[test]
+fn backtest_run_directories_are_identical_whatever_the_jobs() {
+    let store = FileStore::open(fixtures()).unwrap();
+    let (a, b) = (run(&store, 1), run(&store, 3));
+    let (da, db) = (
+        write_dir(&a, "backtest-jobs1", 1),
+        write_dir(&b, "backtest-jobs3", 3),
+    );
+    assert_same_run_dirs(
+        &da,
+        &db,
+        &[
+            "config.json",
+            "report.md",
+            "report.html",
+            "junit.xml",
+            "decisions.parquet",
+            "trades.parquet",
+            "equity_curve.parquet",
+        ],
+    );
+    let summary = |d: &PathBuf| {
+        let mut v: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(d.join("summary.json")).unwrap()).unwrap();
+        v.as_object_mut().unwrap().remove("timing");
+        v
+    };
+    assert_eq!(summary(&da), summary(&db));
+    let card: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(da.join("config.json")).unwrap()).unwrap();
+    assert_eq!(card["stats"]["period_ns"], 60_000_000_000i64);
+    assert_eq!(card["venue"]["equity_interval_ns"], serde_json::Value::Null);
+    let html = std::fs::read_to_string(da.join("report.html")).unwrap();
+    assert_eq!(
+        html.matches("<svg").count(),
+        3,
+        "equity, drawdown, exposure"
+    );
+}
+
+#[test]
+fn instruments_come_from_the_index_as_from_the_log() {
+    let dir = tmp("instruments");
+    super::replay::copy_dir(&fixtures(), &dir);
+    tapedeck::store::index::rebuild(&dir, None).unwrap();
+    let store = FileStore::open(&dir).unwrap();
+    assert!(store.fresh_index().unwrap().is_some());
+    for s in store.streams().unwrap() {
+        let from_index = store.instruments(&s.key).unwrap();
+        let from_log = tapedeck::store::instruments_from_envelopes(&store, &s.key).unwrap();
+        assert_eq!(from_index, from_log, "{}", s.key);
+        assert!(!from_log.is_empty(), "{}", s.key);
+    }
+}
+
+#[test]
+fn the_quote_workload_backtests_in_one_stream() {
+    let Some(capture) = super::shared_data("binance/spot_btcusdt_20240808.gz") else {
+        return;
+    };
+    let dir = tmp("backtest-workload");
+    let w = tapedeck_dev::workload::quote_workload(&capture, 60_000, &dir).unwrap();
+    let store = FileStore::open(&dir).unwrap();
+    let r = backtest(
+        rt(),
+        &store,
+        &Plugin::new(load(guests::EMA_CROSS), ""),
+        &ReplayOptions::default(),
+        &VenueConfig {
+            equity_interval_ns: Some(60_000_000_000),
+            ..VenueConfig::default()
+        },
+        &StatsConfig::default(),
+    )
+    .unwrap();
+    assert_eq!(r.streams.len(), 1);
+    assert_eq!(r.events, 60_000);
+    assert!(r.totals.orders > 0 && r.totals.trades == r.totals.orders);
+    assert_eq!(
+        r.stats.instruments.keys().collect::<Vec<_>>(),
+        ["BTCUSDT"],
+        "{}",
+        w.stream
+    );
+    // Every fill plus at most one point a minute, plus the last event.
+    let p = &r.streams[0].performance;
+    let minutes = (r.stats.span_ns / 60_000_000_000 + 2) as usize;
+    assert!(
+        p.equity.len() <= p.fills.len() + minutes,
+        "{}",
+        p.equity.len()
+    );
+}
