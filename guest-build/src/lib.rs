@@ -8,7 +8,9 @@
 //! 3. otherwise an error that says what to install.
 //!
 //! Dependency-free on purpose: the host's `tapedeck build` and the test-guests build script
-//! both use it.
+//! both use it. [`scaffold`] makes new guest crates (`tapedeck new`).
+
+pub mod scaffold;
 
 use std::ffi::OsString;
 use std::fmt;

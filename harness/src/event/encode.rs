@@ -256,6 +256,12 @@ pub fn instrument_id(symbol: &str) -> u32 {
     u32::from_le_bytes([d[0], d[1], d[2], d[3]]).max(1)
 }
 
+/// The instrument table guests get for a stream whose events name `symbols`: each symbol
+/// with its [`instrument_id`].
+pub fn instrument_table(symbols: &[String]) -> tapedeck_guest::Instruments {
+    tapedeck_guest::Instruments::new(symbols.iter().map(|s| (instrument_id(s), s.clone())))
+}
+
 /// Encodes one stream's envelopes into guest batches with the run's ids: the stream's id and
 /// [`instrument_id`] of each event's instrument.
 #[derive(Debug)]

@@ -349,6 +349,13 @@ impl EventSource for FileStore {
             None => super::records_from_envelopes(self, stream, range, f),
         }
     }
+
+    fn instruments(&self, stream: &str) -> Result<Vec<String>> {
+        match self.fresh_index()? {
+            Some(m) => super::index::instruments(&self.root, m, stream),
+            None => super::instruments_from_envelopes(self, stream),
+        }
+    }
 }
 
 impl EventSink for FileStore {

@@ -312,19 +312,7 @@ pub fn read_records(
     for day in manifest.days.keys() {
         let path = root.join(format!("index/day={day}.parquet"));
         let builder = open_index_file(&path)?;
-        let meta = builder.metadata().clone();
-        // Row groups whose stream_key range holds `stream`.
-        let groups: Vec<usize> = (0..meta.num_row_groups())
-            .filter(|&g| match meta.row_group(g).column(0).statistics() {
-                Some(Statistics::ByteArray(s)) => match (s.min_opt(), s.max_opt()) {
-                    (Some(lo), Some(hi)) => {
-                        lo.as_bytes() <= stream.as_bytes() && stream.as_bytes() <= hi.as_bytes()
-                    }
-                    _ => true,
-                },
-                _ => true,
-            })
-            .collect();
+        let groups = groups_holding(builder.metadata(), stream);
         if groups.is_empty() {
             continue;
         }
@@ -355,6 +343,55 @@ pub fn read_records(
         }
     }
     Ok(())
+}
+
+/// The distinct instrument symbols of `stream`'s rows, sorted (the instrument column only).
+pub(super) fn instruments(root: &Path, manifest: &Manifest, stream: &str) -> Result<Vec<String>> {
+    let mut symbols = std::collections::BTreeSet::new();
+    for day in manifest.days.keys() {
+        let path = root.join(format!("index/day={day}.parquet"));
+        let builder = open_index_file(&path)?;
+        let groups = groups_holding(builder.metadata(), stream);
+        if groups.is_empty() {
+            continue;
+        }
+        let mask = ProjectionMask::roots(builder.parquet_schema(), [0, 4]);
+        let mut reader = decoding(&path, || {
+            builder
+                .with_row_groups(groups)
+                .with_projection(mask)
+                .with_batch_size(8192)
+                .build()
+                .map_err(engine(&path))
+        })?;
+        while let Some(batch) = decoding(&path, || Ok(reader.next()))? {
+            let batch = batch.map_err(engine(&path))?;
+            let keys = col::<StringArray>(&batch, 0);
+            let insts = col::<StringArray>(&batch, 1);
+            for i in 0..batch.num_rows() {
+                if keys.value(i) == stream && !insts.is_null(i) && !symbols.contains(insts.value(i))
+                {
+                    symbols.insert(insts.value(i).to_string());
+                }
+            }
+        }
+    }
+    Ok(symbols.into_iter().collect())
+}
+
+/// The row groups of an index file whose stream_key range holds `stream`.
+fn groups_holding(meta: &parquet::file::metadata::ParquetMetaData, stream: &str) -> Vec<usize> {
+    (0..meta.num_row_groups())
+        .filter(|&g| match meta.row_group(g).column(0).statistics() {
+            Some(Statistics::ByteArray(s)) => match (s.min_opt(), s.max_opt()) {
+                (Some(lo), Some(hi)) => {
+                    lo.as_bytes() <= stream.as_bytes() && stream.as_bytes() <= hi.as_bytes()
+                }
+                _ => true,
+            },
+            _ => true,
+        })
+        .collect()
 }
 
 /// Column `i` of an index batch, as the array type the schema gives it (checked when the file

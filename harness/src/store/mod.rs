@@ -135,6 +135,13 @@ pub trait EventSource: Send + Sync {
         records_from_envelopes(self, stream, range, f)
     }
 
+    /// The symbols of the instruments `stream`'s events name, sorted: the stream's instrument
+    /// table, which guests get (`crate::event::instrument_table`) to name what a person reads.
+    /// The default reads the stream's envelopes; stores with an index answer from it.
+    fn instruments(&self, stream: &str) -> Result<Vec<String>> {
+        instruments_from_envelopes(self, stream)
+    }
+
     /// Events matching `q`, by stream then seq, at most `q.limit`. Stores with indexes
     /// (PostgreSQL) answer in SQL; the default reads the matching streams.
     fn query(&self, q: &EventQuery, f: &mut dyn FnMut(Envelope) -> Result<()>) -> Result<()> {
@@ -214,6 +221,21 @@ pub fn json_contains(doc: &serde_json::Value, pat: &serde_json::Value) -> bool {
 }
 
 /// `read_records` by encoding each envelope `read` gives.
+/// [`EventSource::instruments`] by reading every envelope of the stream.
+pub fn instruments_from_envelopes<S: EventSource + ?Sized>(
+    source: &S,
+    stream: &str,
+) -> Result<Vec<String>> {
+    let mut symbols = std::collections::BTreeSet::new();
+    source.read(stream, SeqRange::ALL, &mut |e| {
+        if let Some(sym) = e.instrument {
+            symbols.insert(sym);
+        }
+        Ok(())
+    })?;
+    Ok(symbols.into_iter().collect())
+}
+
 pub fn records_from_envelopes<S: EventSource + ?Sized>(
     source: &S,
     stream: &str,
