@@ -419,6 +419,7 @@ mod tests {
                 candidate: Performance::default(),
                 findings: vec![trap; findings],
                 decisions: Default::default(),
+                instruments: Default::default(),
             }],
             baseline: Totals {
                 pnl: 100.0,

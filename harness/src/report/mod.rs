@@ -11,6 +11,7 @@
 //! - [`markdown`] and [`junit`]: `report.md` and `junit.xml`.
 //! - [`html`]: the regression's `report.html`, with plots.
 //! - [`parquet`]: the regression's Parquet artifacts.
+//! - [`plot`]: line plots over time with axes ([`plot::line_plot`]), for any HTML report.
 //! - here: [`Timing`] and [`Stopwatch`] (the only wall clock), [`describe`], and the writers
 //!   of both directories.
 
@@ -19,6 +20,7 @@ pub mod html;
 mod junit;
 mod markdown;
 pub mod parquet;
+pub mod plot;
 
 use std::path::Path;
 
