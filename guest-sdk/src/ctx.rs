@@ -45,6 +45,12 @@ impl<'w> Ctx<'w> {
         self.instruments.symbol(id)
     }
 
+    /// The symbol of `id`, or the id in decimal when the table has none: a name for what a
+    /// person reads.
+    pub fn name(&self, id: u32) -> String {
+        self.instruments.name(id)
+    }
+
     /// The stream's instrument table.
     pub fn instruments(&self) -> &'w Instruments {
         self.instruments

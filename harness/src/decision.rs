@@ -4,8 +4,9 @@
 //!
 //! Invariants:
 //! - Prices and quantities stay exact [`Dec`]s (mantissa and scale as the guest wrote them).
-//! - JSON exists only at the edges (decision logs, reports): [`Output::to_json`] is the one
-//!   place that writes it. Its text is fixed: an object with an `output` tag and keys in
+//! - JSON exists only at the edges (decision logs, reports): [`Output::to_json_named`] is the
+//!   one place that writes it (instruments by symbol from the stream's table; by id in
+//!   [`Output::to_json`], which has no table). Its text is fixed: an object with an `output` tag and keys in
 //!   alphabetical order, prices and quantities as decimal strings, enum names lowercase with
 //!   no separator (`"postonly"`). `Serialize` writes the same. The tests below pin it byte for
 //!   byte.

@@ -131,7 +131,7 @@ impl Projector for Book {
         let books: serde_json::Map<String, serde_json::Value> = self
             .books
             .iter()
-            .map(|(_, b)| {
+            .map(|(id, b)| {
                 let v = serde_json::json!({
                     "bids": side(&mut b.bids.iter().rev(), b),
                     "asks": side(&mut b.asks.iter(), b),
@@ -139,7 +139,12 @@ impl Projector for Book {
                     "last_seq": b.last_seq,
                     "in_sync": b.in_sync,
                 });
-                (b.symbol.clone(), v)
+                // A book restored from a snapshot taken before books had symbols: its id.
+                let name = match b.symbol.as_str() {
+                    "" => id.to_string(),
+                    s => s.to_string(),
+                };
+                (name, v)
             })
             .collect();
         serde_json::json!({ "books": books })
