@@ -40,6 +40,14 @@ pub fn replay_gives_the_reference_states(s: &mut dyn Subject) {
     let want = story(&mut *reference);
     let got = story(s);
     assert_eq!(got, want, "the memory store's replays");
+    for stream in STREAMS {
+        assert_eq!(
+            s.store().instruments(stream).unwrap(),
+            reference.store().instruments(stream).unwrap(),
+            "the instrument table of {stream}"
+        );
+    }
+    assert_eq!(s.store().instruments(BTC).unwrap(), ["BTCUSDT"]);
 
     let final_state = |stream: &str, projector: &str| -> Value {
         let streams = got.full["streams"].as_array().unwrap();

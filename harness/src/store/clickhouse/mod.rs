@@ -124,6 +124,10 @@ impl EventSource for ChStore {
         self.read_snapshots(stream)
     }
 
+    fn instruments(&self, stream: &str) -> Result<Vec<String>> {
+        self.read_instruments(stream)
+    }
+
     fn describe(&self) -> String {
         self.uri.clone()
     }
