@@ -105,6 +105,11 @@ fn v1_against_v2_finds_the_first_differing_decision() {
         assert_eq!(before(0), before(1), "{}", s.stream);
         assert_ne!(d.baseline, d.candidate);
         assert_eq!(d.event_type, "quote", "ema-cross decides on quotes");
+        // The orders there name their instrument by symbol (the stream's own), not its id.
+        let symbol = s.stream.rsplit(':').next().unwrap();
+        for o in d.baseline.iter().chain(&d.candidate) {
+            assert_eq!(o["instrument"], symbol, "{o}");
+        }
     }
     assert!(FailOn::Divergence.check(&r).unwrap().contains("diverge"));
 }
@@ -161,6 +166,24 @@ fn parquet_artifacts_read_back_with_the_right_rows() {
         .map(|s| s.baseline.equity.len() + s.candidate.equity.len())
         .sum();
     assert_eq!(rows("equity_curve.parquet"), samples as u64);
+    // Decisions name their instrument by symbol, as every report does.
+    let decisions =
+        SerializedFileReader::new(std::fs::File::open(dir.join("decisions.parquet")).unwrap())
+            .unwrap();
+    let mut orders = 0;
+    for row in decisions.get_row_iter(None).unwrap() {
+        let row = row.unwrap();
+        for (name, field) in row.get_column_iter() {
+            if let (true, parquet::record::Field::Str(j)) = (name == "json", field) {
+                let v: serde_json::Value = serde_json::from_str(j).unwrap();
+                if v["output"] == "new_order" {
+                    orders += 1;
+                    assert!(v["instrument"].as_str().unwrap().starts_with("SYM"), "{v}");
+                }
+            }
+        }
+    }
+    assert!(orders > 0);
     let junit = std::fs::read_to_string(dir.join("junit.xml")).unwrap();
     assert_eq!(junit.matches("<testcase").count(), 6);
     assert_eq!(junit.matches("<failure").count() as u64, r.diverged_streams);
@@ -223,6 +246,10 @@ fn the_html_report_opens_in_headless_chromium_without_errors() {
     assert!(
         dom.contains(r#"class="tick""#) && dom.contains(">00:00:30</text>"),
         "{dom}"
+    );
+    assert!(
+        dom.contains(r#""instrument": "SYM"#),
+        "decisions name the symbol"
     );
     let stderr = String::from_utf8_lossy(&out.stderr);
     let console_errors: Vec<&str> = stderr
