@@ -12,6 +12,7 @@ const GUESTS: &[(&str, &str)] = &[
     ("BOOK", "strategies/book"),
     ("MISBEHAVE", "strategies/testing/misbehave"),
     ("ABI_SKEW", "strategies/testing/abi-skew"),
+    ("ABI_V1", "strategies/testing/abi-v1"),
 ];
 
 fn main() {

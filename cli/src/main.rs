@@ -26,6 +26,7 @@ struct Cli {
 #[derive(clap::Subcommand, Debug)]
 enum Command {
     Build(commands::build::Build),
+    New(commands::new::New),
     Bench(commands::bench::Bench),
     Inspect(commands::inspect::Inspect),
     Import(commands::import::Import),
@@ -64,6 +65,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Build(c) => c.run(),
+        Command::New(c) => c.run(),
         Command::Bench(c) => c.run(),
         Command::Inspect(c) => c.run(),
         Command::Import(c) => c.run(),

@@ -374,6 +374,16 @@ fn snapshots(events: &[Envelope], every: u64) -> Vec<StoredSnapshot> {
     let mut book = ProjectorDriver::<book::Book>::init("").expect("default config");
     let mut positions = ProjectorDriver::<positions::Positions>::init("").expect("default config");
     let mut orders = ProjectorDriver::<orders::Orders>::init("").expect("default config");
+    // The stream's instrument table, as replay hands it over.
+    let symbols: std::collections::BTreeMap<u32, String> = events
+        .iter()
+        .filter_map(|e| e.instrument.clone())
+        .map(|s| (tapedeck::event::instrument_id(&s), s))
+        .collect();
+    let table = tapedeck::event::instrument_table(&symbols);
+    book.set_instruments(table.clone());
+    positions.set_instruments(table.clone());
+    orders.set_instruments(table);
     let mut enc = StreamEncoder::new(1);
     let mut out = Vec::new();
     for chunk in events.chunks(every.max(1) as usize) {

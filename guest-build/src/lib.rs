@@ -8,7 +8,9 @@
 //! 3. otherwise an error that says what to install.
 //!
 //! Dependency-free on purpose: the host's `tapedeck build` and the test-guests build script
-//! both use it.
+//! both use it. [`scaffold`] makes new guest crates (`tapedeck new`).
+
+pub mod scaffold;
 
 use std::ffi::OsString;
 use std::fmt;
@@ -16,8 +18,22 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 pub const TARGET: &str = "wasm32-unknown-unknown";
-/// The cargo profile guests build with (defined in the workspace root).
+/// The cargo profile guests build with. A crate (or its workspace) may define it; otherwise
+/// [`build`] passes [`PROFILE_SETTINGS`] to cargo as `--config`.
 pub const PROFILE: &str = "guest";
+
+/// The guest profile's settings, for crates that do not define `[profile.guest]`: small, fast,
+/// and panics abort (guests have no unwinder). The workspace root's `[profile.guest]` says the
+/// same; a crate's own profile wins over these.
+pub const PROFILE_SETTINGS: &[(&str, &str)] = &[
+    ("inherits", "\"release\""),
+    ("opt-level", "3"),
+    ("panic", "\"abort\""),
+    ("lto", "true"),
+    ("codegen-units", "1"),
+    ("debug", "false"),
+    ("strip", "true"),
+];
 
 /// A toolchain that can build wasm32 guests.
 #[derive(Debug, Clone)]
@@ -250,13 +266,89 @@ pub fn package_name(crate_dir: &Path) -> Result<String> {
     })
 }
 
+/// Whether a manifest's text defines `[profile.<name>]` (a table header, or a dotted key of
+/// `[profile]`).
+fn manifest_defines_profile(text: &str, name: &str) -> bool {
+    let header = format!("[profile.{name}]");
+    let dotted = format!("{name}.");
+    let mut in_profile = false;
+    for line in text.lines() {
+        let line = line.split('#').next().unwrap_or("").trim();
+        if line.starts_with('[') {
+            let compact: String = line.chars().filter(|c| !c.is_whitespace()).collect();
+            // `[profile.guest]`, or a sub-table such as `[profile.guest.package.x]`.
+            let open = &header[..header.len() - 1];
+            if compact == header
+                || (compact.starts_with(open) && compact[open.len()..].starts_with('.'))
+            {
+                return true;
+            }
+            in_profile = compact == "[profile]";
+        } else if in_profile
+            && (line.starts_with(&dotted)
+                || line
+                    .strip_prefix(name)
+                    .is_some_and(|rest| rest.trim_start().starts_with('=')))
+        {
+            return true;
+        }
+    }
+    false
+}
+
+/// The manifest of the workspace `crate_dir` belongs to (its own, for a crate on its own),
+/// as cargo finds it.
+fn workspace_manifest(tc: &Toolchain, crate_dir: &Path) -> Result<PathBuf> {
+    let manifest = crate_dir.join("Cargo.toml");
+    let out = clean(&mut Command::new(&tc.cargo))
+        .env("RUSTC", &tc.rustc)
+        .args(["locate-project", "--workspace", "--message-format", "plain"])
+        .arg("--manifest-path")
+        .arg(&manifest)
+        .output()
+        .map_err(|source| Error::Io {
+            what: format!("running {}", tc.cargo.display()),
+            source,
+        })?;
+    if !out.status.success() {
+        return Err(Error::Manifest {
+            path: manifest,
+            message: format!(
+                "cargo cannot locate its workspace: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            ),
+        });
+    }
+    Ok(PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()))
+}
+
+/// Whether the crate's workspace defines the guest profile itself (then it is used as is).
+pub fn defines_guest_profile(tc: &Toolchain, crate_dir: &Path) -> Result<bool> {
+    let root = workspace_manifest(tc, crate_dir)?;
+    let text = std::fs::read_to_string(&root).map_err(|source| Error::Io {
+        what: format!("reading {}", root.display()),
+        source,
+    })?;
+    Ok(manifest_defines_profile(&text, PROFILE))
+}
+
 /// Builds one guest crate; returns the path of its core module.
 ///
 /// Each crate is built on its own so the `strategy`/`projector` features of `tapedeck-guest`
-/// are never unified across guests.
+/// are never unified across guests. A crate whose workspace has no `[profile.guest]` gets
+/// [`PROFILE_SETTINGS`] (cargo `--config profile.guest.*`), so any guest crate builds; one
+/// that has it is built with its own (cargo lets `--config` override a manifest, so the
+/// settings are passed only when the manifest has none).
 pub fn build(tc: &Toolchain, crate_dir: &Path, target_dir: &Path) -> Result<PathBuf> {
     let name = package_name(crate_dir)?;
+    let own_profile = defines_guest_profile(tc, crate_dir)?;
     let mut cmd = Command::new(&tc.cargo);
+    if !own_profile {
+        for (key, value) in PROFILE_SETTINGS {
+            cmd.arg("--config")
+                .arg(format!("profile.{PROFILE}.{key}={value}"));
+        }
+    }
     clean(&mut cmd)
         .env("RUSTC", &tc.rustc)
         .arg("build")
@@ -315,6 +407,27 @@ pub fn build(tc: &Toolchain, crate_dir: &Path, target_dir: &Path) -> Result<Path
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_guest_profile_is_found_in_any_toml_spelling() {
+        for text in [
+            "[profile.guest]\nlto = true\n",
+            "[ profile.guest ]\n",
+            "[profile.guest.package.foo]\nopt-level = 1\n",
+            "[profile]\nguest = { inherits = \"release\" }\n",
+            "[profile]\nguest.inherits = \"release\"\n",
+        ] {
+            assert!(manifest_defines_profile(text, "guest"), "{text}");
+        }
+        for text in [
+            "[package]\nname = \"guest\"\n",
+            "[profile.guests]\n",
+            "# [profile.guest]\n",
+            "[profile.release]\nguest = 1\n",
+        ] {
+            assert!(!manifest_defines_profile(text, "guest"), "{text}");
+        }
+    }
 
     #[test]
     fn package_name_reads_the_package_section_only() {

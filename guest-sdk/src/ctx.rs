@@ -4,6 +4,7 @@
 //! is its `state()`), so placing an order, logging or a metric from a projector is a compile
 //! error rather than an output silently dropped.
 
+use crate::Instruments;
 use crate::codec::{
     Event, LogLevel, NewOrder, OrderType, Output, OutputBatchWriter, Side, TimeInForce, pow10,
 };
@@ -14,14 +15,20 @@ use crate::codec::{
 /// event), so they are deterministic and unique within a stream without any guest state.
 pub struct Ctx<'w> {
     out: &'w mut OutputBatchWriter,
+    instruments: &'w Instruments,
     cause_seq: u64,
     orders: u64,
 }
 
 impl<'w> Ctx<'w> {
-    pub(crate) fn new(out: &'w mut OutputBatchWriter, cause_seq: u64) -> Self {
+    pub(crate) fn new(
+        out: &'w mut OutputBatchWriter,
+        instruments: &'w Instruments,
+        cause_seq: u64,
+    ) -> Self {
         Self {
             out,
+            instruments,
             cause_seq,
             orders: 0,
         }
@@ -30,6 +37,23 @@ impl<'w> Ctx<'w> {
     /// The seq of the event being handled.
     pub fn cause_seq(&self) -> u64 {
         self.cause_seq
+    }
+
+    /// The symbol of instrument `id` (an event's `header.instrument`), from the stream's
+    /// instrument table.
+    pub fn symbol(&self, id: u32) -> Option<&'w str> {
+        self.instruments.symbol(id)
+    }
+
+    /// The symbol of `id`, or the id in decimal when the table has none: a name for what a
+    /// person reads.
+    pub fn name(&self, id: u32) -> String {
+        self.instruments.name(id)
+    }
+
+    /// The stream's instrument table.
+    pub fn instruments(&self) -> &'w Instruments {
+        self.instruments
     }
 
     /// Emits an order exactly as given (mantissas at its scales); returns its client order id.
@@ -98,21 +122,37 @@ impl<'w> Ctx<'w> {
 /// `cancel`) fails to compile with "projectors cannot place orders".
 pub struct ProjectorCtx<'w> {
     cause_seq: u64,
-    // Room for host services to come without changing the `Projector::on_event` signature.
-    _borrows: core::marker::PhantomData<&'w mut ()>,
+    instruments: &'w Instruments,
 }
 
-impl ProjectorCtx<'_> {
-    pub(crate) fn new(cause_seq: u64) -> Self {
+impl<'w> ProjectorCtx<'w> {
+    pub(crate) fn new(instruments: &'w Instruments, cause_seq: u64) -> Self {
         Self {
             cause_seq,
-            _borrows: core::marker::PhantomData,
+            instruments,
         }
     }
 
     /// The seq of the event being handled.
     pub fn cause_seq(&self) -> u64 {
         self.cause_seq
+    }
+
+    /// The symbol of instrument `id` (an event's `header.instrument`), from the stream's
+    /// instrument table.
+    pub fn symbol(&self, id: u32) -> Option<&'w str> {
+        self.instruments.symbol(id)
+    }
+
+    /// The symbol of `id`, or the id in decimal when the table has none: a key for state a
+    /// person reads.
+    pub fn name(&self, id: u32) -> String {
+        self.instruments.name(id)
+    }
+
+    /// The stream's instrument table.
+    pub fn instruments(&self) -> &'w Instruments {
+        self.instruments
     }
 }
 

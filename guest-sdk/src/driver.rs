@@ -3,7 +3,7 @@
 //! execute the same code path from batch bytes to output bytes.
 
 use crate::codec::{EventBatch, OutputBatchWriter};
-use crate::{Ctx, Event, Projector, ProjectorCtx, Strategy, state};
+use crate::{Ctx, Event, Instruments, Projector, ProjectorCtx, Strategy, state};
 
 /// Feeds every event of `batch` to `on_event`; returns the packed outputs in `out`.
 ///
@@ -28,6 +28,7 @@ fn run_batch<G>(
 pub struct StrategyDriver<S> {
     guest: S,
     out: Vec<u8>,
+    instruments: Instruments,
 }
 
 impl<S: Strategy> StrategyDriver<S> {
@@ -44,12 +45,20 @@ impl<S: Strategy> StrategyDriver<S> {
         Self {
             guest,
             out: Vec::with_capacity(4096),
+            instruments: Instruments::default(),
         }
     }
 
+    /// The stream's instrument table, which [`Ctx::symbol`] reads (the host sends it after
+    /// `init` and `restore`).
+    pub fn set_instruments(&mut self, instruments: Instruments) {
+        self.instruments = instruments;
+    }
+
     pub fn on_events(&mut self, batch: &[u8]) -> &[u8] {
+        let instruments = &self.instruments;
         run_batch(&mut self.guest, batch, &mut self.out, |g, ev, w| {
-            g.on_event(ev, &mut Ctx::new(w, ev.header.seq));
+            g.on_event(ev, &mut Ctx::new(w, instruments, ev.header.seq));
         });
         &self.out
     }
@@ -67,6 +76,7 @@ impl<S: Strategy> StrategyDriver<S> {
 pub struct ProjectorDriver<P> {
     guest: P,
     out: Vec<u8>,
+    instruments: Instruments,
 }
 
 impl<P: Projector> ProjectorDriver<P> {
@@ -82,14 +92,22 @@ impl<P: Projector> ProjectorDriver<P> {
         Self {
             guest,
             out: Vec::with_capacity(1024),
+            instruments: Instruments::default(),
         }
+    }
+
+    /// The stream's instrument table, which [`ProjectorCtx::symbol`] reads (the host sends it
+    /// after `init` and `restore`).
+    pub fn set_instruments(&mut self, instruments: Instruments) {
+        self.instruments = instruments;
     }
 
     pub fn on_events(&mut self, batch: &[u8]) -> &[u8] {
         // A projector emits nothing: its output batch is always empty (the ABI keeps the
         // batch, and the host keeps no projector output).
+        let instruments = &self.instruments;
         run_batch(&mut self.guest, batch, &mut self.out, |g, ev, _| {
-            g.on_event(ev, &mut ProjectorCtx::new(ev.header.seq));
+            g.on_event(ev, &mut ProjectorCtx::new(instruments, ev.header.seq));
         });
         &self.out
     }

@@ -152,6 +152,11 @@ macro_rules! __export_strategy_wasm {
                         abi_version: $abi,
                     }
                 }
+                fn set_instruments(table: Vec<__w::Instrument>) {
+                    __SLOT.get().set_instruments($crate::Instruments::new(
+                        table.into_iter().map(|i| (i.id, i.symbol)),
+                    ));
+                }
                 fn on_events(batch: Vec<u8>) -> Vec<u8> {
                     __SLOT.get().on_events(&batch).to_vec()
                 }
@@ -192,6 +197,11 @@ macro_rules! __export_projector_wasm {
                         version: env!("CARGO_PKG_VERSION").into(),
                         abi_version: $crate::ABI_VERSION,
                     }
+                }
+                fn set_instruments(table: Vec<__w::Instrument>) {
+                    __SLOT.get().set_instruments($crate::Instruments::new(
+                        table.into_iter().map(|i| (i.id, i.symbol)),
+                    ));
                 }
                 fn on_events(batch: Vec<u8>) -> Vec<u8> {
                     __SLOT.get().on_events(&batch).to_vec()

@@ -51,6 +51,7 @@ mod ctx;
 pub mod driver;
 #[doc(hidden)]
 pub mod glue;
+mod instruments;
 mod per_instrument;
 pub mod state;
 
@@ -59,11 +60,14 @@ pub use codec::{
     OrderType, Payload, Side, TimeInForce,
 };
 pub use ctx::{Ctx, ProjectorCtx};
+pub use instruments::Instruments;
 pub use per_instrument::PerInstrument;
 
 /// Version of the host/guest contract: the WIT worlds plus the codec layouts. Every guest
 /// exports the version it was built with; the host refuses any other.
-pub const ABI_VERSION: u32 = 1;
+///
+/// v2: the host hands guests the stream's instrument table (`set-instruments`).
+pub const ABI_VERSION: u32 = 2;
 
 /// A trading strategy: reacts to events by emitting order intents, logs and metrics.
 ///

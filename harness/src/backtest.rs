@@ -25,6 +25,9 @@ pub struct StreamBacktest {
     /// Every output, for the decisions artifact.
     #[serde(skip)]
     pub decisions: Vec<Decision>,
+    /// The stream's instrument table, to name instruments in reports.
+    #[serde(skip)]
+    pub instruments: tapedeck_guest::Instruments,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -76,6 +79,7 @@ pub fn backtest(
         let performance = perf.into_iter().next().expect("one strategy");
         totals.add(&performance);
         streams.push(StreamBacktest {
+            instruments: crate::event::instrument_table(&source.instruments(&s.stream)?),
             stream: s.stream,
             events: s.events,
             performance,

@@ -4,8 +4,9 @@
 //!
 //! Invariants:
 //! - Prices and quantities stay exact [`Dec`]s (mantissa and scale as the guest wrote them).
-//! - JSON exists only at the edges (decision logs, reports): [`Output::to_json`] is the one
-//!   place that writes it. Its text is fixed: an object with an `output` tag and keys in
+//! - JSON exists only at the edges (decision logs, reports): [`Output::to_json_named`] is the
+//!   one place that writes it (instruments by symbol from the stream's table; by id in
+//!   [`Output::to_json`], which has no table). Its text is fixed: an object with an `output` tag and keys in
 //!   alphabetical order, prices and quantities as decimal strings, enum names lowercase with
 //!   no separator (`"postonly"`). `Serialize` writes the same. The tests below pin it byte for
 //!   byte.
@@ -14,6 +15,7 @@
 
 use serde::{Serialize, Serializer};
 use serde_json::{Value, json};
+use tapedeck_guest::Instruments;
 use tapedeck_guest::codec::{self, LogLevel};
 
 use crate::event::{Dec, OrderTypeName, SideName, TifName};
@@ -168,8 +170,19 @@ impl Output {
         }
     }
 
-    /// The JSON written to decision logs and reports (see the module doc for its rules).
+    /// The JSON written to decision logs and reports (see the module doc for its rules), with
+    /// instruments as their ids.
     pub fn to_json(&self) -> Value {
+        self.to_json_named(&Instruments::default())
+    }
+
+    /// [`Output::to_json`] with each instrument named by its symbol from `instruments` (its id
+    /// where the table has none): what reports a person reads write.
+    pub fn to_json_named(&self, instruments: &Instruments) -> Value {
+        let name = |id: &u32| match instruments.symbol(*id) {
+            Some(s) => Value::from(s),
+            None => Value::from(*id),
+        };
         // `json!` builds serde_json's default (sorted) map: keys come out alphabetically.
         match self {
             Output::NewOrder {
@@ -182,7 +195,7 @@ impl Output {
                 qty,
             } => json!({
                 "output": self.kind(),
-                "instrument": instrument,
+                "instrument": name(instrument),
                 "client_order_id": client_order_id,
                 "side": side_name(*side),
                 "order_type": order_type_name(*order_type),
@@ -195,7 +208,7 @@ impl Output {
                 client_order_id,
             } => json!({
                 "output": self.kind(),
-                "instrument": instrument,
+                "instrument": name(instrument),
                 "client_order_id": client_order_id,
             }),
             Output::Log { level, message } => json!({

@@ -20,7 +20,7 @@ pub enum Error {
     },
 
     #[error(
-        "{path}: module speaks tapedeck ABI v{guest}, this host speaks v{host}; rebuild it against a tapedeck-guest with ABI v{host}"
+        "{path}: module speaks tapedeck ABI v{guest}, this host speaks v{host}; rebuild its crate against this tapedeck's tapedeck-guest (ABI v{host}) with `tapedeck build <crate-dir>`"
     )]
     AbiMismatch { path: String, guest: u32, host: u32 },
 

@@ -8,7 +8,7 @@ use serde_json::Value;
 
 use crate::decision::Decision;
 use crate::error::Result;
-use crate::event::Envelope;
+use crate::event::{Envelope, instrument_id};
 use crate::replay::{BatchObserver, Finding, Plugin, ReplayOptions, StreamReport, replay_observed};
 use crate::runtime::Runtime;
 use crate::stats::StatsConfig;
@@ -27,7 +27,7 @@ pub struct Divergence {
     /// The event at that seq.
     pub event: Value,
     /// Every output each strategy emitted for that event, as the reports write them
-    /// ([`crate::decision::Output::to_json`]).
+    /// ([`crate::decision::Output::to_json_named`]: instruments by symbol).
     pub baseline: Vec<Value>,
     pub candidate: Vec<Value>,
 }
@@ -43,6 +43,9 @@ pub struct StreamRegress {
     /// Every output of each side, for the decisions artifact.
     #[serde(skip)]
     pub decisions: [Vec<Decision>; 2],
+    /// The stream's instrument table, to name instruments in reports.
+    #[serde(skip)]
+    pub instruments: tapedeck_guest::Instruments,
 }
 
 /// Sums over streams.
@@ -280,6 +283,7 @@ pub fn regress(
             candidate: c_perf,
             findings: s.findings.clone(),
             decisions: [b.clone(), c.clone()],
+            instruments: crate::event::instrument_table(&source.instruments(&s.stream)?),
         });
     }
     let mut report = RegressReport {
@@ -308,10 +312,16 @@ pub fn first_divergence(b: &[Decision], c: &[Decision], events: &[Envelope]) -> 
         (Some(x), None) | (None, Some(x)) => x.seq,
         (None, None) => unreachable!("i is below the longer length"),
     };
+    let names = tapedeck_guest::Instruments::new(
+        events
+            .iter()
+            .filter_map(|e| e.instrument.as_ref())
+            .map(|sym| (instrument_id(sym), sym.clone())),
+    );
     let at = |d: &[Decision]| {
         d.iter()
             .filter(|x| x.seq == seq)
-            .map(|x| x.output.to_json())
+            .map(|x| x.output.to_json_named(&names))
             .collect::<Vec<_>>()
     };
     let event = events.iter().find(|e| e.seq == seq);
@@ -436,6 +446,7 @@ mod tests {
                 candidate: Performance::default(),
                 findings: vec![trap; findings],
                 decisions: Default::default(),
+                instruments: Default::default(),
             }],
             baseline: Totals {
                 pnl: 100.0,

@@ -22,6 +22,7 @@ mod replay;
 mod runtime;
 mod sdk;
 mod snapshots;
+mod tutorial;
 
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;

@@ -105,6 +105,11 @@ fn v1_against_v2_finds_the_first_differing_decision() {
         assert_eq!(before(0), before(1), "{}", s.stream);
         assert_ne!(d.baseline, d.candidate);
         assert_eq!(d.event_type, "quote", "ema-cross decides on quotes");
+        // The orders there name their instrument by symbol (the stream's own), not its id.
+        let symbol = s.stream.rsplit(':').next().unwrap();
+        for o in d.baseline.iter().chain(&d.candidate) {
+            assert_eq!(o["instrument"], symbol, "{o}");
+        }
     }
     assert!(FailOn::Divergence.check(&r).unwrap().contains("diverge"));
 }
@@ -161,6 +166,24 @@ fn parquet_artifacts_read_back_with_the_right_rows() {
         .map(|s| s.baseline.equity.len() + s.candidate.equity.len())
         .sum();
     assert_eq!(rows("equity_curve.parquet"), samples as u64);
+    // Decisions name their instrument by symbol, as every report does.
+    let decisions =
+        SerializedFileReader::new(std::fs::File::open(dir.join("decisions.parquet")).unwrap())
+            .unwrap();
+    let mut orders = 0;
+    for row in decisions.get_row_iter(None).unwrap() {
+        let row = row.unwrap();
+        for (name, field) in row.get_column_iter() {
+            if let (true, parquet::record::Field::Str(j)) = (name == "json", field) {
+                let v: serde_json::Value = serde_json::from_str(j).unwrap();
+                if v["output"] == "new_order" {
+                    orders += 1;
+                    assert!(v["instrument"].as_str().unwrap().starts_with("SYM"), "{v}");
+                }
+            }
+        }
+    }
+    assert!(orders > 0);
     let junit = std::fs::read_to_string(dir.join("junit.xml")).unwrap();
     assert_eq!(junit.matches("<testcase").count(), 6);
     assert_eq!(junit.matches("<failure").count() as u64, r.diverged_streams);
@@ -211,9 +234,22 @@ fn the_html_report_opens_in_headless_chromium_without_errors() {
     let dom = String::from_utf8_lossy(&out.stdout);
     assert!(dom.contains("Tapedeck regression report"), "{dom}");
     assert_eq!(dom.matches("<svg").count(), 2, "two plots");
+    assert_eq!(dom.matches("<polyline").count(), 4, "two lines a plot");
+    // Axes: time on x (with the date), the value on y, each with ticks and labels.
+    assert_eq!(dom.matches(r#"<g class="axis x">"#).count(), 2);
+    assert_eq!(dom.matches(r#"<g class="axis y">"#).count(), 2);
+    assert_eq!(
+        dom.matches(">event time (UTC), 2024-01-02</text>").count(),
+        2
+    );
+    assert!(dom.contains(">equity</text>") && dom.contains(">drawdown</text>"));
     assert!(
-        dom.contains("<polyline") || dom.contains("<path"),
-        "the plots have lines"
+        dom.contains(r#"class="tick""#) && dom.contains(">00:00:30</text>"),
+        "{dom}"
+    );
+    assert!(
+        dom.contains(r#""instrument": "SYM"#),
+        "decisions name the symbol"
     );
     let stderr = String::from_utf8_lossy(&out.stderr);
     let console_errors: Vec<&str> = stderr
@@ -221,6 +257,56 @@ fn the_html_report_opens_in_headless_chromium_without_errors() {
         .filter(|l| l.contains("CONSOLE") || l.contains("Uncaught") || l.contains("Failed to load"))
         .collect();
     assert!(console_errors.is_empty(), "{console_errors:?}");
+
+    // Laid out by the browser: every label of every plot has a size and lies inside its
+    // plot, and no two time labels overlap.
+    std::fs::write(dir.join("layout.html"), LAYOUT_CHECK).unwrap();
+    let out = Command::new(chromium)
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--no-first-run",
+        ])
+        .args(["--allow-file-access-from-files", "--dump-dom"])
+        .arg(format!("--user-data-dir={}", profile.display()))
+        .arg(format!("file://{}", dir.join("layout.html").display()))
+        .output()
+        .unwrap();
+    let dom = String::from_utf8_lossy(&out.stdout);
+    assert!(dom.contains(r#"data-layout="ok""#), "{dom}");
+    assert!(dom.contains(r#"data-labels=""#), "{dom}");
     let _ = std::fs::remove_dir_all(profile);
     std::fs::remove_dir_all(dir).unwrap();
 }
+
+/// Loads `report.html` beside it and writes what it finds into its own body's attributes:
+/// `data-layout` is "ok" or the problems, `data-labels` the number of labels measured.
+const LAYOUT_CHECK: &str = r#"<!DOCTYPE html><html><body>
+<iframe id="f" src="report.html" width="1200" height="2000"></iframe>
+<script>
+document.getElementById("f").onload = () => {
+  const d = document.getElementById("f").contentDocument;
+  const bad = [];
+  let labels = 0;
+  for (const svg of d.querySelectorAll("svg")) {
+    const box = svg.getBoundingClientRect();
+    for (const t of svg.querySelectorAll("text")) {
+      const b = t.getBoundingClientRect();
+      labels++;
+      if (b.width === 0 || b.left < box.left - 0.5 || b.right > box.right + 0.5
+          || b.top < box.top - 0.5 || b.bottom > box.bottom + 0.5) {
+        bad.push("outside its plot: " + t.textContent);
+      }
+    }
+    const xs = [...svg.querySelectorAll(".axis.x text.tick")].map(t => t.getBoundingClientRect());
+    for (let i = 1; i < xs.length; i++) {
+      if (xs[i].left < xs[i - 1].right) bad.push("time labels overlap");
+    }
+  }
+  if (labels === 0) bad.push("no labels");
+  document.body.setAttribute("data-labels", String(labels));
+  document.body.setAttribute("data-layout", bad.length ? bad.join("; ") : "ok");
+};
+</script></body></html>
+"#;

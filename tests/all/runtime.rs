@@ -62,6 +62,24 @@ fn abi_mismatch_is_refused_naming_both_versions() {
 }
 
 #[test]
+fn a_guest_of_the_v1_contract_is_refused_by_version_and_told_to_rebuild() {
+    // Built against the world before the instrument table: it matches neither world of this
+    // host, but still says which ABI it speaks.
+    let err = rt().load(std::path::Path::new(guests::ABI_V1)).unwrap_err();
+    match &err {
+        Error::AbiMismatch { guest, host, .. } => {
+            assert_eq!((*guest, *host), (1, tapedeck_guest::ABI_VERSION));
+        }
+        other => panic!("expected an ABI mismatch, got {other}"),
+    }
+    let msg = err.to_string();
+    assert!(
+        msg.contains("ABI v1") && msg.contains("tapedeck build"),
+        "{msg}"
+    );
+}
+
+#[test]
 fn garbage_is_not_a_module() {
     let err = rt()
         .load_bytes(b"definitely not wasm", "junk.wasm")

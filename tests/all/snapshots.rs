@@ -64,11 +64,7 @@ fn the_gate_fails_a_different_projector_at_the_right_path() {
     let o = snap(&["--check", "--config", r#"{"depth": 1}"#]);
     assert_eq!(o.status.code(), Some(1));
     let stdout = String::from_utf8_lossy(&o.stdout);
-    let id = tapedeck::event::instrument_id("SYM1");
-    assert!(
-        stdout.contains(&format!("at .books.{id}.asks[1]: ")),
-        "{stdout}"
-    );
+    assert!(stdout.contains("at .books.SYM1.asks[1]: "), "{stdout}");
     assert!(
         stdout
             .contains("--- book__md%3Asim%3ASYM1@600.snap\n+++ book__md%3Asim%3ASYM1@600.snap.new"),
@@ -93,13 +89,7 @@ fn the_gate_fails_a_different_projector_at_the_right_path() {
         new.as_text().unwrap().to_string(),
     );
     let parsed: serde_json::Value = serde_json::from_str(&a).unwrap();
-    assert!(
-        parsed["books"][id.to_string()]["asks"]
-            .as_array()
-            .unwrap()
-            .len()
-            > 1
-    );
+    assert!(parsed["books"]["SYM1"]["asks"].as_array().unwrap().len() > 1);
     assert_ne!(a, b);
     std::fs::remove_dir_all(dir).unwrap();
 }

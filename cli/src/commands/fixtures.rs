@@ -75,6 +75,9 @@ impl GenerateArgs {
             for p in entries {
                 if p.is_dir() {
                     stack.push(p);
+                } else if p.file_name() == Some(tapedeck::store::LOCK_FILE.as_ref()) {
+                    // The writer lock of the generating process: not part of the fixtures.
+                    continue;
                 } else {
                     let bytes = std::fs::read(&p)?;
                     let rel = p

@@ -13,6 +13,7 @@ pub mod fsck;
 pub mod import;
 pub mod index;
 pub mod inspect;
+pub mod new;
 pub mod postgres;
 pub mod progress;
 pub mod record;

@@ -256,6 +256,14 @@ pub fn instrument_id(symbol: &str) -> u32 {
     u32::from_le_bytes([d[0], d[1], d[2], d[3]]).max(1)
 }
 
+/// The instrument table guests get for a stream ([`crate::store::EventSource::instruments`]:
+/// symbol by [`instrument_id`]).
+pub fn instrument_table(
+    table: &std::collections::BTreeMap<u32, String>,
+) -> tapedeck_guest::Instruments {
+    tapedeck_guest::Instruments::new(table.iter().map(|(id, s)| (*id, s.clone())))
+}
+
 /// Encodes one stream's envelopes into guest batches with the run's ids: the stream's id and
 /// [`instrument_id`] of each event's instrument.
 #[derive(Debug)]

@@ -19,7 +19,7 @@ mod ulid;
 
 pub use body::{Body, LevelPair, LiquidityName, OrderTypeName, SideName, TifName, VerdictName};
 pub use decimal::Dec;
-pub use encode::{Scratch, StreamEncoder, instrument_id};
+pub use encode::{Scratch, StreamEncoder, instrument_id, instrument_table};
 pub use envelope::{Correlation, Envelope, EnvelopeFields, Tenancy};
 pub use ulid::derived_ulid;
 

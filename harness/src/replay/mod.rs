@@ -116,10 +116,13 @@ fn replay_stream(
         outputs: BTreeMap::new(),
         final_states: BTreeMap::new(),
     };
+    // The stream's instrument table: guests name instruments by symbol where a person reads.
+    let instruments = crate::event::instrument_table(&source.instruments(key)?);
     let mut live: Vec<Live> = Vec::new();
     for p in plugins {
         let mut inst = rt.instantiate(&p.module)?;
         inst.init(&p.config)?;
+        inst.set_instruments(&instruments)?;
         live.push(Live {
             plugin: p,
             inst: Some(inst),
@@ -150,7 +153,7 @@ fn replay_stream(
             if projectors
                 .iter()
                 .all(|p| at.iter().any(|s| s.projector == *p))
-                && restore_all(&mut live, &at, rt)?
+                && restore_all(&mut live, &at, rt, &instruments)?
             {
                 report.anchor_seq = Some(seq);
                 break;
@@ -283,7 +286,12 @@ fn first_seq_at(source: &dyn EventSource, key: &str, t: i64) -> Result<u64> {
 }
 
 /// Restores every projector from the snapshots at one seq; false if any refuses.
-fn restore_all(live: &mut [Live], at: &[&StoredSnapshot], rt: &Runtime) -> Result<bool> {
+fn restore_all(
+    live: &mut [Live],
+    at: &[&StoredSnapshot],
+    rt: &Runtime,
+    instruments: &tapedeck_guest::Instruments,
+) -> Result<bool> {
     for l in live
         .iter_mut()
         .filter(|l| l.plugin.module.kind() == ModuleKind::Projector)
@@ -302,10 +310,12 @@ fn restore_all(live: &mut [Live], at: &[&StoredSnapshot], rt: &Runtime) -> Resul
             for l in live.iter_mut() {
                 let mut fresh = rt.instantiate(&l.plugin.module)?;
                 fresh.init(&l.plugin.config)?;
+                fresh.set_instruments(instruments)?;
                 l.inst = Some(fresh);
             }
             return Ok(false);
         }
+        inst.set_instruments(instruments)?;
     }
     Ok(true)
 }

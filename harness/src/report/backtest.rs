@@ -12,7 +12,10 @@ use std::path::Path;
 
 use serde_json::{Value, json};
 
-use super::html::{chart, esc, fmt};
+use super::html::{esc, fmt};
+use super::plot::{Series, line_plot};
+
+const LINE_COLOR: &str = "rgb(31,119,180)";
 use super::parquet::{Side, write_artifacts};
 use super::{RunCard, Timing, describe, pretty};
 use crate::backtest::{BacktestReport, STRATEGY};
@@ -62,6 +65,7 @@ pub fn write_backtest_dir(
             role: STRATEGY,
             decisions: &s.decisions,
             performance: &s.performance,
+            instruments: &s.instruments,
         })
         .collect();
     write_artifacts(dir, &sides)
@@ -296,19 +300,46 @@ code { background: #f4f4f4; padding: 0 .2rem; }
         h,
         "<h2>Equity, all streams</h2><p>{span}; values {}</p>{}",
         range(&eq),
-        chart([&eq, &[]], &[])
+        line_plot(
+            &[Series {
+                name: "equity",
+                color: LINE_COLOR,
+                points: &eq,
+            }],
+            "event time (UTC)",
+            "equity",
+            &[],
+        )
     );
     let _ = write!(
         h,
         "<h2>Drawdown (below zero)</h2><p>values {}</p>{}",
         range(&dd),
-        chart([&dd, &[]], &[])
+        line_plot(
+            &[Series {
+                name: "drawdown",
+                color: LINE_COLOR,
+                points: &dd,
+            }],
+            "event time (UTC)",
+            "drawdown",
+            &[],
+        )
     );
     let _ = write!(
         h,
         "<h2>Exposure: net position (all instruments)</h2><p>values {}</p>{}",
         range(&net),
-        chart([&net, &[]], &[])
+        line_plot(
+            &[Series {
+                name: "net position",
+                color: LINE_COLOR,
+                points: &net,
+            }],
+            "event time (UTC)",
+            "net position",
+            &[],
+        )
     );
     h.push_str("<h2>Instruments</h2><table><tr><th>instrument</th><th>PnL</th><th>fills</th><th>closed</th><th>win rate</th><th>profit factor</th><th>fees</th><th>turnover</th><th>exposure</th></tr>");
     for (sym, x) in &r.stats.instruments {

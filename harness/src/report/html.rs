@@ -1,21 +1,20 @@
 //! `report.html` of a regression run: one self-contained page (no scripts, no external
-//! resources) with the metrics, the first divergences, and plots drawn by `plotters` as
-//! inline SVG: equity of baseline and candidate over all streams, their drawdowns, and a
-//! marker at every stream's first divergence.
+//! resources) with the metrics, the first divergences, and plots as inline SVG with axes
+//! ([`super::plot::line_plot`]): equity of baseline and candidate over all streams, their
+//! drawdowns, and a marker at every stream's first divergence.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
-use plotters::prelude::*;
-
 use super::RunCard;
+use super::plot::{Marker, Series, line_plot};
 use crate::regress::RegressReport;
 use crate::time::format_ns;
 use crate::venue::Performance;
 
-const BASE_COLOR: RGBColor = RGBColor(31, 119, 180);
-const CAND_COLOR: RGBColor = RGBColor(255, 127, 14);
-const MARK_COLOR: RGBColor = RGBColor(214, 39, 40);
+const BASE_COLOR: &str = "rgb(31,119,180)";
+const CAND_COLOR: &str = "rgb(255,127,14)";
+const MARK_COLOR: &str = "rgb(214,39,40)";
 const MAX_POINTS: usize = 2000;
 
 /// Total equity over time: each stream's latest equity, summed, at every sample of any stream.
@@ -46,57 +45,20 @@ fn total_curve(
     out
 }
 
-/// One chart as an SVG string: two series over time and vertical markers.
-pub(super) fn chart(series: [&[(i64, f64)]; 2], markers: &[i64]) -> String {
-    let mut svg = String::new();
-    let all = series.iter().flat_map(|s| s.iter());
-    let (mut x0, mut x1, mut y0, mut y1) = (i64::MAX, i64::MIN, f64::MAX, f64::MIN);
-    for (x, y) in all {
-        (x0, x1, y0, y1) = (x0.min(*x), x1.max(*x), y0.min(*y), y1.max(*y));
-    }
-    if x0 > x1 {
-        return "<p>(no data)</p>".into();
-    }
-    if x0 == x1 {
-        x1 = x0 + 1;
-    }
-    let pad = ((y1 - y0) * 0.05).max(1e-9);
-    let (y0, y1) = (y0 - pad, y1 + pad);
-    {
-        let root = SVGBackend::with_string(&mut svg, (960, 280)).into_drawing_area();
-        let draw = || -> Result<(), Box<dyn std::error::Error + '_>> {
-            root.fill(&WHITE)?;
-            let mut c = ChartBuilder::on(&root)
-                .margin(12)
-                .build_cartesian_2d(x0..x1, y0..y1)?;
-            if y0 < 0.0 && y1 > 0.0 {
-                c.draw_series(std::iter::once(PathElement::new(
-                    vec![(x0, 0.0), (x1, 0.0)],
-                    BLACK.mix(0.3),
-                )))?;
-            }
-            for t in markers {
-                c.draw_series(std::iter::once(PathElement::new(
-                    vec![(*t, y0), (*t, y1)],
-                    MARK_COLOR.mix(0.6),
-                )))?;
-            }
-            c.draw_series(LineSeries::new(
-                series[0].iter().copied(),
-                BASE_COLOR.stroke_width(2),
-            ))?;
-            c.draw_series(LineSeries::new(
-                series[1].iter().copied(),
-                CAND_COLOR.stroke_width(2),
-            ))?;
-            root.present()?;
-            Ok(())
-        };
-        if let Err(e) = draw() {
-            return format!("<p>plot failed: {}</p>", esc(&e.to_string()));
-        }
-    }
-    svg
+/// Baseline and candidate as plot series.
+fn pair(v: &[Vec<(i64, f64)>; 2]) -> [Series<'_>; 2] {
+    [
+        Series {
+            name: "baseline",
+            color: BASE_COLOR,
+            points: &v[0],
+        },
+        Series {
+            name: "candidate",
+            color: CAND_COLOR,
+            points: &v[1],
+        },
+    ]
 }
 
 pub(super) fn esc(s: &str) -> String {
@@ -115,10 +77,14 @@ pub(super) fn fmt(v: f64) -> String {
 pub fn regress_html(card: &RunCard, r: &RegressReport, verdict: &[String]) -> String {
     let base = total_curve(r, |s| &s.baseline);
     let cand = total_curve(r, |s| &s.candidate);
-    let markers: Vec<i64> = r
+    let markers: Vec<Marker> = r
         .streams
         .iter()
-        .filter_map(|s| s.first_divergence.as_ref().map(|d| d.time_ns))
+        .filter_map(|s| s.first_divergence.as_ref())
+        .map(|d| Marker {
+            time_ns: d.time_ns,
+            color: MARK_COLOR,
+        })
         .collect();
     let eq = |c: &[(i64, f64, f64)]| c.iter().map(|p| (p.0, p.1)).collect::<Vec<_>>();
     let dd = |c: &[(i64, f64, f64)]| c.iter().map(|p| (p.0, -p.2)).collect::<Vec<_>>();
@@ -197,30 +163,16 @@ code {{ background: #f4f4f4; padding: 0 .2rem; }}
         row("fees", fmt(b.fees), fmt(c.fees)),
         row("turnover", fmt(b.turnover), fmt(c.turnover)),
     );
-    // The plots carry no text (no font backend), so their value ranges are written here.
-    let range = |series: [&[(i64, f64)]; 2]| {
-        let vals = series.iter().flat_map(|s| s.iter().map(|p| p.1));
-        let (lo, hi) = vals.fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), v| {
-            (lo.min(v), hi.max(v))
-        });
-        if lo <= hi {
-            format!("from {} to {}", fmt(lo), fmt(hi))
-        } else {
-            "no values".into()
-        }
-    };
     let (eqs, dds) = ([eq(&base), eq(&cand)], [dd(&base), dd(&cand)]);
     let _ = write!(
         h,
-        "<h2>Equity, all streams</h2><p>{span}; values {}; <span class=\"mark\">red lines</span>: first divergence of a stream.</p>{}",
-        range([&eqs[0], &eqs[1]]),
-        chart([&eqs[0], &eqs[1]], &markers)
+        "<h2>Equity, all streams</h2><p>{span}; <span class=\"mark\">red lines</span>: first divergence of a stream.</p>{}",
+        line_plot(&pair(&eqs), "event time (UTC)", "equity", &markers)
     );
     let _ = write!(
         h,
-        "<h2>Drawdown (below zero)</h2><p>values {}</p>{}",
-        range([&dds[0], &dds[1]]),
-        chart([&dds[0], &dds[1]], &markers)
+        "<h2>Drawdown (below zero)</h2>{}",
+        line_plot(&pair(&dds), "event time (UTC)", "drawdown", &markers)
     );
     h.push_str("<h2>Streams</h2><table><tr><th>stream</th><th>events</th><th>first divergence</th><th>PnL baseline</th><th>PnL candidate</th><th>trades</th><th>findings</th></tr>");
     for s in &r.streams {

@@ -12,6 +12,7 @@
 //! - [`html`]: the regression's `report.html`, with plots.
 //! - [`parquet`]: the Parquet artifacts of a regression or a backtest.
 //! - [`backtest`]: a backtest's whole run directory.
+//! - [`plot`]: line plots over time with axes ([`plot::line_plot`]), for any HTML report.
 //! - here: [`Timing`] and [`Stopwatch`] (the only wall clock), [`describe`], and the writers
 //!   of both directories.
 
@@ -21,6 +22,7 @@ pub mod html;
 mod junit;
 mod markdown;
 pub mod parquet;
+pub mod plot;
 
 use std::path::Path;
 

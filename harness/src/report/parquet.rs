@@ -1,7 +1,8 @@
 //! Parquet artifacts of a regression or backtest run, readable by polars and pandas:
 //! `decisions.parquet`, `trades.parquet`, `equity_curve.parquet`. Rows are in (stream, role,
 //! seq) order and the files carry no timestamps, so identical runs write identical bytes.
-//! The `json` column of `decisions.parquet` is [`Output::to_json`], as in every report.
+//! The `json` column of `decisions.parquet` is [`Output::to_json_named`] (instruments by
+//! symbol), as in every report.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -82,6 +83,8 @@ pub struct Side<'a> {
     pub role: &'a str,
     pub decisions: &'a [Decision],
     pub performance: &'a Performance,
+    /// Its stream's instrument table: the `json` column names instruments by symbol.
+    pub instruments: &'a tapedeck_guest::Instruments,
 }
 
 /// Writes the regression's three artifacts into `dir`.
@@ -94,6 +97,7 @@ pub fn write_regress_artifacts(dir: &Path, r: &RegressReport) -> Result<()> {
                 role,
                 decisions: &s.decisions[k],
                 performance: if k == 0 { &s.baseline } else { &s.candidate },
+                instruments: &s.instruments,
             });
         }
     }
@@ -153,8 +157,16 @@ pub fn write_artifacts(dir: &Path, sides: &[Side<'_>]) -> Result<()> {
             .map(|o| o.1.to_string())),
         col!(d, OptStr, "qty", |x| order(&x.output)
             .map(|o| o.2.to_string())),
-        col!(d, Str, "json", |x| x.output.to_json().to_string()),
     ]);
+    // The JSON names instruments by symbol, from each stream's table.
+    let names: std::collections::BTreeMap<&str, &tapedeck_guest::Instruments> =
+        sides.iter().map(|s| (s.stream, s.instruments)).collect();
+    cols.push(Col::Str(
+        "json",
+        d.iter()
+            .map(|(stream, _, x)| x.output.to_json_named(names[stream]).to_string())
+            .collect(),
+    ));
     write(&dir.join("decisions.parquet"), cols)?;
 
     let t = rows(sides, |s| &s.performance.fills);

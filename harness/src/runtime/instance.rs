@@ -136,6 +136,33 @@ impl Instance {
             .map_err(|message| Error::GuestInit { module, message })
     }
 
+    /// Hands the module its stream's instrument table (after `init` or `restore`, before any
+    /// batch).
+    pub fn set_instruments(&mut self, table: &tapedeck_guest::Instruments) -> Result<()> {
+        self.guarded(self.fuel_per_call, None, |s| match &s.bound {
+            Bound::Strategy(b) => {
+                let t: Vec<strategy::Instrument> = table
+                    .iter()
+                    .map(|(id, symbol)| strategy::Instrument {
+                        id,
+                        symbol: symbol.to_string(),
+                    })
+                    .collect();
+                b.call_set_instruments(&mut s.store, &t)
+            }
+            Bound::Projector(b) => {
+                let t: Vec<projector::Instrument> = table
+                    .iter()
+                    .map(|(id, symbol)| projector::Instrument {
+                        id,
+                        symbol: symbol.to_string(),
+                    })
+                    .collect();
+                b.call_set_instruments(&mut s.store, &t)
+            }
+        })
+    }
+
     /// Runs one packed event batch; returns the packed outputs.
     pub fn on_events(&mut self, batch: &[u8]) -> Result<Vec<u8>> {
         let n = batch

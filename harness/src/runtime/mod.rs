@@ -221,8 +221,16 @@ impl Runtime {
             })?;
         let pre = if let Ok(p) = bindings::projector::ProjectorPre::new(instance_pre.clone()) {
             Pre::Projector(p)
-        } else if let Ok(p) = bindings::strategy::StrategyPre::new(instance_pre) {
+        } else if let Ok(p) = bindings::strategy::StrategyPre::new(instance_pre.clone()) {
             Pre::Strategy(p)
+        } else if let Some(guest) = self.older_abi_version(&instance_pre) {
+            // A guest built against an older SDK does not match either world, but may still
+            // say which ABI it speaks: refuse it by version, which says to rebuild.
+            return Err(Error::AbiMismatch {
+                path: origin.to_string(),
+                guest,
+                host: tapedeck_guest::ABI_VERSION,
+            });
         } else {
             return Err(Error::NotAModule {
                 path: origin.to_string(),
@@ -259,6 +267,30 @@ impl Runtime {
             .expect("module not shared yet")
             .info = info;
         Ok(module)
+    }
+
+    /// The `abi-version` a component's `metadata()` reports, called without the typed
+    /// bindings (for guests of an older contract); None if it has no such function.
+    fn older_abi_version(&self, pre: &wasmtime::component::InstancePre<StoreState>) -> Option<u32> {
+        use wasmtime::component::Val;
+        let mut store = Store::new(&self.engine, StoreState::new(self.config.memory_limit));
+        store.limiter(|s| s);
+        if self.config.fuel {
+            store.set_fuel(self.config.fuel_per_call).ok()?;
+        }
+        let instance = pre.instantiate(&mut store).ok()?;
+        let metadata = instance.get_func(&mut store, "metadata")?;
+        let mut results = [Val::Bool(false)];
+        metadata.call(&mut store, &[], &mut results).ok()?;
+        match &results[0] {
+            Val::Record(fields) => fields
+                .iter()
+                .find_map(|(name, v)| match (name.as_str(), v) {
+                    ("abi-version", Val::U32(n)) => Some(*n),
+                    _ => None,
+                }),
+            _ => None,
+        }
     }
 
     /// A fresh instance of `module` in its own store (not yet `init`ed).

@@ -312,19 +312,7 @@ pub fn read_records(
     for day in manifest.days.keys() {
         let path = root.join(format!("index/day={day}.parquet"));
         let builder = open_index_file(&path)?;
-        let meta = builder.metadata().clone();
-        // Row groups whose stream_key range holds `stream`.
-        let groups: Vec<usize> = (0..meta.num_row_groups())
-            .filter(|&g| match meta.row_group(g).column(0).statistics() {
-                Some(Statistics::ByteArray(s)) => match (s.min_opt(), s.max_opt()) {
-                    (Some(lo), Some(hi)) => {
-                        lo.as_bytes() <= stream.as_bytes() && stream.as_bytes() <= hi.as_bytes()
-                    }
-                    _ => true,
-                },
-                _ => true,
-            })
-            .collect();
+        let groups = groups_holding(builder.metadata(), stream);
         if groups.is_empty() {
             continue;
         }
@@ -355,6 +343,24 @@ pub fn read_records(
         }
     }
     Ok(())
+}
+
+/// The row groups of an index file whose stream_key range holds `stream`.
+pub(super) fn groups_holding(
+    meta: &parquet::file::metadata::ParquetMetaData,
+    stream: &str,
+) -> Vec<usize> {
+    (0..meta.num_row_groups())
+        .filter(|&g| match meta.row_group(g).column(0).statistics() {
+            Some(Statistics::ByteArray(s)) => match (s.min_opt(), s.max_opt()) {
+                (Some(lo), Some(hi)) => {
+                    lo.as_bytes() <= stream.as_bytes() && stream.as_bytes() <= hi.as_bytes()
+                }
+                _ => true,
+            },
+            _ => true,
+        })
+        .collect()
 }
 
 /// Column `i` of an index batch, as the array type the schema gives it (checked when the file

@@ -10,7 +10,7 @@ use parquet::arrow::ProjectionMask;
 use parquet::data_type::AsBytes;
 use parquet::file::statistics::Statistics;
 
-use super::index::{Manifest, col, decoding, engine, open_index_file};
+use super::index::{Manifest, col, decoding, engine, groups_holding, open_index_file};
 use crate::error::Result;
 
 /// The instruments of `stream` (symbol by guest instrument id), from the index. A row group
@@ -34,21 +34,9 @@ pub fn instruments(
         let builder = open_index_file(&path)?;
         let meta = builder.metadata().clone();
         let mut read = Vec::new();
-        for g in 0..meta.num_row_groups() {
+        for g in groups_holding(&meta, stream) {
             let rg = meta.row_group(g);
             let key = rg.column(0).statistics();
-            let in_range = match key {
-                Some(Statistics::ByteArray(s)) => match (s.min_opt(), s.max_opt()) {
-                    (Some(lo), Some(hi)) => {
-                        lo.as_bytes() <= stream.as_bytes() && stream.as_bytes() <= hi.as_bytes()
-                    }
-                    _ => true,
-                },
-                _ => true,
-            };
-            if !in_range {
-                continue;
-            }
             let only_this = one(key).is_some_and(|k| k == stream.as_bytes());
             let instrument = rg.column(4).statistics();
             match (

@@ -136,9 +136,10 @@ pub trait EventSource: Send + Sync {
         records_from_envelopes(self, stream, range, f)
     }
 
-    /// The instruments `stream` names: symbol by guest instrument id
-    /// ([`crate::event::instrument_id`]), what reports of a backtest call them. Stores with
-    /// a columnar index answer without reading envelopes; the default reads the stream.
+    /// The stream's instrument table: the symbol of each instrument its events name, by guest
+    /// instrument id ([`crate::event::instrument_id`]). Guests get it
+    /// ([`crate::event::instrument_table`]) to name what a person reads, and reports name
+    /// instruments by it. Stores with an index answer from it; the default reads the stream.
     fn instruments(&self, stream: &str) -> Result<BTreeMap<u32, String>> {
         instruments_from_envelopes(self, stream)
     }

@@ -3,7 +3,8 @@
 //! (recorded by importers when the venue's update-id chain breaks) empties the book and
 //! marks it out of sync until the next snapshot: no silently wrong book. Exact: levels are kept as integer
 //! mantissas; the state shows the top `depth` levels per side, best first, as
-//! `[price, qty]` pairs, plus the last applied update id.
+//! `[price, qty]` pairs, plus the last applied update id. Books are kept by instrument id and
+//! shown by symbol (the id where the host named none).
 
 use std::collections::BTreeMap;
 
@@ -25,6 +26,9 @@ impl Default for Config {
 
 #[derive(Serialize, Deserialize, Default, Clone, Debug)]
 pub struct L2 {
+    /// The instrument's symbol, as the state names the book.
+    #[serde(default)]
+    pub symbol: String,
     /// price mantissa -> qty mantissa
     pub bids: BTreeMap<i64, i64>,
     pub asks: BTreeMap<i64, i64>,
@@ -63,6 +67,14 @@ pub struct Book {
     pub books: BTreeMap<u32, L2>,
 }
 
+/// The book of instrument `id`, named by its symbol when first seen.
+fn book<'b>(books: &'b mut BTreeMap<u32, L2>, id: u32, ctx: &ProjectorCtx<'_>) -> &'b mut L2 {
+    books.entry(id).or_insert_with(|| L2 {
+        symbol: ctx.name(id),
+        ..L2::default()
+    })
+}
+
 impl Projector for Book {
     type Config = Config;
 
@@ -73,11 +85,11 @@ impl Projector for Book {
         })
     }
 
-    fn on_event(&mut self, ev: &Event<'_>, _ctx: &mut ProjectorCtx<'_>) {
+    fn on_event(&mut self, ev: &Event<'_>, ctx: &mut ProjectorCtx<'_>) {
         let h = &ev.header;
         match ev.payload {
             Payload::BookSnapshot(s) => {
-                let b = self.books.entry(h.instrument).or_default();
+                let b = book(&mut self.books, h.instrument, ctx);
                 b.bids.clear();
                 b.asks.clear();
                 L2::apply(&mut b.bids, &s.bids);
@@ -87,14 +99,14 @@ impl Projector for Book {
                 b.in_sync = true;
             }
             Payload::BookDelta(d) => {
-                let b = self.books.entry(h.instrument).or_default();
+                let b = book(&mut self.books, h.instrument, ctx);
                 L2::apply(&mut b.bids, &d.bids);
                 L2::apply(&mut b.asks, &d.asks);
                 (b.last_update_id, b.px_scale, b.qty_scale, b.last_seq) =
                     (d.final_update_id, h.px_scale, h.qty_scale, h.seq);
             }
             Payload::Custom(c) if c.type_name == "book_gap" => {
-                let b = self.books.entry(h.instrument).or_default();
+                let b = book(&mut self.books, h.instrument, ctx);
                 b.bids.clear();
                 b.asks.clear();
                 b.in_sync = false;
@@ -127,7 +139,12 @@ impl Projector for Book {
                     "last_seq": b.last_seq,
                     "in_sync": b.in_sync,
                 });
-                (id.to_string(), v)
+                // A book restored from a snapshot taken before books had symbols: its id.
+                let name = match b.symbol.as_str() {
+                    "" => id.to_string(),
+                    s => s.to_string(),
+                };
+                (name, v)
             })
             .collect();
         serde_json::json!({ "books": books })

@@ -32,7 +32,8 @@ impl Status {
 
 #[derive(Serialize, Deserialize, Clone, Debug)]
 pub struct Order {
-    pub instrument: u32,
+    /// The instrument's symbol (its id where the host named none).
+    pub instrument: String,
     pub side: String,
     pub order_type: String,
     pub price: f64,
@@ -104,7 +105,7 @@ impl Projector for Orders {
         Ok(Orders::default())
     }
 
-    fn on_event(&mut self, ev: &Event<'_>, _ctx: &mut ProjectorCtx<'_>) {
+    fn on_event(&mut self, ev: &Event<'_>, ctx: &mut ProjectorCtx<'_>) {
         match ev.payload {
             Payload::OrderSubmitted(s) => {
                 if self.orders.contains_key(&s.client_order_id) {
@@ -114,7 +115,7 @@ impl Projector for Orders {
                 self.orders.insert(
                     s.client_order_id,
                     Order {
-                        instrument: ev.header.instrument,
+                        instrument: ctx.name(ev.header.instrument),
                         side: format!("{:?}", s.side).to_lowercase(),
                         order_type: format!("{:?}", s.order_type).to_lowercase(),
                         price: ev.px(s.price),

@@ -1,7 +1,8 @@
 //! Positions projector: per instrument, from fills: signed quantity, average entry price,
 //! realized PnL, fees, and counts. Average-cost accounting: a fill that reduces a position
 //! realizes `(price - avg) * closed_qty` (sign-adjusted); one that flips it opens the rest at
-//! the fill price.
+//! the fill price. Positions are keyed by the instrument's symbol (its id where the host
+//! named none).
 
 use std::collections::BTreeMap;
 
@@ -21,8 +22,8 @@ pub struct Position {
 
 #[derive(Serialize, Deserialize, Default)]
 pub struct Positions {
-    /// Keyed by instrument id.
-    pub instruments: BTreeMap<u32, Position>,
+    /// Keyed by instrument symbol.
+    pub instruments: BTreeMap<String, Position>,
 }
 
 impl Projector for Positions {
@@ -32,9 +33,15 @@ impl Projector for Positions {
         Ok(Positions::default())
     }
 
-    fn on_event(&mut self, ev: &Event<'_>, _ctx: &mut ProjectorCtx<'_>) {
+    fn on_event(&mut self, ev: &Event<'_>, ctx: &mut ProjectorCtx<'_>) {
         let Payload::Fill(f) = ev.payload else { return };
-        let p = self.instruments.entry(ev.header.instrument).or_default();
+        let id = ev.header.instrument;
+        let p = match ctx.symbol(id) {
+            Some(sym) if self.instruments.contains_key(sym) => {
+                self.instruments.get_mut(sym).expect("checked")
+            }
+            _ => self.instruments.entry(ctx.name(id)).or_default(),
+        };
         let (price, qty) = (ev.px(f.price), ev.qty(f.qty) * f.side.sign() as f64);
         p.fills += 1;
         p.volume += qty.abs();

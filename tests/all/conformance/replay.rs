@@ -5,7 +5,7 @@
 
 use serde_json::Value;
 use tapedeck::codec::EventBatchWriter;
-use tapedeck::event::instrument_id;
+use tapedeck::event::instrument_table;
 use tapedeck::replay::{Plugin, Point, ReplayOptions, ReplayReport, replay};
 use tapedeck::store::{SeqRange, Store, StoredSnapshot};
 use tapedeck_test_guests as guests;
@@ -40,20 +40,35 @@ pub fn replay_gives_the_reference_states(s: &mut dyn Subject) {
     let want = story(&mut *reference);
     let got = story(s);
     assert_eq!(got, want, "the memory store's replays");
+    for stream in STREAMS {
+        assert_eq!(
+            s.store().instruments(stream).unwrap(),
+            reference.store().instruments(stream).unwrap(),
+            "the instrument table of {stream}"
+        );
+    }
+    assert_eq!(
+        s.store()
+            .instruments(BTC)
+            .unwrap()
+            .into_values()
+            .collect::<Vec<_>>(),
+        ["BTCUSDT"]
+    );
 
     let final_state = |stream: &str, projector: &str| -> Value {
         let streams = got.full["streams"].as_array().unwrap();
         let s = streams.iter().find(|s| s["stream"] == stream).unwrap();
         s["final_states"][projector].clone()
     };
-    let btc = instrument_id("BTCUSDT").to_string();
-    let pos = &final_state(EXEC, "positions")["instruments"][&btc];
+    // Named by symbol: every store gives replay the stream's instrument table.
+    let pos = &final_state(EXEC, "positions")["instruments"]["BTCUSDT"];
     assert_eq!(
         (pos["fills"].as_u64(), pos["last_seq"].as_u64()),
         (Some(3), Some(6))
     );
     assert!((pos["qty"].as_f64().unwrap() - 0.2).abs() < 1e-9, "{pos}");
-    let book = &final_state(BTC, "book")["books"][&btc];
+    let book = &final_state(BTC, "book")["books"]["BTCUSDT"];
     assert_eq!(book["last_update_id"], 103);
     assert_eq!(book["last_seq"], 6);
     assert_eq!(book["in_sync"], true);
@@ -122,6 +137,8 @@ fn story(s: &mut dyn Subject) -> Story {
 fn snapshot_at(st: &dyn Store, stream: &str, p: &Plugin) -> StoredSnapshot {
     let mut inst = rt().instantiate(&p.module).unwrap();
     inst.init(&p.config).unwrap();
+    let symbols = st.instruments(stream).unwrap();
+    inst.set_instruments(&instrument_table(&symbols)).unwrap();
     let mut w = EventBatchWriter::new(Vec::new());
     let range = SeqRange {
         from: 1,

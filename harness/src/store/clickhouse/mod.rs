@@ -125,6 +125,10 @@ impl EventSource for ChStore {
         self.read_snapshots(stream)
     }
 
+    fn instruments(&self, stream: &str) -> Result<std::collections::BTreeMap<u32, String>> {
+        self.read_instruments(stream)
+    }
+
     fn describe(&self) -> String {
         self.uri.clone()
     }

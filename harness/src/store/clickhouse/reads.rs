@@ -145,6 +145,36 @@ impl ChStore {
         Ok(out)
     }
 
+    /// The instrument table of `stream`'s committed events (symbol by instrument id).
+    pub(super) fn read_instruments(
+        &self,
+        stream: &str,
+    ) -> Result<std::collections::BTreeMap<u32, String>> {
+        let ctx = format!("listing the instruments of {stream}");
+        let b = self.rt.block_on(fetch(
+            self.client
+                .query(
+                    "SELECT DISTINCT assumeNotNull(instrument) FROM events \
+                     WHERE stream_key = ? AND instrument IS NOT NULL \
+                     AND append_id IN (SELECT append_id FROM batches WHERE stream_key = ?)",
+                )
+                .bind(stream)
+                .bind(stream),
+            &ctx,
+        ))?;
+        // 18.16's DISTINCT can repeat a value (seen with rows of several parts): set here.
+        let mut c = Cur::new(&b);
+        let mut out = std::collections::BTreeMap::new();
+        while !c.is_empty() {
+            let sym = c.str().ok_or_else(|| Error::ClickHouse {
+                context: ctx.clone(),
+                message: "malformed result".into(),
+            })?;
+            out.insert(crate::event::instrument_id(sym), sym.to_string());
+        }
+        Ok(out)
+    }
+
     pub(super) fn read_envelopes(
         &self,
         stream: &str,

@@ -180,6 +180,27 @@ impl EventSource for PgStore {
         Ok(out)
     }
 
+    fn instruments(&self, stream: &str) -> Result<BTreeMap<u32, String>> {
+        let rows = self
+            .rt
+            .block_on(
+                sqlx::query(
+                    "SELECT DISTINCT instrument FROM event_log
+                     WHERE stream_key = $1 AND instrument IS NOT NULL ORDER BY 1",
+                )
+                .bind(stream)
+                .fetch_all(&self.pool),
+            )
+            .map_err(pg(format!("listing the instruments of {stream}")))?;
+        Ok(rows
+            .iter()
+            .map(|r| {
+                let sym: String = r.get(0);
+                (crate::event::instrument_id(&sym), sym)
+            })
+            .collect())
+    }
+
     fn read(
         &self,
         stream: &str,

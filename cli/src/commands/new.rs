@@ -1,0 +1,81 @@
+//! `tapedeck new`: a new guest crate that `tapedeck build` builds as written.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Result, bail};
+use tapedeck_guest_build::scaffold::{self, Kind, NewCrate, Sdk};
+
+/// Start a guest crate: a strategy or a projector, with native unit tests through the SDK's
+/// driver, an example config and a README. It is a workspace of its own, so it builds
+/// wherever it is put: `tapedeck build DIR` right away, `cargo test` in it for the tests.
+#[derive(clap::Args, Debug)]
+pub struct New {
+    /// What the module is.
+    #[arg(value_enum)]
+    pub kind: KindArg,
+    /// The crate (package) name: lowercase letters, digits, `-` and `_`.
+    pub name: String,
+    /// Directory to create [default: ./NAME]; it must not exist or be empty.
+    #[arg(long)]
+    pub path: Option<PathBuf>,
+    /// Where the crate gets the guest SDK: a `guest-sdk` directory, or the git URL of a
+    /// Tapedeck repository [default: the `guest-sdk` of the source tree this binary was built
+    /// from].
+    #[arg(long, value_name = "PATH|GIT_URL")]
+    pub sdk: Option<String>,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug)]
+pub enum KindArg {
+    Strategy,
+    Projector,
+}
+
+impl New {
+    pub fn run(self) -> Result<ExitCode> {
+        if let Err(why) = scaffold::check_name(&self.name) {
+            bail!("{why}");
+        }
+        let sdk = match self.sdk.as_deref() {
+            Some(s) => Sdk::parse(s),
+            None => match Sdk::built_from() {
+                Some(sdk) => sdk,
+                None => bail!(
+                    "the guest SDK this tapedeck was built from is gone; pass --sdk PATH (a \
+                     clone's guest-sdk directory) or --sdk GIT_URL (the Tapedeck repository)"
+                ),
+            },
+        };
+        if let Sdk::Path(p) = &sdk
+            && !p.join("Cargo.toml").is_file()
+        {
+            bail!(
+                "--sdk {}: no Cargo.toml there; give a `guest-sdk` directory",
+                p.display()
+            );
+        }
+        let kind = match self.kind {
+            KindArg::Strategy => Kind::Strategy,
+            KindArg::Projector => Kind::Projector,
+        };
+        let dir = self.path.unwrap_or_else(|| PathBuf::from(&self.name));
+        let written = scaffold::create(&NewCrate {
+            kind,
+            name: self.name.clone(),
+            dir: dir.clone(),
+            sdk,
+        })?;
+        for f in &written {
+            eprintln!("  wrote {}", f.display());
+        }
+        outln!("{}", dir.display());
+        eprintln!(
+            "next: tapedeck build {d}    (the module: target/guests/{n}.wasm)\n      \
+             cd {d} && cargo test     (its unit tests, natively)",
+            d = dir.display(),
+            n = self.name
+        );
+        Ok(ExitCode::SUCCESS)
+    }
+}
