@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::{Result, bail};
+use anyhow::{Context, Result, bail};
 use tapedeck_guest_build::scaffold::{self, Kind, NewCrate, Sdk};
 
 /// Start a guest crate: a strategy or a projector, with native unit tests through the SDK's
@@ -47,14 +47,20 @@ impl New {
                 ),
             },
         };
-        if let Sdk::Path(p) = &sdk
-            && !p.join("Cargo.toml").is_file()
-        {
-            bail!(
-                "--sdk {}: no Cargo.toml there; give a `guest-sdk` directory",
-                p.display()
-            );
-        }
+        // A path as the new crate's Cargo.toml needs it: absolute (it is not where we are).
+        let sdk = match sdk {
+            Sdk::Path(p) if p.join("Cargo.toml").is_file() => Sdk::Path(
+                p.canonicalize()
+                    .with_context(|| format!("resolving --sdk {}", p.display()))?,
+            ),
+            Sdk::Path(p) => {
+                bail!(
+                    "--sdk {}: no Cargo.toml there; give a `guest-sdk` directory",
+                    p.display()
+                )
+            }
+            git => git,
+        };
         let kind = match self.kind {
             KindArg::Strategy => Kind::Strategy,
             KindArg::Projector => Kind::Projector,
