@@ -24,10 +24,13 @@
 //! (0: as fast as connections take it); `disconnect_every` drops every WebSocket connection
 //! (no close frame: the exchange went away) after each N messages. A connection that falls
 //! more than [`BACKLOG`] messages behind is closed, as Binance closes slow consumers.
+//!
+//! Here: the options and the player (the capture read and paced on a thread of its own);
+//! `serve` has the sockets (HTTP and WebSocket), `state` what the two share.
 
 mod serve;
+mod state;
 
-use std::collections::BTreeMap;
 use std::io::BufRead;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -38,21 +41,14 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use tokio::net::TcpListener;
 use tokio::sync::{Notify, broadcast};
-use tokio_tungstenite::tungstenite::Utf8Bytes;
 
 use crate::error::{Error, Result};
-use crate::import::binance::book::Book;
 use crate::import::binance::message::{Head, Payload, Snapshot, capture_line};
-use crate::import::binance::sync::{Diff, Step, SyncState};
 use crate::net;
-use serve::{RestLimit, accept};
+use serve::accept;
+use state::{Frame, Oracle, RestLimit, Shared};
 
-/// Messages a connection may fall behind before it is closed.
-pub const BACKLOG: usize = 1 << 16;
-/// How long a depth request waits for a book the capture has not reached yet.
-const BOOK_WAIT: Duration = Duration::from_secs(5);
-/// Binance's largest depth `limit`.
-const MAX_LIMIT: usize = 5000;
+pub use state::{BACKLOG, Status};
 
 #[derive(Debug, Clone)]
 pub struct FeedOptions {
@@ -96,100 +92,6 @@ impl Default for FeedOptions {
             rest_window: Duration::from_secs(60),
         }
     }
-}
-
-/// What the simulator has done, as `GET /sim/status` says it.
-#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
-pub struct Status {
-    /// Capture messages sent (to whoever was connected).
-    pub sent: u64,
-    /// Connections dropped by `disconnect_every`.
-    pub disconnects: u64,
-    /// WebSocket connections accepted.
-    pub connections: u64,
-    /// Depth snapshots served.
-    pub snapshots_served: u64,
-    /// Capture lines that could not be served (not `<ts> <json>`, or not a stream message).
-    pub skipped_lines: u64,
-    /// Pings sent, and pongs that answered one.
-    pub pings: u64,
-    pub pongs: u64,
-    /// Connections closed for not answering a ping in time.
-    pub pong_timeouts: u64,
-    /// REST requests answered 429 (over the limit) and 418 (sent during a 429's wait).
-    pub rate_limited: u64,
-    pub banned: u64,
-    /// The whole capture has been sent.
-    pub done: bool,
-}
-
-/// The capture's book of one symbol, kept in sync the documented way, and the same book
-/// `lag` applied diffs behind (what the depth endpoint serves).
-#[derive(Debug, Default)]
-struct Oracle {
-    sync: SyncState,
-    book: Book,
-    lag: usize,
-    /// The last `lag` applied diffs, oldest first: not yet in `lagged`.
-    behind: std::collections::VecDeque<Diff>,
-    lagged: Book,
-}
-
-impl Oracle {
-    fn snapshot(&mut self, s: Snapshot) {
-        self.book = Book::from_levels(s.last_update_id, &s.bids, &s.asks);
-        self.lagged = self.book.clone();
-        self.behind.clear();
-        for p in self.sync.snapshot(s.last_update_id) {
-            self.diff(p.diff);
-        }
-    }
-
-    fn diff(&mut self, d: Diff) {
-        if let Step::Apply(d) = self.sync.diff(d, 0, 0) {
-            self.book.apply(d.last, &d.bids, &d.asks);
-            self.behind.push_back(d);
-            while self.behind.len() > self.lag {
-                let d = self.behind.pop_front().expect("not empty");
-                self.lagged.apply(d.last, &d.bids, &d.asks);
-            }
-        }
-    }
-
-    /// Whether the book is known (a snapshot, or in sync since).
-    fn known(&self) -> bool {
-        self.sync.last_u.is_some() || self.sync.snapshot_id.is_some()
-    }
-}
-
-#[derive(Debug, Clone)]
-enum Frame {
-    Msg { stream: Arc<str>, text: Utf8Bytes },
-    Disconnect,
-}
-
-#[derive(Debug)]
-struct Shared {
-    books: Mutex<BTreeMap<String, Oracle>>,
-    /// Woken when a book becomes known.
-    book_known: Notify,
-    tx: broadcast::Sender<Frame>,
-    /// Taken by the first WebSocket connection to start the playback.
-    start: Mutex<Option<std::sync::mpsc::SyncSender<()>>>,
-    sent: AtomicU64,
-    disconnects: AtomicU64,
-    connections: AtomicU64,
-    snapshots_served: AtomicU64,
-    skipped_lines: AtomicU64,
-    done: AtomicBool,
-    pings: AtomicU64,
-    pongs: AtomicU64,
-    pong_timeouts: AtomicU64,
-    rate_limited: AtomicU64,
-    banned: AtomicU64,
-    ping_every: Option<Duration>,
-    pong_timeout: Duration,
-    rest: Option<Mutex<RestLimit>>,
 }
 
 /// A running simulator.
@@ -282,24 +184,6 @@ impl FeedServer {
     /// Serves until SIGINT or SIGTERM.
     pub fn wait(&self) -> Result<()> {
         self.rt.block_on(net::until_signal(|| false))
-    }
-}
-
-impl Shared {
-    fn status(&self) -> Status {
-        Status {
-            sent: self.sent.load(Relaxed),
-            disconnects: self.disconnects.load(Relaxed),
-            connections: self.connections.load(Relaxed),
-            snapshots_served: self.snapshots_served.load(Relaxed),
-            skipped_lines: self.skipped_lines.load(Relaxed),
-            pings: self.pings.load(Relaxed),
-            pongs: self.pongs.load(Relaxed),
-            pong_timeouts: self.pong_timeouts.load(Relaxed),
-            rate_limited: self.rate_limited.load(Relaxed),
-            banned: self.banned.load(Relaxed),
-            done: self.done.load(Relaxed),
-        }
     }
 }
 

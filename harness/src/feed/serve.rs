@@ -5,7 +5,7 @@ use std::collections::HashSet;
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
@@ -20,69 +20,28 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role};
 
-use super::{BOOK_WAIT, Frame, MAX_LIMIT, Shared};
+use super::state::{BOOK_WAIT, Frame, MAX_LIMIT, Refusal, Shared};
 use crate::net;
 
-/// The REST limit's window: requests counted since `start`; past the limit, none may come
-/// before `blocked_until`.
-#[derive(Debug)]
-pub(super) struct RestLimit {
-    limit: u32,
-    window: Duration,
-    start: Instant,
-    count: u32,
-    blocked_until: Option<Instant>,
-}
-
-impl RestLimit {
-    pub(super) fn new(limit: u32, window: Duration) -> Self {
-        RestLimit {
-            limit,
-            window,
-            start: Instant::now(),
-            count: 0,
-            blocked_until: None,
+/// A rate-limited request's answer (counted).
+fn refusal(shared: &Shared, r: Refusal) -> Resp {
+    let (mut resp, wait) = match r {
+        Refusal::TooMany { retry_after } => {
+            shared.rate_limited.fetch_add(1, Relaxed);
+            let msg = "Too many requests; wait for the Retry-After.";
+            (
+                error(StatusCode::TOO_MANY_REQUESTS, -1003, msg),
+                retry_after,
+            )
         }
-    }
-
-    /// None: the request may go through; else its refusal.
-    fn check(&mut self, now: Instant, shared: &Shared) -> Option<Resp> {
-        let retry_after = |until: Instant| {
-            // Whole seconds, rounded up: a client that waits them is past the block.
-            let left = until.saturating_duration_since(now);
-            left.as_secs() + u64::from(left.subsec_nanos() > 0)
-        };
-        if let Some(until) = self.blocked_until.filter(|u| now < *u) {
+        Refusal::Banned { retry_after } => {
             shared.banned.fetch_add(1, Relaxed);
-            let mut r = error(
-                StatusCode::IM_A_TEAPOT,
-                -1003,
-                "Way too many requests; IP banned until the Retry-After has passed.",
-            );
-            r.headers_mut()
-                .insert("retry-after", retry_after(until).into());
-            return Some(r);
+            let msg = "Way too many requests; IP banned until the Retry-After has passed.";
+            (error(StatusCode::IM_A_TEAPOT, -1003, msg), retry_after)
         }
-        if now.duration_since(self.start) >= self.window {
-            self.start = now;
-            self.count = 0;
-        }
-        self.count += 1;
-        if self.count <= self.limit {
-            return None;
-        }
-        let until = self.start + self.window;
-        self.blocked_until = Some(until);
-        shared.rate_limited.fetch_add(1, Relaxed);
-        let mut r = error(
-            StatusCode::TOO_MANY_REQUESTS,
-            -1003,
-            "Too many requests; wait for the Retry-After.",
-        );
-        r.headers_mut()
-            .insert("retry-after", retry_after(until).into());
-        Some(r)
-    }
+    };
+    resp.headers_mut().insert("retry-after", wait.into());
+    resp
 }
 
 pub(super) async fn accept(listener: TcpListener, tls: Option<TlsAcceptor>, shared: Arc<Shared>) {
@@ -142,9 +101,9 @@ async fn handle(
             let refused = shared
                 .rest
                 .as_ref()
-                .and_then(|r| r.lock().unwrap().check(Instant::now(), &shared));
+                .and_then(|r| r.lock().unwrap().check(Instant::now()));
             match refused {
-                Some(r) => r,
+                Some(r) => refusal(&shared, r),
                 None => depth(&shared, &req).await,
             }
         }
