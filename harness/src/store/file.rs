@@ -171,17 +171,25 @@ impl FileStore {
         log::parts(&self.root)
     }
 
-    /// Calls `f` on every event of the log in log order, with its file, line and day.
+    /// Calls `f` on every event of the log in log order, with its file, line and day, until
+    /// `f` says it has seen enough (`Ok(false)`): the rest of the log is not read.
     fn scan(
         &self,
         filter: Option<&str>,
-        f: &mut dyn FnMut(Envelope, &Path, u64, &str) -> Result<()>,
+        f: &mut dyn FnMut(Envelope, &Path, u64, &str) -> Result<bool>,
     ) -> Result<()> {
         let needle =
             filter.map(|s| format!("\"stream_key\":{}", serde_json::to_string(s).unwrap()));
+        let mut more = true;
         for (day, dir) in log::days(&self.root)? {
             for part in log::parts_of(&dir)? {
+                if !more {
+                    return Ok(());
+                }
                 log::lines(&part, &mut |line, lineno| {
+                    if !more {
+                        return Ok(());
+                    }
                     if let Some(n) = &needle
                         && std::str::from_utf8(line).is_ok_and(|l| !l.contains(n.as_str()))
                     {
@@ -195,7 +203,8 @@ impl FileStore {
                                 "not an event envelope: {e}; `tapedeck fsck --store DIR --repair` sets it aside"
                             ),
                         })?;
-                    f(e, &part, lineno, &day)
+                    more = f(e, &part, lineno, &day)?;
+                    Ok(())
                 })?;
             }
         }
@@ -231,7 +240,7 @@ impl FileStore {
                 .or_insert_with(|| StreamInfo::new(&e))
                 .add(&e);
             v.last_day.insert(e.stream_key, day.to_string());
-            Ok(())
+            Ok(true)
         })?;
         Ok(self.view.get_or_init(|| v))
     }
@@ -305,7 +314,7 @@ impl EventSource for FileStore {
         let mut last = 0;
         self.scan(Some(stream), &mut |e, path, line, _| {
             if e.stream_key != stream {
-                return Ok(());
+                return Ok(true);
             }
             if e.seq != last + 1 {
                 return Err(Error::Corrupt {
@@ -315,7 +324,11 @@ impl EventSource for FileStore {
                 });
             }
             last = e.seq;
-            if range.contains(e.seq) { f(e) } else { Ok(()) }
+            if range.contains(e.seq) {
+                f(e)?;
+            }
+            // Past the range's end the log has nothing more for this read.
+            Ok(last < range.to)
         })
     }
 
