@@ -37,7 +37,7 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use super::dirs::sorted_entries;
+use super::dirs::{is_snapshot_file, sorted_entries};
 use super::index_state::IndexState;
 use super::lock::WriterLock;
 use super::log::{self, LogView, io};
@@ -290,16 +290,6 @@ impl FileStore {
     }
 }
 
-/// Whether `p` is named like a stored snapshot (`<seq>.<projector>.json`); temporary files of
-/// an interrupted write (`*.tmpNNN`) are not.
-pub(super) fn is_snapshot_file(p: &Path) -> bool {
-    p.file_name()
-        .and_then(|n| n.to_str())
-        .and_then(|n| n.strip_suffix(".json"))
-        .and_then(|n| n.split_once('.'))
-        .is_some_and(|(seq, _)| !seq.is_empty() && seq.bytes().all(|b| b.is_ascii_digit()))
-}
-
 impl EventSource for FileStore {
     fn streams(&self) -> Result<Vec<StreamInfo>> {
         Ok(self.view()?.infos.values().cloned().collect())
@@ -324,9 +314,7 @@ impl EventSource for FileStore {
                 });
             }
             last = e.seq;
-            if range.contains(e.seq) {
-                f(e)?;
-            }
+            range.contains(e.seq).then(|| f(e)).transpose()?;
             // Past the range's end the log has nothing more for this read.
             Ok(last < range.to)
         })
