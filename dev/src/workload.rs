@@ -122,17 +122,23 @@ pub fn quote_workload(capture: &Path, quotes: u64, out: &Path) -> Result<Workloa
 mod tests {
     use super::*;
 
-    /// The shared capture; tests needing it skip (saying so) where it is absent.
+    /// The shared capture (`$TAPEDECK_SHARED_DIR`, else `../shared` beside the repository);
+    /// tests needing it skip, saying so, where it is absent.
     pub fn capture() -> Option<PathBuf> {
-        let p = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-            .join("../../shared/data/binance/spot_btcusdt_20240808.gz");
+        let shared = std::env::var_os("TAPEDECK_SHARED_DIR").map_or_else(
+            || PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared"),
+            PathBuf::from,
+        );
+        let p = shared.join("data/binance/spot_btcusdt_20240808.gz");
         p.exists().then_some(p)
     }
 
     #[test]
     fn the_workload_repeats_the_capture_quotes_with_shifted_times() {
         let Some(cap) = capture() else {
-            eprintln!("skipped: ../shared/data/binance/spot_btcusdt_20240808.gz is absent");
+            eprintln!(
+                "skipping: ../shared/data/binance/spot_btcusdt_20240808.gz not found (set TAPEDECK_SHARED_DIR)"
+            );
             return;
         };
         let dir = std::env::temp_dir().join(format!("td-workload-{}", std::process::id()));

@@ -16,7 +16,7 @@ use tapedeck::store::{EventSource, FileStore};
 use tapedeck::venue::VenueConfig;
 use tapedeck_test_guests as guests;
 
-use super::{assert_same_run_dirs, fixtures, load, rt, tmp};
+use super::{assert_same_run_dirs, fixtures, fixtures_uri, load, rt, tapedeck, tmp};
 
 fn venue() -> VenueConfig {
     VenueConfig {
@@ -186,4 +186,61 @@ fn the_quote_workload_backtests_in_one_stream() {
         "{}",
         p.equity.len()
     );
+}
+
+#[test]
+fn the_backtest_command_writes_the_run_directory_and_refuses_bad_spans() {
+    let out = tmp("command");
+    let o = tapedeck(&[
+        "backtest",
+        "--store",
+        &fixtures_uri(),
+        "--strategy",
+        guests::EMA_CROSS,
+        "--period",
+        "10s",
+        "--capital",
+        "1000",
+        "--latency-us",
+        "3",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(stdout.contains("Sharpe (annualized)"), "{stdout}");
+    for f in [
+        "summary.json",
+        "config.json",
+        "report.md",
+        "report.html",
+        "junit.xml",
+        "decisions.parquet",
+        "trades.parquet",
+        "equity_curve.parquet",
+    ] {
+        assert!(out.join(f).is_file(), "{f} missing");
+    }
+    let card: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("config.json")).unwrap()).unwrap();
+    assert_eq!(card["stats"]["period_ns"], 10_000_000_000i64);
+    assert_eq!(card["stats"]["capital"], 1000.0);
+    assert_eq!(card["venue"]["latency_ns"], 3000);
+    assert_eq!(card["venue"]["equity_interval_ns"], 60_000_000_000i64);
+    let o = tapedeck(&[
+        "backtest",
+        "--store",
+        &fixtures_uri(),
+        "--strategy",
+        guests::EMA_CROSS,
+        "--period",
+        "1.5s",
+    ]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("is not a span of time"));
 }

@@ -37,7 +37,7 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use super::dirs::sorted_entries;
+use super::dirs::{is_snapshot_file, sorted_entries};
 use super::index_state::IndexState;
 use super::lock::WriterLock;
 use super::log::{self, LogView, io};
@@ -171,17 +171,25 @@ impl FileStore {
         log::parts(&self.root)
     }
 
-    /// Calls `f` on every event of the log in log order, with its file, line and day.
+    /// Calls `f` on every event of the log in log order, with its file, line and day, until
+    /// `f` says it has seen enough (`Ok(false)`): the rest of the log is not read.
     fn scan(
         &self,
         filter: Option<&str>,
-        f: &mut dyn FnMut(Envelope, &Path, u64, &str) -> Result<()>,
+        f: &mut dyn FnMut(Envelope, &Path, u64, &str) -> Result<bool>,
     ) -> Result<()> {
         let needle =
             filter.map(|s| format!("\"stream_key\":{}", serde_json::to_string(s).unwrap()));
+        let mut more = true;
         for (day, dir) in log::days(&self.root)? {
             for part in log::parts_of(&dir)? {
+                if !more {
+                    return Ok(());
+                }
                 log::lines(&part, &mut |line, lineno| {
+                    if !more {
+                        return Ok(());
+                    }
                     if let Some(n) = &needle
                         && std::str::from_utf8(line).is_ok_and(|l| !l.contains(n.as_str()))
                     {
@@ -195,7 +203,8 @@ impl FileStore {
                                 "not an event envelope: {e}; `tapedeck fsck --store DIR --repair` sets it aside"
                             ),
                         })?;
-                    f(e, &part, lineno, &day)
+                    more = f(e, &part, lineno, &day)?;
+                    Ok(())
                 })?;
             }
         }
@@ -231,7 +240,7 @@ impl FileStore {
                 .or_insert_with(|| StreamInfo::new(&e))
                 .add(&e);
             v.last_day.insert(e.stream_key, day.to_string());
-            Ok(())
+            Ok(true)
         })?;
         Ok(self.view.get_or_init(|| v))
     }
@@ -281,16 +290,6 @@ impl FileStore {
     }
 }
 
-/// Whether `p` is named like a stored snapshot (`<seq>.<projector>.json`); temporary files of
-/// an interrupted write (`*.tmpNNN`) are not.
-pub(super) fn is_snapshot_file(p: &Path) -> bool {
-    p.file_name()
-        .and_then(|n| n.to_str())
-        .and_then(|n| n.strip_suffix(".json"))
-        .and_then(|n| n.split_once('.'))
-        .is_some_and(|(seq, _)| !seq.is_empty() && seq.bytes().all(|b| b.is_ascii_digit()))
-}
-
 impl EventSource for FileStore {
     fn streams(&self) -> Result<Vec<StreamInfo>> {
         Ok(self.view()?.infos.values().cloned().collect())
@@ -305,7 +304,7 @@ impl EventSource for FileStore {
         let mut last = 0;
         self.scan(Some(stream), &mut |e, path, line, _| {
             if e.stream_key != stream {
-                return Ok(());
+                return Ok(true);
             }
             if e.seq != last + 1 {
                 return Err(Error::Corrupt {
@@ -315,7 +314,9 @@ impl EventSource for FileStore {
                 });
             }
             last = e.seq;
-            if range.contains(e.seq) { f(e) } else { Ok(()) }
+            range.contains(e.seq).then(|| f(e)).transpose()?;
+            // Past the range's end the log has nothing more for this read.
+            Ok(last < range.to)
         })
     }
 

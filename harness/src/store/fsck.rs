@@ -24,7 +24,8 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-use super::file::{FileStore, is_snapshot_file};
+use super::dirs::is_snapshot_file;
+use super::file::FileStore;
 use super::index::{Manifest, day_file_problem, log_view, read_manifest};
 use super::index_state::state;
 use super::log::{self, io};

@@ -144,3 +144,63 @@ fn drawdown_is_peak_to_trough_of_marked_equity() {
     assert!((p.max_drawdown - 20.0).abs() < 1e-12, "{}", p.max_drawdown);
     assert!((p.pnl + 5.0).abs() < 1e-12);
 }
+
+#[test]
+fn with_an_interval_the_curve_keeps_every_fill_and_one_point_per_interval() {
+    // Quotes every 1000 ns (seq * 1000); an interval of 2500 ns; a fill at seq 4.
+    let events: Vec<Envelope> = (1..=9).map(|s| quote(s, "100", "101")).collect();
+    let cfg = VenueConfig {
+        equity_interval_ns: Some(2500),
+        ..Default::default()
+    };
+    let p = simulate(
+        &events,
+        &[order(4, "buy", "market", "0", "1")],
+        &ids(),
+        &cfg,
+    );
+    let seqs: Vec<u64> = p.equity.iter().map(|e| e.seq).collect();
+    // Intervals [0, 2500): seqs 1-2, [2500, 5000): 3-4, [5000, 7500): 5-7, [7500, ..): 8-9.
+    // The first event of each, the fill at 4, and the last event.
+    assert_eq!(seqs, [1, 3, 4, 5, 8, 9]);
+}
+
+#[test]
+fn closing_fills_realize_pnl_against_average_cost() {
+    let events = [
+        quote(1, "100", "101"),
+        quote(2, "110", "111"),
+        quote(3, "90", "91"),
+        quote(4, "95", "96"),
+        quote(5, "95", "96"),
+    ];
+    let p = simulate(
+        &events,
+        &[
+            // Long 2 at 101; sell 1 at 110 (+9); sell 2 at 90: closes 1 (-11), opens a short
+            // at 90; buy 1 at 96 closes it (-6).
+            order(1, "buy", "market", "0", "2"),
+            order(2, "sell", "market", "0", "1"),
+            order(3, "sell", "market", "0", "2"),
+            order(4, "buy", "market", "0", "1"),
+        ],
+        &ids(),
+        &VenueConfig {
+            taker_fee_bps: 0.0,
+            ..Default::default()
+        },
+    );
+    let s = &p.stats;
+    assert_eq!((s.closed.trades, s.closed.wins, s.closed.losses), (3, 1, 2));
+    assert_eq!((s.closed.gross_win, s.closed.gross_loss), (9.0, 17.0));
+    assert_eq!((s.avg_win, s.avg_loss), (Some(9.0), Some(-8.5)));
+    assert_eq!(s.profit_factor, Some(9.0 / 17.0));
+    assert_eq!(s.win_rate, Some(1.0 / 3.0));
+    // -202 + 110 + 180 - 96 = -8: the realized -8, flat at the end.
+    assert!((p.pnl + 8.0).abs() < 1e-12, "{}", p.pnl);
+    // A position is open from the event at 1000 ns until the one at 4000 ns, of 4000 ns.
+    assert_eq!((s.exposure_ns, s.span_ns), (3000, 4000));
+    assert_eq!(s.exposure, Some(0.75));
+    let x = &s.instruments["X"];
+    assert_eq!((x.fills, x.position, x.closed.trades), (4, 0.0, 3));
+}

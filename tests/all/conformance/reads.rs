@@ -38,8 +38,16 @@ pub fn read_ranges_give_exactly_the_range(s: &mut dyn Subject) {
             );
             check_records(s.store(), stream, range, &want);
         }
+        // The instruments a backtest names ids by: those of the stream's events.
+        let want: std::collections::BTreeMap<u32, String> = events
+            .iter()
+            .filter_map(|e| e.instrument.clone())
+            .map(|sym| (tapedeck::event::instrument_id(&sym), sym))
+            .collect();
+        assert_eq!(s.store().instruments(stream).unwrap(), want, "{stream}");
     }
     assert!(read_all(s.store(), SOL).is_empty(), "an unknown stream");
+    assert!(s.store().instruments(SOL).unwrap().is_empty());
     check_records(s.store(), SOL, SeqRange::ALL, &[]);
 }
 
