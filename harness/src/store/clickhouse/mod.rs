@@ -133,10 +133,6 @@ impl EventSource for ChStore {
         self.uri.clone()
     }
 
-    fn instruments(&self, stream: &str) -> Result<std::collections::BTreeMap<u32, String>> {
-        self.read_instruments(stream)
-    }
-
     fn read_records(&self, stream: &str, range: SeqRange, f: &mut RecordSink<'_>) -> Result<()> {
         if !self.packed_current {
             return super::records_from_envelopes(self, stream, range, f);

@@ -317,34 +317,6 @@ impl ChStore {
         Ok(out)
     }
 
-    /// The instruments `stream` names, from the `instrument` column (rows of an append still
-    /// in flight may add one: a symbol for an id no committed event carries is never asked for).
-    pub(super) fn read_instruments(
-        &self,
-        stream: &str,
-    ) -> Result<std::collections::BTreeMap<u32, String>> {
-        let what = format!("reading the instruments of {stream}");
-        let b = self.rt.block_on(fetch(
-            self.client
-                .query(
-                    "SELECT DISTINCT assumeNotNull(instrument) FROM events \
-                     WHERE stream_key = ? AND instrument IS NOT NULL",
-                )
-                .bind(stream),
-            &what,
-        ))?;
-        let mut c = Cur::new(&b);
-        let mut out = std::collections::BTreeMap::new();
-        while !c.is_empty() {
-            let sym = c.str().ok_or_else(|| Error::ClickHouse {
-                context: what.clone(),
-                message: "malformed result".into(),
-            })?;
-            out.insert(crate::event::instrument_id(sym), sym.to_string());
-        }
-        Ok(out)
-    }
-
     pub(super) fn read_snapshots(&self, stream: &str) -> Result<Vec<StoredSnapshot>> {
         let b = self.rt.block_on(fetch(
             self.client

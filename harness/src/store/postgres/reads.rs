@@ -275,28 +275,6 @@ impl EventSource for PgStore {
         self.uri.clone()
     }
 
-    /// From the `instrument` column, in SQL: no envelope is read.
-    fn instruments(&self, stream: &str) -> Result<BTreeMap<u32, String>> {
-        let rows = self
-            .rt
-            .block_on(
-                sqlx::query(
-                    "SELECT DISTINCT instrument FROM event_log
-                     WHERE stream_key = $1 AND instrument IS NOT NULL",
-                )
-                .bind(stream)
-                .fetch_all(&self.pool),
-            )
-            .map_err(pg(format!("reading the instruments of {stream}")))?;
-        Ok(rows
-            .iter()
-            .map(|r| {
-                let sym: String = r.get(0);
-                (crate::event::instrument_id(&sym), sym)
-            })
-            .collect())
-    }
-
     fn read_records(&self, stream: &str, range: SeqRange, f: &mut RecordSink<'_>) -> Result<()> {
         if !self.packed_current {
             return crate::store::records_from_envelopes(self, stream, range, f);
