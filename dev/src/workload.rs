@@ -90,7 +90,20 @@ pub fn quote_workload(capture: &Path, quotes: u64, out: &Path) -> Result<Workloa
     if fresh && FileStore::open(out)?.fresh_index()?.is_some() {
         return Ok(w);
     }
-    let _ = std::fs::remove_dir_all(out);
+    // Only a directory this command made (or an empty or missing one) is replaced.
+    let empty = std::fs::read_dir(out).map_or(true, |mut d| d.next().is_none());
+    if !empty && !spec_path.exists() {
+        return Err(tapedeck::Error::message(
+            "bench workload",
+            format!(
+                "{} is not a workload store (no workload.json); choose an empty or new directory",
+                out.display()
+            ),
+        ));
+    }
+    if out.exists() {
+        std::fs::remove_dir_all(out).map_err(|e| tapedeck::Error::io(out, e))?;
+    }
     let mut store = FileStore::create(out, FileStoreOptions::default())?;
     let mut chunk: Vec<Envelope> = Vec::with_capacity(100_000);
     for i in 0..quotes {

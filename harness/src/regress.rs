@@ -8,7 +8,7 @@ use serde_json::Value;
 
 use crate::decision::Decision;
 use crate::error::Result;
-use crate::event::{Envelope, instrument_id};
+use crate::event::Envelope;
 use crate::replay::{BatchObserver, Finding, Plugin, ReplayOptions, StreamReport, replay_observed};
 use crate::runtime::Runtime;
 use crate::stats::StatsConfig;
@@ -251,13 +251,13 @@ pub fn regress(
         &StatsConfig::default(),
     )?;
     let mut streams = Vec::with_capacity(executed.len());
-    for (s, perf) in executed {
+    for (mut s, perf) in executed {
         let [b_perf, c_perf]: [Performance; 2] = perf.try_into().expect("two strategies");
-        let none = Vec::new();
-        let b = s.outputs.get(BASELINE).unwrap_or(&none);
-        let c = s.outputs.get(CANDIDATE).unwrap_or(&none);
+        let b = s.outputs.remove(BASELINE).unwrap_or_default();
+        let c = s.outputs.remove(CANDIDATE).unwrap_or_default();
+        let names = crate::event::instrument_table(&source.instruments(&s.stream)?);
         // The event the strategies first diverge at, read from the store (its envelope).
-        let first_divergence = match first_divergence(b, c, &[]) {
+        let first_divergence = match first_divergence(&b, &c, &[], &names) {
             None => None,
             Some(d) => {
                 let mut at = Vec::new();
@@ -272,18 +272,18 @@ pub fn regress(
                         Ok(())
                     },
                 )?;
-                first_divergence(b, c, &at)
+                first_divergence(&b, &c, &at, &names)
             }
         };
         streams.push(StreamRegress {
-            stream: s.stream.clone(),
+            stream: s.stream,
             events: s.events,
             first_divergence,
             baseline: b_perf,
             candidate: c_perf,
-            findings: s.findings.clone(),
-            decisions: [b.clone(), c.clone()],
-            instruments: crate::event::instrument_table(&source.instruments(&s.stream)?),
+            findings: s.findings,
+            decisions: [b, c],
+            instruments: names,
         });
     }
     let mut report = RegressReport {
@@ -301,8 +301,15 @@ pub fn regress(
     Ok(report)
 }
 
-/// The first seq at which the two decision logs differ, with both sides' outputs there.
-pub fn first_divergence(b: &[Decision], c: &[Decision], events: &[Envelope]) -> Option<Divergence> {
+/// The first seq at which the two decision logs differ, with both sides' outputs there (their
+/// instruments named by the stream's table `names`) and the event at that seq if `events`
+/// holds it.
+pub fn first_divergence(
+    b: &[Decision],
+    c: &[Decision],
+    events: &[Envelope],
+    names: &tapedeck_guest::Instruments,
+) -> Option<Divergence> {
     let i = (0..b.len().max(c.len())).find(|&i| match (b.get(i), c.get(i)) {
         (Some(x), Some(y)) => x.seq != y.seq || x.output != y.output,
         _ => true,
@@ -312,16 +319,10 @@ pub fn first_divergence(b: &[Decision], c: &[Decision], events: &[Envelope]) -> 
         (Some(x), None) | (None, Some(x)) => x.seq,
         (None, None) => unreachable!("i is below the longer length"),
     };
-    let names = tapedeck_guest::Instruments::new(
-        events
-            .iter()
-            .filter_map(|e| e.instrument.as_ref())
-            .map(|sym| (instrument_id(sym), sym.clone())),
-    );
     let at = |d: &[Decision]| {
         d.iter()
             .filter(|x| x.seq == seq)
-            .map(|x| x.output.to_json_named(&names))
+            .map(|x| x.output.to_json_named(names))
             .collect::<Vec<_>>()
     };
     let event = events.iter().find(|e| e.seq == seq);
@@ -365,11 +366,13 @@ mod tests {
 
     #[test]
     fn divergence_is_the_first_differing_decision() {
+        let none = tapedeck_guest::Instruments::default();
         assert_eq!(
             first_divergence(
                 &[d(1, "buy"), d(5, "sell")],
                 &[d(1, "buy"), d(5, "sell")],
-                &[]
+                &[],
+                &none,
             ),
             None
         );
@@ -377,16 +380,21 @@ mod tests {
             &[d(1, "buy"), d(5, "sell")],
             &[d(1, "buy"), d(7, "sell")],
             &[],
+            &none,
         )
         .unwrap();
         assert_eq!(x.seq, 5);
         assert_eq!(x.baseline.len(), 1);
         assert_eq!(x.baseline[0], d(5, "sell").output.to_json());
         assert!(x.candidate.is_empty(), "the candidate did nothing at seq 5");
-        let x = first_divergence(&[d(1, "buy")], &[d(1, "sell")], &[]).unwrap();
+        let x = first_divergence(&[d(1, "buy")], &[d(1, "sell")], &[], &none).unwrap();
         assert_eq!((x.seq, &x.candidate[0]["side"]), (1, &Value::from("sell")));
-        let x = first_divergence(&[d(1, "buy")], &[d(1, "buy"), d(2, "buy")], &[]).unwrap();
+        let x = first_divergence(&[d(1, "buy")], &[d(1, "buy"), d(2, "buy")], &[], &none).unwrap();
         assert_eq!((x.seq, x.baseline.len(), x.candidate.len()), (2, 0, 1));
+        // Outputs name their instrument from the stream's table, whatever event is at hand.
+        let names = tapedeck_guest::Instruments::new([(1, "ETHUSDT".to_string())]);
+        let x = first_divergence(&[d(1, "buy")], &[d(1, "sell")], &[], &names).unwrap();
+        assert_eq!(x.candidate[0]["instrument"], "ETHUSDT");
     }
 
     #[test]

@@ -136,26 +136,31 @@ pub struct Stats {
 
 /// Sharpe, Sortino and the number of periods of an equity series (see the module doc).
 pub fn ratios(series: &[(i64, f64)], cfg: &StatsConfig) -> (Option<f64>, Option<f64>, u64) {
-    let mut returns = Vec::new();
+    // The returns of periods with events; the periods between them (equity unchanged, return
+    // 0) are only counted, so memory follows the events, not the span over the period.
+    let mut returns = Vec::with_capacity(series.len());
+    let mut zeros = 0u64;
     let mut prev: Option<(i64, f64)> = None;
     for &(b, e) in series {
         let (pb, pe) = prev.unwrap_or((b - 1, 0.0));
-        // Periods without events between: equity unchanged, return 0.
-        returns.extend(std::iter::repeat_n(0.0, (b - pb - 1).max(0) as usize));
+        zeros += (b - pb - 1).max(0) as u64;
         returns.push((e - pe) / (cfg.capital + pe));
         prev = Some((b, e));
     }
-    let n = returns.len() as f64;
-    if returns.len() < 2 {
-        return (None, None, returns.len() as u64);
+    let count = returns.len() as u64 + zeros;
+    if count < 2 {
+        return (None, None, count);
     }
+    let n = count as f64;
     let scale = (YEAR_NS / cfg.period_ns.max(1) as f64).sqrt();
     let mean = returns.iter().sum::<f64>() / n;
-    let var = returns.iter().map(|r| (r - mean) * (r - mean)).sum::<f64>() / (n - 1.0);
+    let var = (returns.iter().map(|r| (r - mean) * (r - mean)).sum::<f64>()
+        + zeros as f64 * mean * mean)
+        / (n - 1.0);
     let down = (returns.iter().map(|r| r.min(0.0).powi(2)).sum::<f64>() / n).sqrt();
     let sharpe = (var > 0.0).then(|| mean / var.sqrt() * scale);
     let sortino = (down > 0.0).then(|| mean / down * scale);
-    (sharpe, sortino, returns.len() as u64)
+    (sharpe, sortino, count)
 }
 
 /// One instrument's account at the end of a stream, as the venue hands it over.

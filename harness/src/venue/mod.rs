@@ -353,7 +353,10 @@ impl Venue {
         let mut rest = o.qty;
         if acct.position != 0 && acct.position.signum() != sign {
             let close = rest.min(acct.position.abs());
-            let cost_closed = acct.cost * close / acct.position.abs();
+            // cost × close / position without the product (scale 27) overflowing i128: the
+            // same truncated quotient, as quotient and remainder.
+            let p = acct.position.abs();
+            let cost_closed = acct.cost / p * close + acct.cost % p * close / p;
             realized = Some(acct.position.signum() * close * px - cost_closed);
             acct.cost -= cost_closed;
             rest -= close;

@@ -204,3 +204,30 @@ fn closing_fills_realize_pnl_against_average_cost() {
     let x = &s.instruments["X"];
     assert_eq!((x.fills, x.position, x.closed.trades), (4, 0.0, 3));
 }
+
+#[test]
+fn closing_a_large_position_realizes_pnl_without_overflow() {
+    // 4,000,000 units at 0.1: cost × closed quantity is past i128 at the venue's scales, the
+    // realized PnL is not.
+    let events = [
+        quote(1, "0.09", "0.1"),
+        quote(2, "0.12", "0.13"),
+        quote(3, "0.12", "0.13"),
+    ];
+    let p = simulate(
+        &events,
+        &[
+            order(1, "buy", "market", "0", "4000000"),
+            order(2, "sell", "market", "0", "3000000"),
+        ],
+        &ids(),
+        &VenueConfig {
+            taker_fee_bps: 0.0,
+            ..Default::default()
+        },
+    );
+    // Bought at 0.1, sold 3M at 0.12: +60,000 realized; the last 1M marked at the mid 0.125.
+    assert_eq!(p.stats.closed.trades, 1);
+    assert_eq!(p.stats.closed.gross_win, 60_000.0);
+    assert!((p.pnl - 85_000.0).abs() < 1e-6, "{}", p.pnl);
+}
