@@ -232,6 +232,7 @@ fn sigkill_under_load_loses_nothing_acknowledged_and_stores_each_event_once_in_e
     // acknowledged when the kill came are recognised too).
     assert!(metric(&metrics, "tapedeck_recorder_deduplicated_events_total") >= 1000.0);
     assert!(rec.stop().success());
+    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 /// The value of an unlabelled metric.
@@ -373,6 +374,7 @@ fn bad_input_on_every_ingress_is_refused_with_a_reason_and_quarantined() {
     drop(slow);
     assert!(rec.stop().success());
     assert!(!unix.exists(), "the socket file is removed at a clean stop");
+    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 /// A server of the test's own (never the shared one): `script` (`pg.sh`/`ch.sh`) with its
@@ -543,6 +545,9 @@ fn database_outages_under_load_are_ridden_out_in_the_wal_and_everything_lands_on
         ) > 0.0
     );
     assert!(rec.stop().success());
+    // Its own servers (and their ~500 MB of data) go with it.
+    drop((ch, pg));
+    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]
@@ -592,6 +597,7 @@ fn slow_and_surplus_connections_are_cut_off_without_holding_others_up() {
     let replies = exchange(rec.tcp, &[event(6).as_bytes()]);
     assert_eq!(replies[0]["seq"], 2);
     assert!(rec.stop().success());
+    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]
@@ -701,4 +707,5 @@ fn under_overload_market_data_is_dropped_oldest_first_and_marked_while_critical_
     let first_kept = serde_json::to_value(&got[1].body).unwrap();
     assert_eq!(first_kept["payload"]["bid_px"], "1.40");
     assert!(rec.stop().success());
+    std::fs::remove_dir_all(&dir).unwrap();
 }
