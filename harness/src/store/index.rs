@@ -316,15 +316,7 @@ pub fn read_records(
         if groups.is_empty() {
             continue;
         }
-        let mask = ProjectionMask::roots(builder.parquet_schema(), [0, 1, 2, 5]);
-        let mut reader = decoding(&path, || {
-            builder
-                .with_row_groups(groups)
-                .with_projection(mask)
-                .with_batch_size(8192)
-                .build()
-                .map_err(engine(&path))
-        })?;
+        let mut reader = projected_reader(&path, builder, groups, [0, 1, 2, 5])?;
         while let Some(batch) = decoding(&path, || Ok(reader.next()))? {
             let batch = batch.map_err(engine(&path))?;
             let keys = col::<StringArray>(&batch, 0);
@@ -343,6 +335,24 @@ pub fn read_records(
         }
     }
     Ok(())
+}
+
+/// A reader of `groups` of an index file, only the columns `columns` (by schema position).
+pub(super) fn projected_reader<const N: usize>(
+    path: &Path,
+    builder: ParquetRecordBatchReaderBuilder<File>,
+    groups: Vec<usize>,
+    columns: [usize; N],
+) -> Result<parquet::arrow::arrow_reader::ParquetRecordBatchReader> {
+    let mask = ProjectionMask::roots(builder.parquet_schema(), columns);
+    decoding(path, || {
+        builder
+            .with_row_groups(groups)
+            .with_projection(mask)
+            .with_batch_size(8192)
+            .build()
+            .map_err(engine(path))
+    })
 }
 
 /// The row groups of an index file whose stream_key range holds `stream`.

@@ -6,11 +6,12 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use arrow_array::{Array, StringArray};
-use parquet::arrow::ProjectionMask;
 use parquet::data_type::AsBytes;
 use parquet::file::statistics::Statistics;
 
-use super::index::{Manifest, col, decoding, engine, groups_holding, open_index_file};
+use super::index::{
+    Manifest, col, decoding, engine, groups_holding, open_index_file, projected_reader,
+};
 use crate::error::Result;
 
 /// The instruments of `stream` (symbol by guest instrument id), from the index. A row group
@@ -54,15 +55,7 @@ pub fn instruments(
         if read.is_empty() {
             continue;
         }
-        let mask = ProjectionMask::roots(builder.parquet_schema(), [0, 4]);
-        let mut reader = decoding(&path, || {
-            builder
-                .with_row_groups(read)
-                .with_projection(mask)
-                .with_batch_size(8192)
-                .build()
-                .map_err(engine(&path))
-        })?;
+        let mut reader = projected_reader(&path, builder, read, [0, 4])?;
         while let Some(batch) = decoding(&path, || Ok(reader.next()))? {
             let batch = batch.map_err(engine(&path))?;
             let keys = col::<StringArray>(&batch, 0);
