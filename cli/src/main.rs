@@ -46,6 +46,8 @@ enum Command {
     Fsck(commands::fsck::Fsck),
     Record(commands::record::Record),
     Feed(commands::feed::Feed),
+    Live(commands::live::Live),
+    Ctl(commands::live::Ctl),
 }
 
 /// Writes one line to stdout; see `outln!`.
@@ -85,6 +87,8 @@ fn main() -> ExitCode {
         Command::Fsck(c) => c.run(),
         Command::Record(c) => c.run(),
         Command::Feed(c) => c.run(),
+        Command::Live(c) => c.run(),
+        Command::Ctl(c) => c.run(),
     };
     match result {
         Ok(code) => code,

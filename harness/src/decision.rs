@@ -100,6 +100,21 @@ impl From<&codec::Output<'_>> for Output {
     }
 }
 
+/// Appends the decisions of one guest call's outputs `out` (validated by the runtime) to
+/// `into`: each with its cause seq and that event's time, from `times` (the batch's event
+/// times, the first at `first_seq`).
+pub fn decode_outputs(out: &[u8], first_seq: u64, times: &[i64], into: &mut Vec<Decision>) {
+    let records = codec::OutputBatch::new(out).expect("validated by the runtime");
+    for r in records.flatten() {
+        let idx = r.cause_seq.saturating_sub(first_seq) as usize;
+        into.push(Decision {
+            seq: r.cause_seq,
+            time_ns: times.get(idx).copied().unwrap_or(0),
+            output: (&r.output).into(),
+        });
+    }
+}
+
 impl PartialEq for Output {
     fn eq(&self, other: &Self) -> bool {
         use Output::*;

@@ -12,6 +12,8 @@
 //! - [`venue`], [`stats`], [`regress`] and [`backtest`]: the simulated venue (run inside the
 //!   replay loop), backtest statistics, baseline-vs-candidate regression, one strategy's backtest.
 //! - [`recorder`]: the recorder service (`tapedeck record`): inputs, WAL, sinks.
+//! - [`live`]: live sessions (`tapedeck live`): the recorder, strategies on its durable
+//!   events, a paper venue, hot swap, shadow and rollback behind a control API.
 //! - [`report`]: run directories (run card, Markdown, JUnit, HTML, Parquet).
 //! - [`snapshot`] and `testing` (feature `testing`): projections under insta-style snapshot
 //!   tests.
@@ -33,6 +35,8 @@ pub(crate) mod fs;
 pub mod glob;
 pub mod hash;
 pub mod import;
+#[cfg(all(feature = "recorder", feature = "wasm"))]
+pub mod live;
 pub mod names;
 #[cfg(feature = "recorder")]
 pub mod net;

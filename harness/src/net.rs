@@ -6,7 +6,7 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use http_body_util::{BodyExt, Empty, Limited};
+use http_body_util::{BodyExt, Limited};
 use hyper::Uri;
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -144,6 +144,21 @@ pub struct Got {
 
 /// `GET url` over a connection of its own.
 pub async fn get(url: &Url, tls: &Arc<ClientConfig>) -> std::result::Result<Got, String> {
+    request(url, tls, "GET", &[], Vec::new()).await
+}
+
+/// What [`client_tls`] makes: the roots a client trusts.
+pub type ClientTls = Arc<ClientConfig>;
+
+/// One request over a connection of its own, with `headers` and `body`.
+pub async fn request(
+    url: &Url,
+    tls: &Arc<ClientConfig>,
+    method: &str,
+    headers: &[(&str, String)],
+    body: Vec<u8>,
+) -> std::result::Result<Got, String> {
+    let method = hyper::Method::from_bytes(method.as_bytes()).map_err(|e| e.to_string())?;
     let conn = connect(url, tls)
         .await
         .map_err(|e| format!("connecting to {}: {e}", url.authority()))?;
@@ -152,15 +167,21 @@ pub async fn get(url: &Url, tls: &Arc<ClientConfig>) -> std::result::Result<Got,
         .map_err(|e| format!("HTTP handshake with {}: {e}", url.authority()))?;
     tokio::spawn(connection);
     let path = url.uri.path_and_query().map_or("/", |p| p.as_str());
-    let req = hyper::Request::get(path)
+    let mut req = hyper::Request::builder()
+        .method(method.clone())
+        .uri(path)
         .header(hyper::header::HOST, url.authority())
-        .header(hyper::header::USER_AGENT, "tapedeck")
-        .body(Empty::<bytes::Bytes>::new())
+        .header(hyper::header::USER_AGENT, "tapedeck");
+    for (k, v) in headers {
+        req = req.header(*k, v);
+    }
+    let req = req
+        .body(http_body_util::Full::new(bytes::Bytes::from(body)))
         .map_err(|e| e.to_string())?;
     let resp = sender
         .send_request(req)
         .await
-        .map_err(|e| format!("GET {}: {e}", url.uri))?;
+        .map_err(|e| format!("{method} {}: {e}", url.uri))?;
     let status = resp.status().as_u16();
     let retry_after = resp
         .headers()
@@ -169,7 +190,7 @@ pub async fn get(url: &Url, tls: &Arc<ClientConfig>) -> std::result::Result<Got,
     let body = Limited::new(resp.into_body(), MAX_BODY)
         .collect()
         .await
-        .map_err(|e| format!("reading the response to GET {}: {e}", url.uri))?
+        .map_err(|e| format!("reading the response to {method} {}: {e}", url.uri))?
         .to_bytes();
     Ok(Got {
         status,

@@ -12,6 +12,7 @@ pub mod fixtures;
 pub mod fsck;
 pub mod import;
 pub mod index;
+pub mod live;
 pub mod inspect;
 pub mod new;
 pub mod postgres;

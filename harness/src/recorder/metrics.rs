@@ -53,7 +53,7 @@ impl Histogram {
         None
     }
 
-    fn render(&self, out: &mut String, name: &str, labels: &str) {
+    pub(crate) fn render(&self, out: &mut String, name: &str, labels: &str) {
         let mut cum = 0;
         for (i, c) in self.counts.iter().enumerate() {
             cum += c.load(Relaxed);
@@ -124,6 +124,17 @@ pub struct Metrics {
     pub feed_snapshots: AtomicU64,
     pub feed_errors: AtomicU64,
     pub sinks: Vec<SinkMetrics>,
+    /// Readers of the WAL besides the sinks (the live engine of `tapedeck live`): the WAL is
+    /// not trimmed past what they read, but they never count towards overload.
+    pub readers: Vec<ReaderMetrics>,
+}
+
+/// A WAL reader that is not a sink.
+#[derive(Debug, Default)]
+pub struct ReaderMetrics {
+    pub name: String,
+    /// The last WAL record it has taken.
+    pub read_lsn: AtomicU64,
 }
 
 impl Metrics {
@@ -143,6 +154,17 @@ impl Metrics {
     /// The last WAL record every sink has stored (None: no sinks).
     pub fn least_stored_lsn(&self) -> Option<u64> {
         self.sinks.iter().map(|s| s.stored_lsn.load(Relaxed)).min()
+    }
+
+    /// The last WAL record every sink has stored and every reader has taken: what the WAL
+    /// may be trimmed up to.
+    pub fn least_read_lsn(&self) -> Option<u64> {
+        let readers = self.readers.iter().map(|r| r.read_lsn.load(Relaxed));
+        self.sinks
+            .iter()
+            .map(|s| s.stored_lsn.load(Relaxed))
+            .chain(readers)
+            .min()
     }
 
     /// Events in the WAL not yet stored by sink `i`, per class.

@@ -39,7 +39,7 @@ pub mod sink;
 pub mod wal;
 
 pub use config::RecordConfig;
-pub use service::{Recorder, RunningRecorder};
+pub use service::{Recorder, RunningRecorder, Submitter, WalReader};
 
 use crate::event::Body;
 

@@ -546,7 +546,8 @@ impl Sequencer {
         Ok(())
     }
 
-    /// WAL size figures, and trimming below what every sink stored (keeping the dedup window).
+    /// WAL size figures, and trimming below what every sink stored and every reader took
+    /// (keeping the dedup window).
     fn housekeeping(&mut self) -> Result<()> {
         self.metrics.wal_bytes.store(self.wal.bytes(), Relaxed);
         self.metrics
@@ -556,7 +557,7 @@ impl Sequencer {
             return Ok(());
         }
         self.last_trim = Instant::now();
-        let stored = self.metrics.least_stored_lsn().unwrap_or(0);
+        let stored = self.metrics.least_read_lsn().unwrap_or(0);
         let keep_from = self
             .wal
             .durable_lsn()

@@ -28,6 +28,8 @@ use crate::store::StoreUri;
 #[derive(Debug, Clone)]
 pub struct Recorder {
     pub config: RecordConfig,
+    /// Names of WAL readers besides the sinks ([`RunningRecorder::reader`]).
+    pub readers: Vec<String>,
 }
 
 /// A started recorder: where it listens, its metrics, and how to stop it.
@@ -38,6 +40,11 @@ pub struct RunningRecorder {
     pub metrics: Arc<Metrics>,
     /// What recovery found at start.
     pub recovery: String,
+    /// The first LSN this start appended (everything before was recovered).
+    pub start_lsn: u64,
+    /// In-process submissions (the live engine's own events); dropped by [`Self::stop`].
+    submit: Option<mpsc::Sender<super::sequencer::Submission>>,
+    wal_dir: PathBuf,
     rt: tokio::runtime::Runtime,
     stop_accepting: watch::Sender<bool>,
     progress: Arc<Progress>,
@@ -50,7 +57,16 @@ const QUEUE: usize = 1024;
 
 impl Recorder {
     pub fn new(config: RecordConfig) -> Self {
-        Recorder { config }
+        Recorder {
+            config,
+            readers: Vec::new(),
+        }
+    }
+
+    /// Registers a WAL reader besides the sinks: the WAL keeps what it has not taken.
+    pub fn with_reader(mut self, name: &str) -> Self {
+        self.readers.push(name.to_string());
+        self
     }
 
     /// Recovers the WAL, binds the inputs, starts the sequencer and the sinks.
@@ -62,8 +78,21 @@ impl Recorder {
             .map(|s| s.store.parse())
             .collect::<Result<_>>()?;
         let names = uris.iter().map(|u| u.redacted());
-        let metrics = Arc::new(Metrics::new(names));
+        let mut metrics = Metrics::new(names);
+        metrics.readers = self
+            .readers
+            .iter()
+            .map(|name| super::metrics::ReaderMetrics {
+                name: name.clone(),
+                ..Default::default()
+            })
+            .collect();
+        let metrics = Arc::new(metrics);
         let (wal, recovery, recovered, said) = recover(&cfg, &uris, &metrics)?;
+        // Readers start at what this start appends.
+        for r in &metrics.readers {
+            r.read_lsn.store(recovery.next_lsn - 1, Relaxed);
+        }
 
         let rt = net::runtime("tapedeck-record-io")?;
         let (tx, rx) = mpsc::channel(QUEUE);
@@ -124,6 +153,7 @@ impl Recorder {
             };
             rt.spawn(client.run());
         }
+        let submit = Some(ingress.tx.clone());
         drop(ingress);
 
         let progress = Arc::new(Progress::default());
@@ -164,6 +194,9 @@ impl Recorder {
             unix,
             metrics,
             recovery: said,
+            start_lsn: recovery.next_lsn,
+            submit,
+            wal_dir: cfg.wal.dir.clone(),
             rt,
             stop_accepting,
             progress,
@@ -173,7 +206,76 @@ impl Recorder {
     }
 }
 
+/// Hands events to a running recorder's sequencer from inside the process.
+#[derive(Debug, Clone)]
+pub struct Submitter {
+    tx: mpsc::Sender<super::sequencer::Submission>,
+}
+
+impl Submitter {
+    /// Submits `events` (in order) from a thread outside the recorder's runtime, waiting
+    /// while the sequencer's queue is full; the receiver gets one reply per event once they
+    /// are durable. `None` when the recorder is stopping.
+    pub fn submit_blocking(
+        &self,
+        events: Vec<super::protocol::Incoming>,
+    ) -> Option<tokio::sync::oneshot::Receiver<Vec<super::protocol::Reply>>> {
+        use super::protocol::AckId;
+        use super::sequencer::{Item, Submission};
+        let items = events
+            .into_iter()
+            .enumerate()
+            .map(|(i, e)| Item::Event {
+                id: AckId::Line(i as u64 + 1),
+                event: Box::new(e),
+            })
+            .collect();
+        let (reply, rx) = tokio::sync::oneshot::channel();
+        self.tx.blocking_send(Submission { items, reply }).ok()?;
+        Some(rx)
+    }
+}
+
+/// Reads the WAL from inside the process: a reader registered with [`Recorder::with_reader`].
+#[derive(Debug)]
+pub struct WalReader {
+    pub tail: super::wal::WalTail,
+    pub progress: Arc<Progress>,
+    pub metrics: Arc<Metrics>,
+    index: usize,
+}
+
+impl WalReader {
+    /// Says the reader has taken every record up to `lsn` (the WAL may drop them).
+    pub fn taken(&self, lsn: u64) {
+        self.metrics.readers[self.index]
+            .read_lsn
+            .store(lsn, Relaxed);
+    }
+}
+
 impl RunningRecorder {
+    /// Submits events from inside the process. Drop every submitter before [`Self::stop`]:
+    /// the sequencer ends once all are gone.
+    pub fn submitter(&self) -> Option<Submitter> {
+        self.submit.clone().map(|tx| Submitter { tx })
+    }
+
+    /// The reader registered as `name`, reading from the first record this start appended.
+    pub fn reader(&self, name: &str) -> Option<WalReader> {
+        let index = self.metrics.readers.iter().position(|r| r.name == name)?;
+        Some(WalReader {
+            tail: super::wal::WalTail::new(&self.wal_dir, self.start_lsn),
+            progress: self.progress.clone(),
+            metrics: self.metrics.clone(),
+            index,
+        })
+    }
+
+    pub fn wal_dir(&self) -> &std::path::Path {
+        &self.wal_dir
+    }
+
     /// Blocks until SIGINT or SIGTERM, or until the sequencer or a sink ends on its own (an
     /// error it cannot get past, which [`RunningRecorder::stop`] then returns).
     pub fn wait(&self) -> Result<()> {
@@ -187,8 +289,9 @@ impl RunningRecorder {
 
     /// Stops taking input, acknowledges what was taken, stores what the sinks can (a sink
     /// whose store is failing stops at once: the WAL keeps its backlog for the next start).
-    pub fn stop(self) -> Result<()> {
+    pub fn stop(mut self) -> Result<()> {
         let _ = self.stop_accepting.send(true);
+        self.submit = None;
         // Connections are dropped with the runtime; their senders with them, which is what
         // ends the sequencer once it has committed what it took.
         self.rt.shutdown_timeout(Duration::from_secs(2));

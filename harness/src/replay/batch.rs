@@ -4,7 +4,7 @@
 use serde_json::Value;
 
 use super::types::{Finding, Plugin, ReplayOptions, StreamReport};
-use crate::decision::Decision;
+use crate::decision::{Decision, decode_outputs};
 use crate::diff::diff;
 use crate::error::Error;
 use crate::runtime::{Instance, ModuleKind};
@@ -72,23 +72,12 @@ pub(super) fn run_batch(
                     continue;
                 }
                 let name = l.plugin.label().to_string();
-                let records = tapedeck_guest::codec::OutputBatch::new(&out)
-                    .expect("validated by the runtime");
-                let n = records.announced() as u64;
+                decode_outputs(&out, first_seq, times, decided);
+                let n = decided.len() as u64;
                 *report.output_counts.entry(name.clone()).or_default() += n;
-                if n > 0 {
-                    for r in records.flatten() {
-                        let idx = r.cause_seq.saturating_sub(first_seq) as usize;
-                        decided.push(Decision {
-                            seq: r.cause_seq,
-                            time_ns: times.get(idx).copied().unwrap_or(0),
-                            output: (&r.output).into(),
-                        });
-                    }
-                    if opts.keep_outputs {
-                        let v = report.outputs.entry(name).or_default();
-                        v.extend_from_slice(decided);
-                    }
+                if n > 0 && opts.keep_outputs {
+                    let v = report.outputs.entry(name).or_default();
+                    v.extend_from_slice(decided);
                 }
             }
             Err(e) => {

@@ -439,6 +439,22 @@ impl Venue {
         self.n += 1;
     }
 
+    /// A symbol first seen after the venue started (live streams learn theirs as they go).
+    pub fn add_symbol(&mut self, id: u32, symbol: &str) {
+        self.symbols.entry(id).or_insert_with(|| symbol.to_string());
+    }
+
+    /// The fills since the last call (a live session records them as they happen and keeps
+    /// none).
+    pub fn take_fills(&mut self) -> Vec<Trade> {
+        std::mem::take(&mut self.perf.fills)
+    }
+
+    /// Equity now (cash plus positions at the mid), in quote units.
+    pub fn pnl(&self) -> f64 {
+        self.perf.pnl
+    }
+
     /// What the strategy did on the stream.
     pub fn finish(mut self) -> Performance {
         // The last event is always sampled.

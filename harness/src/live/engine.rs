@@ -1,0 +1,979 @@
+//! The live engine: one thread that reads the recorder's WAL (events are durable before any
+//! module sees them), runs the active strategy per stream in batches, executes its decisions
+//! on the paper venue, and submits what happened (orders, acks, cancels, fills) back through
+//! the recorder into the exec streams. Control commands (swap, shadow, promote, rollback,
+//! status) are applied between two batches, so no event is skipped or applied twice.
+//!
+//! A module's state moves to another module through `snapshot()` → `restore()`; when the new
+//! module refuses the snapshot, its state is rebuilt by catch-up: the stream's events from
+//! the store of the first sink and, past what that store holds, from the WAL, up to the last
+//! event the old module saw. Decisions made while catching up are not executed (they were,
+//! by the module that made them then).
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+use serde_json::{Value, json};
+use tapedeck_guest::codec::EventBatchWriter;
+
+use super::exec::{ExecIds, audit_event, exec_events};
+use super::metrics::LiveMetrics;
+use crate::decision::{Decision, decode_outputs};
+use crate::error::{Error, Result};
+use crate::event::{Body, Envelope, StreamEncoder, instrument_table};
+use crate::glob::glob_match;
+use crate::recorder::protocol::{Incoming, Reply};
+use crate::recorder::wal::WalTail;
+use crate::recorder::{Submitter, WalReader, now_ns};
+use crate::runtime::{Instance, Module, Runtime};
+use crate::stats::StatsConfig;
+use crate::store::{SeqRange, StoreUri};
+use crate::venue::{Venue, VenueConfig};
+
+/// A module ready to run: compiled, with the config it runs with.
+#[derive(Debug)]
+pub struct Loaded {
+    pub module: Module,
+    /// SHA-256 of the file as uploaded (what `/modules` pins).
+    pub sha256: String,
+    pub config: String,
+}
+
+impl Loaded {
+    pub fn describe(&self) -> Value {
+        let info = self.module.info();
+        json!({
+            "name": info.name,
+            "version": info.version,
+            "sha256": self.sha256,
+            "config": self.config,
+        })
+    }
+}
+
+/// What the control API asks of the engine.
+#[derive(Debug)]
+pub enum Command {
+    Status,
+    /// Make this module the active one (state handed over or caught up).
+    Swap(Arc<Loaded>),
+    /// Run this module beside the active one, comparing decisions.
+    Shadow(Arc<Loaded>),
+    /// Make the shadow the active module (it already has the state).
+    Promote,
+    /// Back to the module active before the last swap.
+    Rollback,
+}
+
+pub type CommandReply = std::result::Result<Value, String>;
+
+/// A command and where its answer goes.
+#[derive(Debug)]
+pub struct Request {
+    pub command: Command,
+    pub reply: tokio::sync::oneshot::Sender<CommandReply>,
+}
+
+/// What the engine needs from the process around it.
+pub struct EngineParts {
+    pub rt: Arc<Runtime>,
+    pub session: String,
+    pub streams: String,
+    pub batch: usize,
+    pub venue_name: String,
+    pub venue: VenueConfig,
+    pub active: Arc<Loaded>,
+    pub reader: WalReader,
+    pub submit: Submitter,
+    /// The first sink's store: where catch-up reads what the WAL no longer holds.
+    pub catch_up_store: StoreUri,
+    pub wal_dir: std::path::PathBuf,
+    pub commands: std::sync::mpsc::Receiver<Request>,
+    pub metrics: Arc<LiveMetrics>,
+    pub stop: Arc<AtomicBool>,
+}
+
+/// One module running on one stream.
+struct Slot {
+    loaded: Arc<Loaded>,
+    inst: Instance,
+    /// The last seq before it took over on this stream.
+    since: u64,
+}
+
+/// A module's instance made ready to take over a stream.
+struct Prepared {
+    inst: Instance,
+    /// `snapshot`, or how many events it caught up.
+    handoff: String,
+    /// The active module's snapshot at the switch (what a rollback restores).
+    snapshot: Option<Vec<u8>>,
+}
+
+/// The module that was active before the last swap, and its state then: what a rollback
+/// restores (then catches up from `seq`).
+struct Prior {
+    loaded: Arc<Loaded>,
+    snapshot: Option<Vec<u8>>,
+    seq: u64,
+}
+
+#[derive(Debug, Default, Clone, Serialize)]
+struct Divergence {
+    compared_batches: u64,
+    divergent_batches: u64,
+    /// The first divergent decision: its seq, and what each module decided there.
+    first: Option<Value>,
+}
+
+struct StreamRun {
+    key: String,
+    id: u32,
+    encoder: StreamEncoder,
+    writer: EventBatchWriter,
+    spare: Vec<u8>,
+    times: Vec<i64>,
+    first_in_batch: u64,
+    /// The newest event's ingest time in the batch (for input-to-decision latency).
+    newest_ingest: i64,
+    symbols: BTreeMap<u32, String>,
+    /// A symbol arrived the modules do not know yet.
+    new_symbols: bool,
+    /// None: the strategy is down here (it trapped and there was nothing to roll back to).
+    active: Option<Slot>,
+    shadow: Option<Slot>,
+    shadow_seen: Divergence,
+    prior: Option<Prior>,
+    venue: Venue,
+    ids: ExecIds,
+    /// The last seq the modules have been given (or caught up to).
+    applied: u64,
+    events: u64,
+    decisions: u64,
+    orders: u64,
+    fills: u64,
+    findings: Vec<Value>,
+}
+
+pub struct Engine {
+    p: EngineParts,
+    runs: BTreeMap<String, StreamRun>,
+    /// The module active now (new streams start with it), the one before (rollbacks go to
+    /// it), the shadow.
+    active: Arc<Loaded>,
+    previous: Option<Arc<Loaded>>,
+    shadow: Option<Arc<Loaded>>,
+    /// Exec events submitted and not yet acknowledged.
+    in_flight: VecDeque<tokio::sync::oneshot::Receiver<Vec<Reply>>>,
+    decided: Vec<Decision>,
+    shadow_decided: Vec<Decision>,
+    swaps: u64,
+    rollbacks: u64,
+}
+
+/// Exec submissions waiting for their acknowledgement, at most (then the engine waits).
+const IN_FLIGHT: usize = 256;
+/// WAL records read before the pending batches are run, at most.
+const BURST: usize = 8192;
+
+impl Engine {
+    pub fn new(p: EngineParts) -> Self {
+        let active = p.active.clone();
+        Engine {
+            p,
+            runs: BTreeMap::new(),
+            active,
+            previous: None,
+            shadow: None,
+            in_flight: VecDeque::new(),
+            decided: Vec::new(),
+            shadow_decided: Vec::new(),
+            swaps: 0,
+            rollbacks: 0,
+        }
+    }
+
+    /// Runs until the stop flag is set; then runs what it has read and returns.
+    pub fn run(mut self) -> Result<()> {
+        let mut tail = std::mem::replace(
+            &mut self.p.reader.tail,
+            WalTail::new(&self.p.wal_dir, u64::MAX),
+        );
+        loop {
+            self.commands(&tail);
+            let durable = self.p.reader.progress.durable();
+            let mut read = 0;
+            while read < BURST {
+                let Some((lsn, bytes)) = tail.next(durable)? else {
+                    break;
+                };
+                read += 1;
+                let e: Envelope = serde_json::from_slice(&bytes).map_err(|err| Error::Corrupt {
+                    path: self.p.wal_dir.clone(),
+                    line: lsn,
+                    message: format!("WAL record {lsn} is not an envelope: {err}"),
+                })?;
+                if glob_match(&self.p.streams, &e.stream_key) {
+                    self.take(e, &tail)?;
+                }
+            }
+            // Every event read is run before the next read: a batch ends where the durable
+            // events ran out (or at `batch` events).
+            let keys: Vec<String> = self
+                .runs
+                .iter()
+                .filter(|(_, r)| r.writer.count() > 0)
+                .map(|(k, _)| k.clone())
+                .collect();
+            for k in keys {
+                self.run_batch(&k, &tail)?;
+            }
+            self.p.reader.taken(tail.next_lsn() - 1);
+            self.reap(false);
+            if read == 0 {
+                if self.p.stop.load(Relaxed) {
+                    self.reap(true);
+                    return Ok(());
+                }
+                self.p
+                    .reader
+                    .progress
+                    .wait_past(tail.next_lsn() - 1, Duration::from_millis(20));
+            }
+        }
+    }
+
+    /// Adds one durable event to its stream's batch (running the batch when full).
+    fn take(&mut self, e: Envelope, tail: &WalTail) -> Result<()> {
+        if !self.runs.contains_key(&e.stream_key) {
+            let run = self.new_run(&e.stream_key, e.seq, tail)?;
+            self.runs.insert(e.stream_key.clone(), run);
+        }
+        let run = self.runs.get_mut(&e.stream_key).expect("inserted");
+        let pending = run.writer.count() as u64;
+        if e.seq <= run.applied + pending {
+            // Caught up past it already.
+            return Ok(());
+        }
+        if e.seq != run.applied + pending + 1 {
+            return Err(Error::SeqGap {
+                stream: e.stream_key,
+                expected: run.applied + pending + 1,
+                got: e.seq,
+            });
+        }
+        if let Some(sym) = &e.instrument {
+            let id = crate::event::instrument_id(sym);
+            if let std::collections::btree_map::Entry::Vacant(v) = run.symbols.entry(id) {
+                v.insert(sym.clone());
+                run.new_symbols = true;
+                run.venue.add_symbol(id, sym);
+            }
+        }
+        run.encoder.encode(&e, &mut run.writer)?;
+        if run.writer.count() == 1 {
+            run.first_in_batch = e.seq;
+        }
+        run.times.push(e.occurred_at);
+        run.newest_ingest = e.ingested_at;
+        if run.writer.count() as usize >= self.p.batch {
+            let key = e.stream_key;
+            self.run_batch(&key, tail)?;
+        }
+        Ok(())
+    }
+
+    /// A stream seen for the first time at `seq`: the active module, caught up over what
+    /// came before (a restart, or a stream older than this process).
+    fn new_run(&mut self, key: &str, seq: u64, tail: &WalTail) -> Result<StreamRun> {
+        let id = self.runs.len() as u32 + 1;
+        let symbols = BTreeMap::new();
+        let mut run = StreamRun {
+            key: key.to_string(),
+            id,
+            encoder: StreamEncoder::new(id),
+            writer: EventBatchWriter::new(Vec::new()),
+            spare: Vec::new(),
+            times: Vec::new(),
+            first_in_batch: 0,
+            newest_ingest: 0,
+            symbols: symbols.clone(),
+            new_symbols: false,
+            active: None,
+            shadow: None,
+            shadow_seen: Divergence::default(),
+            prior: None,
+            venue: Venue::new(&self.p.venue, symbols, StatsConfig::default()),
+            ids: ExecIds::new(&self.p.session, key),
+            applied: 0,
+            events: 0,
+            decisions: 0,
+            orders: 0,
+            fills: 0,
+            findings: Vec::new(),
+        };
+        let mut inst = self.fresh(&self.active.clone(), &run)?;
+        if seq > 1 {
+            let t = Instant::now();
+            let n = self.catch_up(&run, &mut inst, 0, seq - 1, tail)?;
+            tracing::info!(stream = key, events = n, ms = t.elapsed().as_millis() as u64, "caught up a stream first seen mid-way");
+        }
+        run.applied = seq - 1;
+        run.active = Some(Slot {
+            loaded: self.active.clone(),
+            inst,
+            since: seq - 1,
+        });
+        Ok(run)
+    }
+
+    /// A new instance of `loaded`, initialized with its config and the stream's instruments.
+    fn fresh(&self, loaded: &Arc<Loaded>, run: &StreamRun) -> Result<Instance> {
+        let mut inst = self.p.rt.instantiate(&loaded.module)?;
+        inst.init(&loaded.config)?;
+        inst.set_instruments(&instrument_table(&run.symbols))?;
+        Ok(inst)
+    }
+
+    /// Feeds `inst` the stream's events `after+1 ..= through` from the store and the WAL, in
+    /// batches of the configured size; their decisions are dropped. Returns the events fed.
+    fn catch_up(
+        &self,
+        run: &StreamRun,
+        inst: &mut Instance,
+        after: u64,
+        through: u64,
+        tail: &WalTail,
+    ) -> Result<u64> {
+        if through <= after {
+            return Ok(0);
+        }
+        let metrics = &self.p.reader.metrics;
+        // Everything the sink had stored by now is in its store; the rest is still in the
+        // WAL (it is not trimmed past what every sink stored).
+        let stored_lsn = metrics.sinks[0].stored_lsn.load(Relaxed);
+        let mut feed = Feeder::new(self.p.batch, run);
+        let mut next = after + 1;
+        let source = self.p.catch_up_store.open()?;
+        source.read_records(
+            &run.key,
+            SeqRange {
+                from: next,
+                to: through,
+            },
+            &mut |seq, _time, record| {
+                if seq != next {
+                    return Err(Error::SeqGap {
+                        stream: run.key.clone(),
+                        expected: next,
+                        got: seq,
+                    });
+                }
+                next += 1;
+                feed.push_record(record, seq, inst)
+            },
+        )?;
+        drop(source);
+        if next <= through {
+            // The rest from the WAL: records after what the sink stored, up to what the
+            // engine has read.
+            let mut wal = WalTail::new(&self.p.wal_dir, stored_lsn + 1);
+            let end = tail.next_lsn();
+            while wal.next_lsn() < end && next <= through {
+                let Some((lsn, bytes)) = wal.next(end - 1)? else {
+                    break;
+                };
+                let e: Envelope = serde_json::from_slice(&bytes).map_err(|err| Error::Corrupt {
+                    path: self.p.wal_dir.clone(),
+                    line: lsn,
+                    message: format!("WAL record {lsn} is not an envelope: {err}"),
+                })?;
+                if e.stream_key != run.key || e.seq < next {
+                    continue;
+                }
+                if e.seq != next {
+                    return Err(Error::SeqGap {
+                        stream: run.key.clone(),
+                        expected: next,
+                        got: e.seq,
+                    });
+                }
+                next += 1;
+                feed.push_envelope(&e, inst)?;
+            }
+        }
+        feed.flush(inst)?;
+        if next <= through {
+            return Err(Error::message(
+                format!("catching up {}", run.key),
+                format!(
+                    "the store and the WAL end at seq {}, the stream was at {through}",
+                    next - 1
+                ),
+            ));
+        }
+        self.p.metrics.catch_up_events.fetch_add(feed.events, Relaxed);
+        Ok(feed.events)
+    }
+
+    /// Runs the stream's pending batch through the active module (and the shadow), the
+    /// venue, and submits what the venue did.
+    fn run_batch(&mut self, key: &str, tail: &WalTail) -> Result<()> {
+        let mut run = self.runs.remove(key).expect("a stream with a batch");
+        let r = self.run_batch_of(&mut run, tail);
+        self.runs.insert(key.to_string(), run);
+        r
+    }
+
+    fn run_batch_of(&mut self, run: &mut StreamRun, tail: &WalTail) -> Result<()> {
+        let n = run.writer.count() as u64;
+        let spare = std::mem::take(&mut run.spare);
+        let batch = std::mem::replace(&mut run.writer, EventBatchWriter::new(spare)).finish();
+        let first = run.first_in_batch;
+        if run.new_symbols {
+            run.new_symbols = false;
+            let table = instrument_table(&run.symbols);
+            for slot in run.active.iter_mut().chain(run.shadow.iter_mut()) {
+                slot.inst.set_instruments(&table)?;
+            }
+        }
+        self.decided.clear();
+        if let Some(slot) = run.active.as_mut() {
+            match slot.inst.on_events(&batch) {
+                Ok(out) => decode_outputs(&out, first, &run.times, &mut self.decided),
+                Err(e) => {
+                    self.trapped(run, &e, first, &batch, tail)?;
+                }
+            }
+        }
+        if let Some(slot) = run.shadow.as_mut() {
+            self.shadow_decided.clear();
+            match slot.inst.on_events(&batch) {
+                Ok(out) => {
+                    decode_outputs(&out, first, &run.times, &mut self.shadow_decided);
+                    if compare(&mut run.shadow_seen, &self.decided, &self.shadow_decided) {
+                        self.p.metrics.shadow_divergent.fetch_add(1, Relaxed);
+                    }
+                }
+                Err(e) => {
+                    run.findings.push(json!({
+                        "kind": "shadow_trap",
+                        "module": slot.loaded.sha256,
+                        "message": e.to_string(),
+                        "first_seq": first,
+                        "last_seq": first + n - 1,
+                    }));
+                    tracing::warn!(stream = %run.key, error = %e, "the shadow module trapped; it is dropped");
+                    run.shadow = None;
+                }
+            }
+        }
+        run.venue.on_batch(&batch, &self.decided);
+        let fills = run.venue.take_fills();
+        run.events += n;
+        run.decisions += self.decided.len() as u64;
+        run.fills += fills.len() as u64;
+        let events = exec_events(
+            &run.ids,
+            &self.p.venue_name,
+            &run.key,
+            &self.decided,
+            &fills,
+            &run.symbols,
+            self.p.venue.latency_ns,
+        );
+        run.orders += events
+            .iter()
+            .filter(|e| matches!(e.body, Body::OrderSubmitted { .. }))
+            .count() as u64;
+        let m = &self.p.metrics;
+        m.events.fetch_add(n, Relaxed);
+        m.batches.fetch_add(1, Relaxed);
+        m.decisions.fetch_add(self.decided.len() as u64, Relaxed);
+        m.fills.fetch_add(fills.len() as u64, Relaxed);
+        if !self.decided.is_empty() {
+            m.input_to_decision
+                .observe((now_ns() - run.newest_ingest).max(0) as f64 / 1e9);
+        }
+        run.applied = first + n - 1;
+        run.times.clear();
+        run.spare = batch;
+        if !events.is_empty() {
+            self.submit(events);
+        }
+        Ok(())
+    }
+
+    /// The active module trapped on the batch starting at `first`: roll back to the
+    /// previous module (its state at the swap, caught up to just before the batch) and run
+    /// the batch with it; with nothing to roll back to, the strategy is down on the stream.
+    fn trapped(
+        &mut self,
+        run: &mut StreamRun,
+        e: &Error,
+        first: u64,
+        batch: &[u8],
+        tail: &WalTail,
+    ) -> Result<()> {
+        let slot = run.active.take().expect("the active module trapped");
+        let (first_seq, last_seq) = match e {
+            Error::GuestTrap {
+                first_seq,
+                last_seq,
+                ..
+            } => (*first_seq, *last_seq),
+            _ => (first, first),
+        };
+        self.p.metrics.traps.fetch_add(1, Relaxed);
+        let finding = json!({
+            "kind": "guest_trap",
+            "stream": run.key,
+            "module": slot.loaded.sha256,
+            "message": e.to_string(),
+            "first_seq": first_seq,
+            "last_seq": last_seq,
+        });
+        tracing::error!(stream = %run.key, module = %slot.loaded.sha256, error = %e, "ALERT: the active module trapped");
+        run.findings.push(finding.clone());
+        let Some(prev) = self.previous.clone() else {
+            self.audit("live_finding", json!({ "finding": finding, "rolled_back": false }));
+            return Ok(());
+        };
+        let t = Instant::now();
+        let inst = self.rolled_back(run, &prev, first - 1, tail);
+        match inst {
+            Ok(mut inst) => {
+                let out = inst.on_events(batch);
+                match out {
+                    Ok(out) => decode_outputs(&out, first, &run.times, &mut self.decided),
+                    Err(e2) => {
+                        run.findings.push(json!({
+                            "kind": "guest_trap",
+                            "stream": run.key,
+                            "module": prev.sha256,
+                            "message": e2.to_string(),
+                            "first_seq": first,
+                        }));
+                        self.audit("live_finding", json!({ "finding": finding, "rolled_back": false, "previous_trapped": e2.to_string() }));
+                        return Ok(());
+                    }
+                }
+                run.active = Some(Slot {
+                    loaded: prev.clone(),
+                    inst,
+                    since: first - 1,
+                });
+                run.prior = None;
+                self.rollbacks += 1;
+                self.p.metrics.rollbacks.fetch_add(1, Relaxed);
+                self.audit(
+                    "live_rollback",
+                    json!({
+                        "automatic": true,
+                        "finding": finding,
+                        "from": slot.loaded.sha256,
+                        "to": prev.sha256,
+                        "streams": { run.key.clone(): { "seq": first - 1 } },
+                        "pause_us": t.elapsed().as_micros() as u64,
+                    }),
+                );
+            }
+            Err(err) => {
+                tracing::error!(stream = %run.key, error = %err, "ALERT: rollback failed; the strategy is down on this stream");
+                self.audit("live_finding", json!({ "finding": finding, "rolled_back": false, "error": err.to_string() }));
+            }
+        }
+        Ok(())
+    }
+
+    /// An instance of `prev` with its state as of `through`: from the snapshot taken when it
+    /// was swapped out (if it was on this stream), caught up from there.
+    fn rolled_back(
+        &self,
+        run: &StreamRun,
+        prev: &Arc<Loaded>,
+        through: u64,
+        tail: &WalTail,
+    ) -> Result<Instance> {
+        let mut inst = self.fresh(prev, run)?;
+        let mut from = 0;
+        let saved = match &run.prior {
+            Some(p) if Arc::ptr_eq(&p.loaded, prev) => p.snapshot.as_deref().map(|s| (s, p.seq)),
+            _ => None,
+        };
+        if let Some((snap, seq)) = saved {
+            if inst.restore(snap).is_ok() {
+                inst.set_instruments(&instrument_table(&run.symbols))?;
+                from = seq;
+            } else {
+                inst = self.fresh(prev, run)?;
+            }
+        }
+        self.catch_up(run, &mut inst, from, through, tail)?;
+        Ok(inst)
+    }
+
+    /// Sends exec events to the recorder; waits for the oldest acknowledgement when too many
+    /// are in flight.
+    fn submit(&mut self, events: Vec<Incoming>) {
+        if self.in_flight.len() >= IN_FLIGHT {
+            self.reap(true);
+        }
+        match self.p.submit.submit_blocking(events) {
+            Some(rx) => self.in_flight.push_back(rx),
+            None => tracing::warn!("the recorder is stopping: exec events not recorded"),
+        }
+    }
+
+    /// Collects acknowledgements of exec events (all of them with `wait`).
+    fn reap(&mut self, wait: bool) {
+        while let Some(rx) = self.in_flight.front_mut() {
+            let replies = if wait {
+                match self.in_flight.pop_front().expect("front").blocking_recv() {
+                    Ok(r) => r,
+                    Err(_) => continue,
+                }
+            } else {
+                match rx.try_recv() {
+                    Ok(r) => {
+                        self.in_flight.pop_front();
+                        r
+                    }
+                    Err(tokio::sync::oneshot::error::TryRecvError::Empty) => return,
+                    Err(_) => {
+                        self.in_flight.pop_front();
+                        continue;
+                    }
+                }
+            };
+            for r in replies {
+                if let Reply::Nack { error, .. } = r {
+                    self.p.metrics.exec_refused.fetch_add(1, Relaxed);
+                    tracing::error!(error = %error, "ALERT: the recorder refused an exec event");
+                }
+            }
+        }
+    }
+
+    /// An audit event in `live:<session>`.
+    fn audit(&mut self, kind: &str, data: Value) {
+        let e = audit_event(&self.p.session, kind, data);
+        self.submit(vec![e]);
+    }
+
+    fn commands(&mut self, tail: &WalTail) {
+        while let Ok(req) = self.p.commands.try_recv() {
+            let answer = match req.command {
+                Command::Status => Ok(self.status()),
+                Command::Swap(to) => self.swap(to, tail),
+                Command::Shadow(m) => self.start_shadow(m, tail),
+                Command::Promote => self.promote(),
+                Command::Rollback => self.rollback(tail),
+            };
+            let _ = req.reply.send(answer);
+        }
+    }
+
+    fn status(&self) -> Value {
+        let streams: BTreeMap<&str, Value> = self
+            .runs
+            .iter()
+            .map(|(k, r)| {
+                (
+                    k.as_str(),
+                    json!({
+                        "applied_seq": r.applied,
+                        "events": r.events,
+                        "decisions": r.decisions,
+                        "orders": r.orders,
+                        "fills": r.fills,
+                        "pnl": r.venue.pnl(),
+                        "module": r.active.as_ref().map(|s| s.loaded.sha256.clone()),
+                        "since_seq": r.active.as_ref().map(|s| s.since),
+                        "shadow": r.shadow.as_ref().map(|s| json!({
+                            "module": s.loaded.sha256,
+                            "since_seq": s.since,
+                            "divergence": r.shadow_seen,
+                        })),
+                        "findings": r.findings,
+                    }),
+                )
+            })
+            .collect();
+        json!({
+            "session": self.p.session,
+            "active": self.active.describe(),
+            "previous": self.previous.as_ref().map(|m| m.describe()),
+            "shadow": self.shadow.as_ref().map(|m| m.describe()),
+            "swaps": self.swaps,
+            "rollbacks": self.rollbacks,
+            "streams": streams,
+        })
+    }
+
+    /// Every stream to `to`: state from the active module's snapshot when `to` restores it,
+    /// else caught up. Prepared for every stream first: if one fails, nothing changes.
+    fn swap(&mut self, to: Arc<Loaded>, tail: &WalTail) -> CommandReply {
+        let from = self.active.clone();
+        let t0 = Instant::now();
+        let ready = self.prepare_all(&to, tail)?;
+        let mut done = BTreeMap::new();
+        for (k, p) in ready {
+            let run = self.runs.get_mut(&k).expect("prepared");
+            let at = run.applied;
+            let old = run.active.replace(Slot {
+                loaded: to.clone(),
+                inst: p.inst,
+                since: at,
+            });
+            run.prior = old.map(|s| Prior {
+                loaded: s.loaded,
+                snapshot: p.snapshot,
+                seq: at,
+            });
+            done.insert(k, json!({ "seq": at, "handoff": p.handoff }));
+        }
+        self.previous = Some(from.clone());
+        self.active = to.clone();
+        self.swaps += 1;
+        self.p.metrics.swaps.fetch_add(1, Relaxed);
+        let pause = t0.elapsed();
+        self.p.metrics.record_pause(pause);
+        let answer = json!({
+            "from": from.sha256,
+            "to": to.sha256,
+            "streams": done,
+            "pause_us": pause.as_micros() as u64,
+        });
+        self.audit("live_swap", answer.clone());
+        Ok(answer)
+    }
+
+    /// For every stream, an instance of `to` holding the state the active module has now;
+    /// the first failure (naming its stream) instead.
+    fn prepare_all(
+        &mut self,
+        to: &Arc<Loaded>,
+        tail: &WalTail,
+    ) -> std::result::Result<Vec<(String, Prepared)>, String> {
+        let mut runs = std::mem::take(&mut self.runs);
+        let mut ready = Vec::new();
+        let mut failed = None;
+        for (k, run) in runs.iter_mut() {
+            match self.prepare(run, to, tail) {
+                Ok(p) => ready.push((k.clone(), p)),
+                Err(e) => {
+                    failed = Some(format!("{k}: {e}"));
+                    break;
+                }
+            }
+        }
+        self.runs = runs;
+        match failed {
+            Some(e) => Err(e),
+            None => Ok(ready),
+        }
+    }
+
+    /// An instance of `to` with the state the stream's active module has: handed over
+    /// through its snapshot, or (refused, or no module active) caught up from the start.
+    fn prepare(&self, run: &mut StreamRun, to: &Arc<Loaded>, tail: &WalTail) -> Result<Prepared> {
+        let at = run.applied;
+        let snapshot = run.active.as_mut().and_then(|s| s.inst.snapshot().ok());
+        let mut inst = self.fresh(to, run)?;
+        let handoff = if snapshot.as_deref().is_some_and(|b| inst.restore(b).is_ok()) {
+            inst.set_instruments(&instrument_table(&run.symbols))?;
+            "snapshot".to_string()
+        } else {
+            inst = self.fresh(to, run)?;
+            let n = self.catch_up(run, &mut inst, 0, at, tail)?;
+            format!("catch-up of {n} events")
+        };
+        Ok(Prepared {
+            inst,
+            handoff,
+            snapshot,
+        })
+    }
+
+    fn start_shadow(&mut self, m: Arc<Loaded>, tail: &WalTail) -> CommandReply {
+        let ready = self.prepare_all(&m, tail)?;
+        let mut done = BTreeMap::new();
+        for (k, p) in ready {
+            let run = self.runs.get_mut(&k).expect("prepared");
+            let at = run.applied;
+            run.shadow = Some(Slot {
+                loaded: m.clone(),
+                inst: p.inst,
+                since: at,
+            });
+            run.shadow_seen = Divergence::default();
+            done.insert(k, json!({ "seq": at, "handoff": p.handoff }));
+        }
+        self.shadow = Some(m.clone());
+        let answer = json!({ "shadow": m.sha256, "streams": done });
+        self.audit("live_shadow", answer.clone());
+        Ok(answer)
+    }
+
+    fn promote(&mut self) -> CommandReply {
+        let Some(m) = self.shadow.take() else {
+            return Err("no shadow module to promote: POST /shadow first".into());
+        };
+        let from = self.active.clone();
+        let mut done = BTreeMap::new();
+        for (k, run) in self.runs.iter_mut() {
+            let Some(shadow) = run.shadow.take() else {
+                continue;
+            };
+            let at = run.applied;
+            let snapshot = run
+                .active
+                .as_mut()
+                .and_then(|s| s.inst.snapshot().ok());
+            run.prior = Some(Prior {
+                loaded: from.clone(),
+                snapshot,
+                seq: at,
+            });
+            run.active = Some(Slot {
+                since: at,
+                ..shadow
+            });
+            done.insert(k.clone(), json!({ "seq": at, "divergence": run.shadow_seen }));
+        }
+        self.previous = Some(from.clone());
+        self.active = m.clone();
+        self.swaps += 1;
+        self.p.metrics.swaps.fetch_add(1, Relaxed);
+        let answer = json!({ "from": from.sha256, "to": m.sha256, "streams": done });
+        self.audit("live_promote", answer.clone());
+        Ok(answer)
+    }
+
+    fn rollback(&mut self, tail: &WalTail) -> CommandReply {
+        let Some(prev) = self.previous.clone() else {
+            return Err("nothing to roll back to: no swap has happened".into());
+        };
+        let from = self.active.clone();
+        let t0 = Instant::now();
+        let mut ready = Vec::new();
+        for (k, run) in &self.runs {
+            let inst = self
+                .rolled_back(run, &prev, run.applied, tail)
+                .map_err(|e| format!("{k}: {e}"))?;
+            ready.push((k.clone(), inst));
+        }
+        let mut done = BTreeMap::new();
+        for (k, inst) in ready {
+            let run = self.runs.get_mut(&k).expect("listed");
+            let at = run.applied;
+            run.active = Some(Slot {
+                loaded: prev.clone(),
+                inst,
+                since: at,
+            });
+            run.prior = None;
+            done.insert(k, json!({ "seq": at }));
+        }
+        self.active = prev.clone();
+        self.previous = None;
+        self.rollbacks += 1;
+        self.p.metrics.rollbacks.fetch_add(1, Relaxed);
+        let answer = json!({
+            "automatic": false,
+            "from": from.sha256,
+            "to": prev.sha256,
+            "streams": done,
+            "pause_us": t0.elapsed().as_micros() as u64,
+        });
+        self.audit("live_rollback", answer.clone());
+        Ok(answer)
+    }
+}
+
+/// Compares the active module's decisions on a batch with the shadow's; whether they differ.
+fn compare(seen: &mut Divergence, active: &[Decision], shadow: &[Decision]) -> bool {
+    seen.compared_batches += 1;
+    if active == shadow {
+        return false;
+    }
+    seen.divergent_batches += 1;
+    if seen.first.is_none() {
+        let i = active
+            .iter()
+            .zip(shadow)
+            .position(|(a, s)| a != s)
+            .unwrap_or(active.len().min(shadow.len()));
+        let side = |d: Option<&Decision>| {
+            d.map_or(Value::Null, |d| json!({ "seq": d.seq, "output": d.output.to_json() }))
+        };
+        let seq = active.get(i).or(shadow.get(i)).map_or(0, |d| d.seq);
+        seen.first = Some(json!({
+            "seq": seq,
+            "active": side(active.get(i)),
+            "shadow": side(shadow.get(i)),
+        }));
+    }
+    true
+}
+
+/// Builds catch-up batches and runs them, dropping their decisions.
+struct Feeder {
+    batch: usize,
+    key: String,
+    stream_id: u32,
+    writer: EventBatchWriter,
+    encoder: StreamEncoder,
+    events: u64,
+}
+
+impl Feeder {
+    fn new(batch: usize, run: &StreamRun) -> Self {
+        Feeder {
+            batch,
+            key: run.key.clone(),
+            stream_id: run.id,
+            writer: EventBatchWriter::new(Vec::new()),
+            encoder: StreamEncoder::new(run.id),
+            events: 0,
+        }
+    }
+
+    fn push_record(&mut self, record: &[u8], seq: u64, inst: &mut Instance) -> Result<()> {
+        self.writer
+            .push_record(record, self.stream_id)
+            .map_err(|err| Error::BadEvent {
+                stream: self.key.clone(),
+                seq,
+                message: format!("store gave a bad record: {err}"),
+            })?;
+        self.after_push(inst)
+    }
+
+    fn push_envelope(&mut self, e: &Envelope, inst: &mut Instance) -> Result<()> {
+        self.encoder.encode(e, &mut self.writer)?;
+        self.after_push(inst)
+    }
+
+    fn after_push(&mut self, inst: &mut Instance) -> Result<()> {
+        self.events += 1;
+        if self.writer.count() as usize >= self.batch {
+            self.flush(inst)?;
+        }
+        Ok(())
+    }
+
+    fn flush(&mut self, inst: &mut Instance) -> Result<()> {
+        if self.writer.count() == 0 {
+            return Ok(());
+        }
+        let w = std::mem::replace(&mut self.writer, EventBatchWriter::new(Vec::new()));
+        inst.on_events(&w.finish())?;
+        Ok(())
+    }
+}

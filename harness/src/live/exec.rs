@@ -1,0 +1,213 @@
+//! What a live session records of its own: the paper venue's orders, acks, cancels and fills
+//! in each instrument's exec stream (`exec:<venue>:<symbol>`), and the audit events of its
+//! control actions in `live:<session>`.
+//!
+//! Every exec event names what caused it (`causation_id` = `<stream>:<seq>`) and carries an
+//! idempotency key derived from the session, the stream, the seq and the output's index, so
+//! the recorder stores it once however often it is submitted.
+
+use std::collections::BTreeMap;
+
+use serde_json::Value;
+
+use crate::decision::{Decision, Output};
+use crate::event::{Body, Correlation, Dec, Tenancy};
+use crate::recorder::now_ns;
+use crate::recorder::protocol::Incoming;
+use crate::venue::Trade;
+
+/// Derives the ids of one stream's exec events.
+#[derive(Debug)]
+pub struct ExecIds {
+    prefix: String,
+}
+
+impl ExecIds {
+    pub fn new(session: &str, stream: &str) -> Self {
+        ExecIds {
+            prefix: format!("live:{session}:{stream}"),
+        }
+    }
+
+    /// The id of output `index` of the decisions caused by `seq`: what an executor gets as
+    /// the client order id, stable across restarts.
+    pub fn order_id(&self, seq: u64, index: usize) -> String {
+        format!("{}:{seq}:{index}", self.prefix)
+    }
+}
+
+fn dec9(x: f64) -> Dec {
+    Dec::new((x * 1e9).round() as i64, 9)
+}
+
+fn incoming(
+    stream_key: String,
+    occurred_at: i64,
+    instrument: &str,
+    cause: String,
+    command_id: Option<String>,
+    idempotency_key: String,
+    body: Body,
+) -> Incoming {
+    Incoming {
+        event_id: None,
+        stream_key,
+        seq: None,
+        occurred_at,
+        ingested_at: None,
+        instrument: Some(instrument.to_string()),
+        tenancy: Tenancy::default(),
+        correlation: Correlation {
+            causation_id: Some(cause),
+            command_id,
+            ..Default::default()
+        },
+        idempotency_key: Some(idempotency_key),
+        body,
+    }
+}
+
+/// The exec events of one batch: for each order decision `order_submitted` then
+/// `order_acked` (the paper venue takes every order; its ack arrives after the venue's
+/// latency), for each cancel `order_cancelled`, then the fills the venue made. Decisions
+/// about instruments the stream has not named are left out (the venue cannot place them
+/// either). Logs and metrics are not exec events.
+pub fn exec_events(
+    ids: &ExecIds,
+    venue: &str,
+    stream: &str,
+    decisions: &[Decision],
+    fills: &[Trade],
+    symbols: &BTreeMap<u32, String>,
+    latency_ns: i64,
+) -> Vec<Incoming> {
+    let mut out = Vec::new();
+    let mut index = 0usize;
+    let mut last_seq = None;
+    for d in decisions {
+        if last_seq != Some(d.seq) {
+            last_seq = Some(d.seq);
+            index = 0;
+        }
+        let i = index;
+        index += 1;
+        let cause = format!("{stream}:{}", d.seq);
+        let order_id = ids.order_id(d.seq, i);
+        match &d.output {
+            Output::NewOrder {
+                instrument,
+                client_order_id,
+                side,
+                order_type,
+                tif,
+                price,
+                qty,
+            } => {
+                let Some(sym) = symbols.get(instrument) else {
+                    continue;
+                };
+                let key = format!("exec:{venue}:{sym}");
+                let price = (*order_type == crate::event::OrderTypeName::Limit).then_some(*price);
+                out.push(incoming(
+                    key.clone(),
+                    d.time_ns,
+                    sym,
+                    cause.clone(),
+                    Some(order_id.clone()),
+                    format!("{order_id}:submitted"),
+                    Body::OrderSubmitted {
+                        client_order_id: *client_order_id,
+                        side: *side,
+                        order_type: *order_type,
+                        tif: *tif,
+                        price,
+                        qty: *qty,
+                    },
+                ));
+                out.push(incoming(
+                    key,
+                    d.time_ns + latency_ns,
+                    sym,
+                    cause,
+                    Some(order_id.clone()),
+                    format!("{order_id}:acked"),
+                    Body::OrderAcked {
+                        client_order_id: *client_order_id,
+                        venue_order_id: *client_order_id,
+                    },
+                ));
+            }
+            Output::Cancel {
+                instrument,
+                client_order_id,
+            } => {
+                let Some(sym) = symbols.get(instrument) else {
+                    continue;
+                };
+                out.push(incoming(
+                    format!("exec:{venue}:{sym}"),
+                    d.time_ns + latency_ns,
+                    sym,
+                    cause,
+                    Some(order_id.clone()),
+                    format!("{order_id}:cancelled"),
+                    Body::OrderCancelled {
+                        client_order_id: *client_order_id,
+                    },
+                ));
+            }
+            Output::Log { .. } | Output::Metric { .. } => {}
+        }
+    }
+    for f in fills {
+        let order_id = ids.order_id(f.order_seq, 0);
+        out.push(incoming(
+            format!("exec:{venue}:{}", f.instrument),
+            f.time_ns,
+            &f.instrument,
+            format!("{stream}:{}", f.seq),
+            Some(order_id),
+            format!("{}:fill:{}:{}", ids.prefix, f.order_seq, f.client_order_id),
+            Body::Fill {
+                client_order_id: f.client_order_id,
+                // The venue fills an order at once and in full: one trade per order.
+                trade_id: f.client_order_id,
+                side: if f.side == "buy" {
+                    crate::event::SideName::Buy
+                } else {
+                    crate::event::SideName::Sell
+                },
+                liquidity: Some(if f.liquidity == "maker" {
+                    crate::event::LiquidityName::Maker
+                } else {
+                    crate::event::LiquidityName::Taker
+                }),
+                is_final: true,
+                price: dec9(f.price),
+                qty: dec9(f.qty),
+                fee: dec9(f.fee),
+            },
+        ));
+    }
+    out
+}
+
+/// An audit event of the session (a control action, a finding): `live:<session>`, event type
+/// `custom` named `kind`. Its time is the wall clock: it records when an operator acted.
+pub fn audit_event(session: &str, kind: &str, data: Value) -> Incoming {
+    Incoming {
+        event_id: None,
+        stream_key: format!("live:{session}"),
+        seq: None,
+        occurred_at: now_ns(),
+        ingested_at: None,
+        instrument: None,
+        tenancy: Tenancy::default(),
+        correlation: Correlation::default(),
+        idempotency_key: None,
+        body: Body::Custom {
+            type_name: kind.to_string(),
+            data,
+        },
+    }
+}
