@@ -137,12 +137,7 @@ struct Client {
 }
 
 impl Client {
-    async fn call(
-        &self,
-        method: &str,
-        path: &str,
-        body: Vec<u8>,
-    ) -> Result<tapedeck::net::Got> {
+    async fn call(&self, method: &str, path: &str, body: Vec<u8>) -> Result<tapedeck::net::Got> {
         let full = format!("{}{path}", self.base);
         let url = tapedeck::net::Url::parse(&full).map_err(anyhow::Error::msg)?;
         let auth = [("authorization", format!("Bearer {}", self.token))];
@@ -153,15 +148,10 @@ impl Client {
     }
 
     async fn upload(&self, file: &PathBuf) -> Result<String> {
-        let bytes =
-            std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
+        let bytes = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
         let sha = tapedeck::hash::ModuleHash::of(&bytes).hex();
         let got = self
-            .call(
-                "POST",
-                &format!("/modules?sha256={sha}"),
-                bytes,
-            )
+            .call("POST", &format!("/modules?sha256={sha}"), bytes)
             .await?;
         if got.status != 201 {
             bail!(

@@ -123,6 +123,16 @@ pub struct Replay {
     /// Write the run directory here.
     #[arg(long)]
     pub out: Option<PathBuf>,
+    /// Replay a live session instead (`live:SESSION`, its audit stream): the modules it ran,
+    /// switched where it switched them, every order and cancel compared with what the session
+    /// recorded in its exec streams. Exit 0 when all are reproduced, 1 naming the first
+    /// difference per stream.
+    #[arg(long, value_name = "live:SESSION", conflicts_with_all = ["strategies", "projectors", "out"])]
+    pub timeline: Option<String>,
+    /// Where the session kept its modules (by sha256) [default: live.modules_dir of its
+    /// live.toml, `<wal.dir>/../live-modules`].
+    #[arg(long, value_name = "DIR", requires = "timeline")]
+    pub modules: Option<PathBuf>,
 }
 
 /// Load modules, checking each is of the expected kind.
@@ -148,6 +158,9 @@ pub fn plugins(rt: &Runtime, paths: &[PathBuf], kind: ModuleKind) -> Result<Vec<
 
 impl Replay {
     pub fn run(self) -> Result<ExitCode> {
+        if let Some(t) = &self.timeline {
+            return self.live_session(t);
+        }
         let clock = Stopwatch::start();
         let rt = self
             .run
@@ -181,6 +194,52 @@ impl Replay {
             eprintln!("report: {}", out.join("report.md").display());
         }
         Ok(if report.is_clean() {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::from(1)
+        })
+    }
+}
+
+impl Replay {
+    fn live_session(&self, timeline: &str) -> Result<ExitCode> {
+        use tapedeck::live::verify;
+        let session = timeline.strip_prefix("live:").with_context(|| {
+            format!("--timeline {timeline:?}: want live:SESSION, the session's audit stream")
+        })?;
+        let modules = self
+            .modules
+            .clone()
+            .context("--timeline needs --modules DIR: where the session kept its modules")?;
+        let rt = self.run.runtime(3)?;
+        let store = self.run.store.open()?;
+        let t = verify::timeline(store.as_ref(), session)?;
+        let mut m = verify::Modules::new(&rt, &modules);
+        let mut clean = true;
+        for s in verify::check(store.as_ref(), &t, &mut m)? {
+            if !glob_match(&self.run.streams, &s.stream) {
+                continue;
+            }
+            match &s.first_difference {
+                None => outln!(
+                    "{}: {} events, {} module switches, {} orders and cancels reproduced",
+                    s.stream,
+                    s.events,
+                    s.switches,
+                    s.replayed
+                ),
+                Some(d) => {
+                    clean = false;
+                    outln!(
+                        "{}: differs ({} replayed, {} recorded); first difference: {d}",
+                        s.stream,
+                        s.replayed,
+                        s.recorded
+                    );
+                }
+            }
+        }
+        Ok(if clean {
             ExitCode::SUCCESS
         } else {
             ExitCode::from(1)

@@ -145,7 +145,9 @@ impl LiveConfig {
     pub fn check(&self) -> std::result::Result<String, String> {
         let l = &self.live;
         if l.strategy.as_os_str().is_empty() {
-            return Err("live.strategy: name the strategy module (a .wasm file) to start with".into());
+            return Err(
+                "live.strategy: name the strategy module (a .wasm file) to start with".into(),
+            );
         }
         if l.batch == 0 {
             return Err("live.batch must be at least 1".into());

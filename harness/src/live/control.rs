@@ -80,7 +80,11 @@ fn same(a: &[u8], b: &[u8]) -> bool {
 
 impl Control {
     /// Answers one request.
-    pub async fn handle(self: Arc<Self>, peer: String, req: Request<hyper::body::Incoming>) -> Result<Resp, std::convert::Infallible> {
+    pub async fn handle(
+        self: Arc<Self>,
+        peer: String,
+        req: Request<hyper::body::Incoming>,
+    ) -> Result<Resp, std::convert::Infallible> {
         let method = req.method().clone();
         let path = req.uri().path().to_string();
         let query = req.uri().query().unwrap_or("").to_string();
@@ -99,7 +103,9 @@ impl Control {
             self.refused(&method, &path, &peer, reason);
             let mut r = error(
                 StatusCode::UNAUTHORIZED,
-                format!("{reason}: send `Authorization: Bearer <token>` (the control token of live.toml)"),
+                format!(
+                    "{reason}: send `Authorization: Bearer <token>` (the control token of live.toml)"
+                ),
             );
             r.headers_mut().insert(
                 hyper::header::WWW_AUTHENTICATE,
@@ -163,9 +169,10 @@ impl Control {
     async fn status(&self) -> Resp {
         match self.ask_raw(Command::Status).await {
             Ok(mut v) => {
-                let pauses = self.live.pause_quantiles().map(|(p50, p99, max)| {
-                    json!({ "p50_us": p50, "p99_us": p99, "max_us": max })
-                });
+                let pauses = self
+                    .live
+                    .pause_quantiles()
+                    .map(|(p50, p99, max)| json!({ "p50_us": p50, "p99_us": p99, "max_us": max }));
                 let lat = &self.live.input_to_decision;
                 v["swap_pause"] = pauses.unwrap_or(Value::Null);
                 v["input_to_decision_s"] = json!({
@@ -230,7 +237,10 @@ impl Control {
                 "pin the module: POST /modules?sha256=<64 hex digits of the file's SHA-256>",
             );
         };
-        let body = match Limited::new(req.into_body(), MAX_MODULE_BYTES).collect().await {
+        let body = match Limited::new(req.into_body(), MAX_MODULE_BYTES)
+            .collect()
+            .await
+        {
             Ok(b) => b.to_bytes(),
             Err(e) => {
                 return error(
@@ -258,7 +268,11 @@ impl Control {
         if module.kind() != ModuleKind::Strategy {
             return error(
                 StatusCode::UNPROCESSABLE_ENTITY,
-                format!("{} is a {}: live runs strategies", module.info().name, module.kind().as_str()),
+                format!(
+                    "{} is a {}: live runs strategies",
+                    module.info().name,
+                    module.kind().as_str()
+                ),
             );
         }
         let path = self.modules_dir.join(format!("{pin}.wasm"));
@@ -281,7 +295,11 @@ impl Control {
         json_resp(StatusCode::CREATED, &info)
     }
 
-    async fn choose(&self, req: Request<hyper::body::Incoming>, make: fn(Arc<Loaded>) -> Command) -> Resp {
+    async fn choose(
+        &self,
+        req: Request<hyper::body::Incoming>,
+        make: fn(Arc<Loaded>) -> Command,
+    ) -> Resp {
         let body = match Limited::new(req.into_body(), 1 << 20).collect().await {
             Ok(b) => b.to_bytes(),
             Err(e) => return error(StatusCode::BAD_REQUEST, e.to_string()),
@@ -291,15 +309,25 @@ impl Control {
             Err(e) => {
                 return error(
                     StatusCode::BAD_REQUEST,
-                    format!("want {{\"sha256\": \"<uploaded module>\", \"config\": \"<its JSON config>\"}}: {e}"),
+                    format!(
+                        "want {{\"sha256\": \"<uploaded module>\", \"config\": \"<its JSON config>\"}}: {e}"
+                    ),
                 );
             }
         };
         let sha = c.sha256.to_ascii_lowercase();
-        let Some(module) = self.modules.lock().expect("modules lock").get(&sha).cloned() else {
+        let Some(module) = self
+            .modules
+            .lock()
+            .expect("modules lock")
+            .get(&sha)
+            .cloned()
+        else {
             return error(
                 StatusCode::NOT_FOUND,
-                format!("no module {sha}: upload it first (POST /modules?sha256={sha}, or `tapedeck ctl upload FILE`)"),
+                format!(
+                    "no module {sha}: upload it first (POST /modules?sha256={sha}, or `tapedeck ctl upload FILE`)"
+                ),
             );
         };
         let loaded = Arc::new(Loaded {
@@ -311,12 +339,18 @@ impl Control {
         let rt = self.rt.clone();
         let probe = loaded.clone();
         let checked = tokio::task::spawn_blocking(move || {
-            rt.instantiate(&probe.module).and_then(|mut i| i.init(&probe.config))
+            rt.instantiate(&probe.module)
+                .and_then(|mut i| i.init(&probe.config))
         })
         .await;
         match checked {
             Ok(Ok(())) => {}
-            Ok(Err(e)) => return error(StatusCode::UNPROCESSABLE_ENTITY, format!("the module refuses its config: {e}")),
+            Ok(Err(e)) => {
+                return error(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    format!("the module refuses its config: {e}"),
+                );
+            }
             Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
         }
         self.ask(make(loaded)).await

@@ -105,22 +105,38 @@ struct Slot {
     since: u64,
 }
 
+/// How a module got the state it took over a stream with: part of the session's record, so
+/// a replay of the session does the same.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(tag = "how", rename_all = "snake_case")]
+pub enum Handoff {
+    /// `restore` of the module active until then's `snapshot`.
+    Snapshot,
+    /// Its own state from when it last left the stream (at `from_seq`), caught up since.
+    Saved { from_seq: u64, events: u64 },
+    /// Caught up from the stream's start.
+    CatchUp { events: u64 },
+}
+
 /// A module's instance made ready to take over a stream.
 struct Prepared {
     inst: Instance,
-    /// `snapshot`, or how many events it caught up.
-    handoff: String,
+    handoff: Handoff,
     /// The active module's snapshot at the switch (what a rollback restores).
     snapshot: Option<Vec<u8>>,
 }
 
-/// The module that was active before the last swap, and its state then: what a rollback
-/// restores (then catches up from `seq`).
-struct Prior {
-    loaded: Arc<Loaded>,
-    snapshot: Option<Vec<u8>>,
+/// A module's state on a stream when it stopped being active there: what a swap back to it
+/// or a rollback restores, then catches up from `seq`.
+struct Saved {
+    sha256: String,
+    config: String,
+    snapshot: Vec<u8>,
     seq: u64,
 }
+
+/// Saved states kept per stream (the newest modules').
+pub(super) const SAVED: usize = 4;
 
 #[derive(Debug, Default, Clone, Serialize)]
 struct Divergence {
@@ -147,7 +163,7 @@ struct StreamRun {
     active: Option<Slot>,
     shadow: Option<Slot>,
     shadow_seen: Divergence,
-    prior: Option<Prior>,
+    saved: Vec<Saved>,
     venue: Venue,
     ids: ExecIds,
     /// The last seq the modules have been given (or caught up to).
@@ -306,7 +322,7 @@ impl Engine {
             active: None,
             shadow: None,
             shadow_seen: Divergence::default(),
-            prior: None,
+            saved: Vec::new(),
             venue: Venue::new(&self.p.venue, symbols, StatsConfig::default()),
             ids: ExecIds::new(&self.p.session, key),
             applied: 0,
@@ -317,11 +333,27 @@ impl Engine {
             findings: Vec::new(),
         };
         let mut inst = self.fresh(&self.active.clone(), &run)?;
-        if seq > 1 {
-            let t = Instant::now();
-            let n = self.catch_up(&run, &mut inst, 0, seq - 1, tail)?;
-            tracing::info!(stream = key, events = n, ms = t.elapsed().as_millis() as u64, "caught up a stream first seen mid-way");
+        let t = Instant::now();
+        let n = self.catch_up(&run, &mut inst, 0, seq - 1, tail)?;
+        if n > 0 {
+            tracing::info!(
+                stream = key,
+                events = n,
+                ms = t.elapsed().as_millis() as u64,
+                "caught up a stream first seen mid-way"
+            );
         }
+        let active = self.active.clone();
+        self.audit(
+            "live_stream",
+            json!({
+                "stream": key,
+                "seq": seq - 1,
+                "module": active.sha256,
+                "config": active.config,
+                "handoff": Handoff::CatchUp { events: n },
+            }),
+        );
         run.applied = seq - 1;
         run.active = Some(Slot {
             loaded: self.active.clone(),
@@ -416,7 +448,10 @@ impl Engine {
                 ),
             ));
         }
-        self.p.metrics.catch_up_events.fetch_add(feed.events, Relaxed);
+        self.p
+            .metrics
+            .catch_up_events
+            .fetch_add(feed.events, Relaxed);
         Ok(feed.events)
     }
 
@@ -455,7 +490,13 @@ impl Engine {
             match slot.inst.on_events(&batch) {
                 Ok(out) => {
                     decode_outputs(&out, first, &run.times, &mut self.shadow_decided);
-                    if compare(&mut run.shadow_seen, &self.decided, &self.shadow_decided) {
+                    let names = instrument_table(&run.symbols);
+                    if compare(
+                        &mut run.shadow_seen,
+                        &self.decided,
+                        &self.shadow_decided,
+                        &names,
+                    ) {
                         self.p.metrics.shadow_divergent.fetch_add(1, Relaxed);
                     }
                 }
@@ -540,13 +581,16 @@ impl Engine {
         tracing::error!(stream = %run.key, module = %slot.loaded.sha256, error = %e, "ALERT: the active module trapped");
         run.findings.push(finding.clone());
         let Some(prev) = self.previous.clone() else {
-            self.audit("live_finding", json!({ "finding": finding, "rolled_back": false }));
+            self.audit(
+                "live_finding",
+                json!({ "finding": finding, "rolled_back": false }),
+            );
             return Ok(());
         };
         let t = Instant::now();
         let inst = self.rolled_back(run, &prev, first - 1, tail);
         match inst {
-            Ok(mut inst) => {
+            Ok((mut inst, handoff)) => {
                 let out = inst.on_events(batch);
                 match out {
                     Ok(out) => decode_outputs(&out, first, &run.times, &mut self.decided),
@@ -567,7 +611,6 @@ impl Engine {
                     inst,
                     since: first - 1,
                 });
-                run.prior = None;
                 self.rollbacks += 1;
                 self.p.metrics.rollbacks.fetch_add(1, Relaxed);
                 self.audit(
@@ -577,44 +620,75 @@ impl Engine {
                         "finding": finding,
                         "from": slot.loaded.sha256,
                         "to": prev.sha256,
-                        "streams": { run.key.clone(): { "seq": first - 1 } },
+                        "to_config": prev.config,
+                        "streams": { run.key.clone(): { "seq": first - 1, "handoff": handoff } },
                         "pause_us": t.elapsed().as_micros() as u64,
                     }),
                 );
             }
             Err(err) => {
                 tracing::error!(stream = %run.key, error = %err, "ALERT: rollback failed; the strategy is down on this stream");
-                self.audit("live_finding", json!({ "finding": finding, "rolled_back": false, "error": err.to_string() }));
+                self.audit(
+                    "live_finding",
+                    json!({ "finding": finding, "rolled_back": false, "error": err.to_string() }),
+                );
             }
         }
         Ok(())
     }
 
-    /// An instance of `prev` with its state as of `through`: from the snapshot taken when it
-    /// was swapped out (if it was on this stream), caught up from there.
+    /// An instance of `prev` with its state as of `through` (see [`Engine::state_for`]).
     fn rolled_back(
         &self,
         run: &StreamRun,
         prev: &Arc<Loaded>,
         through: u64,
         tail: &WalTail,
-    ) -> Result<Instance> {
-        let mut inst = self.fresh(prev, run)?;
-        let mut from = 0;
-        let saved = match &run.prior {
-            Some(p) if Arc::ptr_eq(&p.loaded, prev) => p.snapshot.as_deref().map(|s| (s, p.seq)),
-            _ => None,
-        };
-        if let Some((snap, seq)) = saved {
-            if inst.restore(snap).is_ok() {
-                inst.set_instruments(&instrument_table(&run.symbols))?;
-                from = seq;
-            } else {
-                inst = self.fresh(prev, run)?;
+    ) -> Result<(Instance, Handoff)> {
+        self.state_for(run, prev, None, through, tail)
+    }
+
+    /// An instance of `to` with the state of the stream as of `through`, and how it got it:
+    /// from `handoff` (the active module's snapshot) if `to` restores it; else from the
+    /// state `to` had when it last left this stream, caught up since; else caught up from
+    /// the stream's start.
+    fn state_for(
+        &self,
+        run: &StreamRun,
+        to: &Arc<Loaded>,
+        handoff: Option<&[u8]>,
+        through: u64,
+        tail: &WalTail,
+    ) -> Result<(Instance, Handoff)> {
+        let table = instrument_table(&run.symbols);
+        let mut inst = self.fresh(to, run)?;
+        if let Some(b) = handoff {
+            if inst.restore(b).is_ok() {
+                inst.set_instruments(&table)?;
+                return Ok((inst, Handoff::Snapshot));
             }
+            inst = self.fresh(to, run)?;
         }
-        self.catch_up(run, &mut inst, from, through, tail)?;
-        Ok(inst)
+        let saved = run
+            .saved
+            .iter()
+            .find(|s| s.sha256 == to.sha256 && s.config == to.config);
+        if let Some(saved) = saved {
+            if inst.restore(&saved.snapshot).is_ok() {
+                inst.set_instruments(&table)?;
+                let n = self.catch_up(run, &mut inst, saved.seq, through, tail)?;
+                return Ok((
+                    inst,
+                    Handoff::Saved {
+                        from_seq: saved.seq,
+                        events: n,
+                    },
+                ));
+            }
+            inst = self.fresh(to, run)?;
+        }
+        let n = self.catch_up(run, &mut inst, 0, through, tail)?;
+        Ok((inst, Handoff::CatchUp { events: n }))
     }
 
     /// Sends exec events to the recorder; waits for the oldest acknowledgement when too many
@@ -730,11 +804,9 @@ impl Engine {
                 inst: p.inst,
                 since: at,
             });
-            run.prior = old.map(|s| Prior {
-                loaded: s.loaded,
-                snapshot: p.snapshot,
-                seq: at,
-            });
+            if let Some(old) = old {
+                run.save(&old.loaded, p.snapshot, at);
+            }
             done.insert(k, json!({ "seq": at, "handoff": p.handoff }));
         }
         self.previous = Some(from.clone());
@@ -746,6 +818,7 @@ impl Engine {
         let answer = json!({
             "from": from.sha256,
             "to": to.sha256,
+            "to_config": to.config,
             "streams": done,
             "pause_us": pause.as_micros() as u64,
         });
@@ -784,15 +857,7 @@ impl Engine {
     fn prepare(&self, run: &mut StreamRun, to: &Arc<Loaded>, tail: &WalTail) -> Result<Prepared> {
         let at = run.applied;
         let snapshot = run.active.as_mut().and_then(|s| s.inst.snapshot().ok());
-        let mut inst = self.fresh(to, run)?;
-        let handoff = if snapshot.as_deref().is_some_and(|b| inst.restore(b).is_ok()) {
-            inst.set_instruments(&instrument_table(&run.symbols))?;
-            "snapshot".to_string()
-        } else {
-            inst = self.fresh(to, run)?;
-            let n = self.catch_up(run, &mut inst, 0, at, tail)?;
-            format!("catch-up of {n} events")
-        };
+        let (inst, handoff) = self.state_for(run, to, snapshot.as_deref(), at, tail)?;
         Ok(Prepared {
             inst,
             handoff,
@@ -815,7 +880,7 @@ impl Engine {
             done.insert(k, json!({ "seq": at, "handoff": p.handoff }));
         }
         self.shadow = Some(m.clone());
-        let answer = json!({ "shadow": m.sha256, "streams": done });
+        let answer = json!({ "shadow": m.sha256, "config": m.config, "streams": done });
         self.audit("live_shadow", answer.clone());
         Ok(answer)
     }
@@ -831,26 +896,25 @@ impl Engine {
                 continue;
             };
             let at = run.applied;
-            let snapshot = run
-                .active
-                .as_mut()
-                .and_then(|s| s.inst.snapshot().ok());
-            run.prior = Some(Prior {
-                loaded: from.clone(),
-                snapshot,
-                seq: at,
-            });
-            run.active = Some(Slot {
+            let old = run.active.replace(Slot {
                 since: at,
                 ..shadow
             });
-            done.insert(k.clone(), json!({ "seq": at, "divergence": run.shadow_seen }));
+            if let Some(mut old) = old {
+                let snapshot = old.inst.snapshot().ok();
+                run.save(&old.loaded, snapshot, at);
+            }
+            done.insert(
+                k.clone(),
+                json!({ "seq": at, "divergence": run.shadow_seen }),
+            );
         }
         self.previous = Some(from.clone());
         self.active = m.clone();
         self.swaps += 1;
         self.p.metrics.swaps.fetch_add(1, Relaxed);
-        let answer = json!({ "from": from.sha256, "to": m.sha256, "streams": done });
+        let answer =
+            json!({ "from": from.sha256, "to": m.sha256, "to_config": m.config, "streams": done });
         self.audit("live_promote", answer.clone());
         Ok(answer)
     }
@@ -863,22 +927,25 @@ impl Engine {
         let t0 = Instant::now();
         let mut ready = Vec::new();
         for (k, run) in &self.runs {
-            let inst = self
+            let r = self
                 .rolled_back(run, &prev, run.applied, tail)
                 .map_err(|e| format!("{k}: {e}"))?;
-            ready.push((k.clone(), inst));
+            ready.push((k.clone(), r));
         }
         let mut done = BTreeMap::new();
-        for (k, inst) in ready {
+        for (k, (inst, handoff)) in ready {
             let run = self.runs.get_mut(&k).expect("listed");
             let at = run.applied;
-            run.active = Some(Slot {
+            let old = run.active.replace(Slot {
                 loaded: prev.clone(),
                 inst,
                 since: at,
             });
-            run.prior = None;
-            done.insert(k, json!({ "seq": at }));
+            if let Some(mut old) = old {
+                let snapshot = old.inst.snapshot().ok();
+                run.save(&old.loaded, snapshot, at);
+            }
+            done.insert(k, json!({ "seq": at, "handoff": handoff }));
         }
         self.active = prev.clone();
         self.previous = None;
@@ -888,6 +955,7 @@ impl Engine {
             "automatic": false,
             "from": from.sha256,
             "to": prev.sha256,
+            "to_config": prev.config,
             "streams": done,
             "pause_us": t0.elapsed().as_micros() as u64,
         });
@@ -896,8 +964,33 @@ impl Engine {
     }
 }
 
+impl StreamRun {
+    /// Keeps `loaded`'s state at `seq` (replacing what was kept of it; the oldest of
+    /// [`SAVED`] goes).
+    fn save(&mut self, loaded: &Loaded, snapshot: Option<Vec<u8>>, seq: u64) {
+        self.saved
+            .retain(|s| !(s.sha256 == loaded.sha256 && s.config == loaded.config));
+        if let Some(snapshot) = snapshot {
+            self.saved.push(Saved {
+                sha256: loaded.sha256.clone(),
+                config: loaded.config.clone(),
+                snapshot,
+                seq,
+            });
+            if self.saved.len() > SAVED {
+                self.saved.remove(0);
+            }
+        }
+    }
+}
+
 /// Compares the active module's decisions on a batch with the shadow's; whether they differ.
-fn compare(seen: &mut Divergence, active: &[Decision], shadow: &[Decision]) -> bool {
+fn compare(
+    seen: &mut Divergence,
+    active: &[Decision],
+    shadow: &[Decision],
+    names: &tapedeck_guest::Instruments,
+) -> bool {
     seen.compared_batches += 1;
     if active == shadow {
         return false;
@@ -910,7 +1003,10 @@ fn compare(seen: &mut Divergence, active: &[Decision], shadow: &[Decision]) -> b
             .position(|(a, s)| a != s)
             .unwrap_or(active.len().min(shadow.len()));
         let side = |d: Option<&Decision>| {
-            d.map_or(Value::Null, |d| json!({ "seq": d.seq, "output": d.output.to_json() }))
+            d.map_or(
+                Value::Null,
+                |d| json!({ "seq": d.seq, "output": d.output.to_json_named(names) }),
+            )
         };
         let seq = active.get(i).or(shadow.get(i)).map_or(0, |d| d.seq);
         seen.first = Some(json!({

@@ -46,7 +46,13 @@ impl LiveMetrics {
 
     /// (p50, p99, max) of the swap pauses kept, in µs.
     pub fn pause_quantiles(&self) -> Option<(u64, u64, u64)> {
-        let mut v: Vec<Duration> = self.pauses.lock().expect("pause lock").iter().copied().collect();
+        let mut v: Vec<Duration> = self
+            .pauses
+            .lock()
+            .expect("pause lock")
+            .iter()
+            .copied()
+            .collect();
         if v.is_empty() {
             return None;
         }
@@ -58,12 +64,28 @@ impl LiveMetrics {
     pub fn render(&self, out: &mut String) {
         let p = "tapedeck_live";
         let counters: [(&str, &AtomicU64, &str); 11] = [
-            ("events_total", &self.events, "Events run through the active module."),
-            ("batches_total", &self.batches, "Guest calls on the event path."),
-            ("decisions_total", &self.decisions, "Decisions of the active module."),
+            (
+                "events_total",
+                &self.events,
+                "Events run through the active module.",
+            ),
+            (
+                "batches_total",
+                &self.batches,
+                "Guest calls on the event path.",
+            ),
+            (
+                "decisions_total",
+                &self.decisions,
+                "Decisions of the active module.",
+            ),
             ("fills_total", &self.fills, "Fills of the paper venue."),
             ("swaps_total", &self.swaps, "Module swaps (and promotions)."),
-            ("rollbacks_total", &self.rollbacks, "Rollbacks, automatic and by hand."),
+            (
+                "rollbacks_total",
+                &self.rollbacks,
+                "Rollbacks, automatic and by hand.",
+            ),
             ("traps_total", &self.traps, "Traps of the active module."),
             (
                 "shadow_divergent_batches_total",

@@ -29,6 +29,7 @@ pub mod control;
 pub mod engine;
 pub mod exec;
 pub mod metrics;
+pub mod verify;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -80,6 +81,12 @@ pub fn start(cfg: LiveConfig, rt: Runtime) -> Result<RunningLive> {
     rt.instantiate(&module)?.init(&cfg.live.config)?;
     let modules_dir = cfg.modules_dir();
     std::fs::create_dir_all(&modules_dir).map_err(|e| Error::io(&modules_dir, e))?;
+    // Every module the session runs is kept by its sha256: a replay of the session loads
+    // them from here.
+    let kept = modules_dir.join(format!("{sha256}.wasm"));
+    if !kept.exists() {
+        crate::fs::write_atomic(&kept, &bytes)?;
+    }
     let catch_up_store = record.sinks[0].store.parse()?;
 
     let recorder = Recorder::new(record).with_reader(READER).start()?;
@@ -195,7 +202,8 @@ async fn serve(
         let tls = tls.clone();
         tokio::spawn(async move {
             let peer = peer.to_string();
-            let svc = hyper::service::service_fn(move |req| control.clone().handle(peer.clone(), req));
+            let svc =
+                hyper::service::service_fn(move |req| control.clone().handle(peer.clone(), req));
             match tls {
                 Some(acceptor) => {
                     if let Ok(s) = acceptor.accept(s).await {
