@@ -13,6 +13,7 @@ mod feed;
 mod filestore;
 mod index;
 mod layout;
+mod live;
 mod parity;
 mod postgres;
 mod projectors;

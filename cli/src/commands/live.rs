@@ -43,9 +43,9 @@ impl Live {
         }
         let scheme = if running.control_tls { "https" } else { "http" };
         outln!(
-            "live: recording {}; control {scheme}://{}",
-            at.join(", "),
-            running.control
+            "live: control {scheme}://{}, recording {}",
+            running.control,
+            at.join(", ")
         );
         running.wait()?;
         tracing::info!("stopping: the engine runs what it read, the recorder stores what it took");

@@ -1,0 +1,484 @@
+//! `tapedeck live` as a real process over real sockets: strategies swapped, shadowed,
+//! promoted and rolled back while quotes stream in, every event decided on exactly once (the
+//! session replays as a backtest, order for order), traps rolled back, the control API
+//! closed to callers without the token.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use tapedeck::store::{SeqRange, StoreUri};
+use tapedeck_test_guests as guests;
+
+use super::{Proc, tmp};
+
+const TOKEN: &str = "test-token-0123456789abcdef";
+const STREAM: &str = "md:sim:BTCUSDT";
+
+/// A running `tapedeck live` (killed when dropped).
+struct Live {
+    proc: Option<Proc>,
+    dir: PathBuf,
+    tcp: SocketAddr,
+    control: SocketAddr,
+}
+
+impl Live {
+    fn start(dir: &Path, strategy: &str, config: &str) -> Live {
+        std::fs::create_dir_all(dir).unwrap();
+        let toml = format!(
+            r#"
+[live]
+session = "t"
+strategy = "{strategy}"
+config = '{config}'
+batch = 256
+[control]
+listen = "127.0.0.1:0"
+token = "{TOKEN}"
+[wal]
+dir = "{wal}"
+[inputs]
+tcp = "127.0.0.1:0"
+[[sinks]]
+store = "{store}"
+flush_ms = 20
+"#,
+            wal = dir.join("wal").display(),
+            store = dir.join("store").display(),
+        );
+        let cfg = dir.join("live.toml");
+        std::fs::write(&cfg, toml).unwrap();
+        // live: control http://127.0.0.1:Q, recording tcp 127.0.0.1:P
+        let proc = Proc::start(&["live", "--config", cfg.to_str().unwrap()]);
+        let (tcp, control) = (proc.addr("recording tcp "), proc.addr("control http://"));
+        Live {
+            proc: Some(proc),
+            dir: dir.to_path_buf(),
+            tcp,
+            control,
+        }
+    }
+
+    /// `tapedeck ctl ARGS` against this session: (success, stdout).
+    fn ctl(&self, args: &[&str]) -> (bool, String) {
+        let out = Command::new(env!("CARGO_BIN_EXE_tapedeck"))
+            .arg("ctl")
+            .args(args)
+            .env("TAPEDECK_TOKEN", TOKEN)
+            .env("TAPEDECK_CONTROL", format!("http://{}", self.control))
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    }
+
+    fn ok(&self, args: &[&str]) -> Value {
+        let (ok, out) = self.ctl(args);
+        assert!(ok, "tapedeck ctl {args:?}: {out}");
+        serde_json::from_str(&out).unwrap_or(Value::Null)
+    }
+
+    fn status(&self) -> Value {
+        self.ok(&["status"])
+    }
+
+    /// Waits until the engine has applied `seq` on the test stream.
+    fn wait_applied(&self, seq: u64) -> Value {
+        let t = Instant::now();
+        loop {
+            let s = self.status();
+            if s["streams"][STREAM]["applied_seq"].as_u64() == Some(seq) {
+                return s;
+            }
+            assert!(
+                t.elapsed() < Duration::from_secs(60),
+                "not applied up to {seq}: {s:#}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// SIGTERM, and a clean exit.
+    fn stop(&mut self) {
+        self.proc.take().expect("running").stop();
+    }
+
+    fn store(&self) -> String {
+        self.dir.join("store").display().to_string()
+    }
+}
+
+/// Quote `i` of a mid that swings ±50 around 60,000 (an EMA cross trades on every swing).
+fn quote(i: u64) -> String {
+    let mid = 60_000.0 + 50.0 * (i as f64 / 40.0).sin();
+    format!(
+        r#"{{"stream_key":"{STREAM}","occurred_at":{},"instrument":"BTCUSDT","event_type":"quote","payload":{{"bid_px":"{:.2}","bid_qty":"1.5","ask_px":"{:.2}","ask_qty":"2.0"}}}}"#,
+        1_700_000_000_000_000_000i64 + i as i64 * 1_000_000,
+        mid - 0.5,
+        mid + 0.5
+    )
+}
+
+/// Sends quotes `from..to` over one connection as fast as they are taken; returns the acks.
+fn send(addr: SocketAddr, from: u64, to: u64) -> u64 {
+    let s = TcpStream::connect(addr).unwrap();
+    let mut w = s.try_clone().unwrap();
+    let writer = std::thread::spawn(move || {
+        let mut buf = Vec::new();
+        let ids: Vec<u64> = (from..to).collect();
+        for chunk in ids.chunks(200) {
+            buf.clear();
+            for i in chunk {
+                buf.extend_from_slice(quote(*i).as_bytes());
+                buf.push(b'\n');
+            }
+            w.write_all(&buf).unwrap();
+        }
+    });
+    let mut r = BufReader::new(s);
+    let mut line = String::new();
+    let mut acks = 0;
+    for _ in from..to {
+        line.clear();
+        if r.read_line(&mut line).unwrap_or(0) == 0 {
+            break;
+        }
+        assert!(line.starts_with("{\"ack\""), "not an ack: {line}");
+        acks += 1;
+    }
+    writer.join().unwrap();
+    acks
+}
+
+/// One HTTP/1.1 request with an optional bearer token; (status, body).
+fn call(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: &[u8],
+) -> (u16, String) {
+    let mut s = TcpStream::connect(addr).unwrap();
+    let auth = token.map_or(String::new(), |t| format!("Authorization: Bearer {t}\r\n"));
+    write!(
+        s,
+        "{method} {path} HTTP/1.1\r\nHost: test\r\n{auth}Content-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    )
+    .unwrap();
+    s.write_all(body).unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    let status = out[9..12].parse().unwrap();
+    let body = out.split_once("\r\n\r\n").map_or("", |x| x.1).to_string();
+    (status, body)
+}
+
+/// The audit events of the session: (type, data).
+fn audit(store: &str) -> Vec<(String, Value)> {
+    let s = store.parse::<StoreUri>().unwrap().open().unwrap();
+    let mut out = Vec::new();
+    s.read("live:t", SeqRange::ALL, &mut |e| {
+        if let tapedeck::event::Body::Custom { type_name, data } = e.body {
+            out.push((type_name, data));
+        }
+        Ok(())
+    })
+    .unwrap();
+    out
+}
+
+/// `tapedeck replay --timeline live:t`: (success, stdout).
+fn replay_session(l: &Live) -> (bool, String) {
+    let out = super::tapedeck(&[
+        "replay",
+        "--store",
+        &l.store(),
+        "--timeline",
+        "live:t",
+        "--modules",
+        l.dir.join("live-modules").to_str().unwrap(),
+    ]);
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr),
+    )
+}
+
+#[test]
+fn swaps_shadow_promote_and_rollback_under_load_replay_as_a_backtest_order_for_order() {
+    let dir = tmp("swaps");
+    let mut l = Live::start(&dir, guests::EMA_CROSS, "");
+    let (_, v1) = l.ctl(&["upload", guests::EMA_CROSS]);
+    let (_, v2) = l.ctl(&["upload", guests::EMA_CROSS_V2]);
+    let (v1, v2) = (v1.trim().to_string(), v2.trim().to_string());
+    assert_eq!(v1.len(), 64);
+
+    // Quotes stream in on one connection while the control API swaps modules back and forth.
+    const N: u64 = 30_000;
+    let tcp = l.tcp;
+    let sender = std::thread::spawn(move || send(tcp, 0, N));
+    let mut swaps = 0;
+    let mut handoffs = std::collections::BTreeSet::new();
+    while !sender.is_finished() && swaps < 20 {
+        let to = if swaps % 2 == 0 { &v2 } else { &v1 };
+        let r = l.ok(&["swap", to]);
+        if let Some(h) = r["streams"][STREAM]["handoff"]["how"].as_str() {
+            handoffs.insert(h.to_string());
+        }
+        swaps += 1;
+        std::thread::sleep(Duration::from_millis(30));
+    }
+    assert_eq!(sender.join().unwrap(), N, "every quote acknowledged");
+    assert!(
+        swaps >= 4,
+        "only {swaps} swaps happened while quotes streamed"
+    );
+    // v1 -> v2 hands the snapshot over; v2's snapshot is refused by v1, which restores its own
+    // state from when it left and catches up since.
+    assert!(handoffs.contains("snapshot"), "{handoffs:?}");
+    assert!(handoffs.contains("saved"), "{handoffs:?}");
+
+    // A shadow with another config, compared and never executed; promoted; rolled back.
+    l.ok(&["swap", &v1]);
+    let orders_before = l.wait_applied(N)["streams"][STREAM]["orders"]
+        .as_u64()
+        .unwrap();
+    l.ok(&["shadow", &v2, "--config", r#"{"band_bps":1.0}"#]);
+    assert_eq!(send(l.tcp, N, N + 4000), 4000);
+    let s = l.wait_applied(N + 4000);
+    let shadow = &s["streams"][STREAM]["shadow"];
+    assert_eq!(shadow["module"], v2.as_str());
+    assert!(
+        shadow["divergence"]["compared_batches"].as_u64().unwrap() > 0,
+        "{s:#}"
+    );
+    assert!(
+        shadow["divergence"]["divergent_batches"].as_u64().unwrap() > 0,
+        "{s:#}"
+    );
+    let first = &shadow["divergence"]["first"];
+    assert!(first["seq"].as_u64().unwrap() > N, "{first}");
+    assert_eq!(
+        first["active"]["output"]["instrument"], "BTCUSDT",
+        "named by symbol"
+    );
+    let promoted = l.ok(&["promote"]);
+    assert_eq!(promoted["to"], v2.as_str());
+    assert_eq!(send(l.tcp, N + 4000, N + 6000), 2000);
+    let back = l.ok(&["rollback"]);
+    assert_eq!(back["to"], v1.as_str());
+    assert_eq!(send(l.tcp, N + 6000, N + 8000), 2000);
+    let s = l.wait_applied(N + 8000);
+    let st = &s["streams"][STREAM];
+    assert_eq!(
+        st["events"].as_u64(),
+        Some(N + 8000),
+        "every event applied once: {s:#}"
+    );
+    assert!(st["orders"].as_u64().unwrap() > orders_before);
+    assert_eq!(s["active"]["sha256"], v1.as_str());
+    assert_eq!(s["rollbacks"].as_u64(), Some(1));
+    assert!(s["swap_pause"]["p99_us"].as_u64().is_some(), "{s:#}");
+    let metrics = l.ctl(&["metrics"]).1;
+    assert!(metrics.contains("tapedeck_live_swaps_total"), "{metrics}");
+    assert!(metrics.contains("tapedeck_recorder_"), "{metrics}");
+    let orders = st["orders"].as_u64().unwrap();
+    let fills = st["fills"].as_u64().unwrap();
+    l.stop();
+
+    // The session is a recorded history: its orders, acks and fills in the exec stream...
+    let store = l.store().parse::<StoreUri>().unwrap().open().unwrap();
+    let exec = store
+        .streams()
+        .unwrap()
+        .into_iter()
+        .find(|s| s.key == "exec:paper:BTCUSDT")
+        .expect("the exec stream");
+    assert_eq!(exec.counts.get("order_submitted"), Some(&orders));
+    assert_eq!(exec.counts.get("order_acked"), Some(&orders));
+    assert_eq!(exec.counts.get("fill"), Some(&fills));
+    // ...its control actions in the audit stream...
+    let kinds: Vec<String> = audit(&l.store()).into_iter().map(|a| a.0).collect();
+    for k in [
+        "live_started",
+        "live_stream",
+        "live_swap",
+        "live_shadow",
+        "live_promote",
+        "live_rollback",
+        "live_module_uploaded",
+    ] {
+        assert!(kinds.iter().any(|x| x == k), "no {k} in {kinds:?}");
+    }
+    assert_eq!(
+        kinds.iter().filter(|k| *k == "live_swap").count(),
+        swaps + 1
+    );
+    // ...and replaying it along its timeline reproduces every order and cancel.
+    let (ok, out) = replay_session(&l);
+    assert!(ok, "{out}");
+    assert!(
+        out.contains(&format!("{STREAM}: {} events", N + 8000)) && out.contains("reproduced"),
+        "{out}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_module_that_panics_live_is_rolled_back_and_the_strategy_goes_on() {
+    let dir = tmp("panic");
+    let mut l = Live::start(&dir, guests::EMA_CROSS, "");
+    assert_eq!(send(l.tcp, 0, 2000), 2000);
+    let v1 = l.wait_applied(2000)["active"]["sha256"].clone();
+    // The misbehaving module panics at seq 2600, in the middle of a batch.
+    let (_, bad) = l.ctl(&["upload", guests::MISBEHAVE]);
+    let bad = bad.trim().to_string();
+    l.ok(&[
+        "swap",
+        &bad,
+        "--config",
+        r#"{"mode":"panic","at_seq":2600}"#,
+    ]);
+    assert_eq!(send(l.tcp, 2000, 5000), 3000);
+    let s = l.wait_applied(5000);
+    let st = &s["streams"][STREAM];
+    assert_eq!(st["module"], v1, "rolled back: {s:#}");
+    let finding = &st["findings"][0];
+    assert_eq!(finding["kind"], "guest_trap");
+    assert!(
+        finding["first_seq"].as_u64().unwrap() <= 2600
+            && finding["last_seq"].as_u64().unwrap() >= 2600,
+        "{finding}"
+    );
+    assert!(
+        finding["message"].as_str().unwrap().contains("panic"),
+        "{finding}"
+    );
+    assert_eq!(s["rollbacks"].as_u64(), Some(1));
+    l.stop();
+
+    // Orders went on after the trap, decided by the module rolled back to.
+    let store = l.store().parse::<StoreUri>().unwrap().open().unwrap();
+    let mut after = 0;
+    store
+        .read("exec:paper:BTCUSDT", SeqRange::ALL, &mut |e| {
+            let cause: u64 = e
+                .correlation
+                .causation_id
+                .unwrap()
+                .rsplit(':')
+                .next()
+                .unwrap()
+                .parse()
+                .unwrap();
+            if cause > 2600 && matches!(e.body, tapedeck::event::Body::OrderSubmitted { .. }) {
+                after += 1;
+            }
+            Ok(())
+        })
+        .unwrap();
+    assert!(after > 0, "no orders after the trap");
+    let rollback = audit(&l.store())
+        .into_iter()
+        .find(|a| a.0 == "live_rollback")
+        .expect("the rollback is recorded");
+    assert_eq!(rollback.1["automatic"], true);
+    assert_eq!(rollback.1["finding"]["kind"], "guest_trap");
+    let (ok, out) = replay_session(&l);
+    assert!(ok, "{out}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn control_calls_without_the_token_or_with_a_wrong_pin_are_refused_and_audited() {
+    let dir = tmp("auth");
+    let mut l = Live::start(&dir, guests::EMA_CROSS, "");
+    let (status, body) = call(l.control, "GET", "/status", None, b"");
+    assert_eq!(status, 401, "{body}");
+    let (status, _) = call(
+        l.control,
+        "POST",
+        "/rollback",
+        Some("not-the-token-at-all"),
+        b"",
+    );
+    assert_eq!(status, 401);
+    let (status, _) = call(l.control, "GET", "/status", Some(TOKEN), b"");
+    assert_eq!(status, 200);
+    let (ok, out) = Command::new(env!("CARGO_BIN_EXE_tapedeck"))
+        .args(["ctl", "status"])
+        .env("TAPEDECK_TOKEN", "wrong-token-wrong-token")
+        .env("TAPEDECK_CONTROL", format!("http://{}", l.control))
+        .output()
+        .map(|o| {
+            (
+                o.status.success(),
+                String::from_utf8_lossy(&o.stderr).into_owned(),
+            )
+        })
+        .unwrap();
+    assert!(!ok && out.contains("401"), "{out}");
+
+    // A module whose bytes do not match its pin is refused.
+    let wasm = std::fs::read(guests::EMA_CROSS_V2).unwrap();
+    let wrong = "0".repeat(64);
+    let (status, body) = call(
+        l.control,
+        "POST",
+        &format!("/modules?sha256={wrong}"),
+        Some(TOKEN),
+        &wasm,
+    );
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("sha256 mismatch"), "{body}");
+    // Swapping to a module never uploaded says how to upload it.
+    let (status, body) = call(
+        l.control,
+        "POST",
+        "/swap",
+        Some(TOKEN),
+        format!(r#"{{"sha256":"{wrong}"}}"#).as_bytes(),
+    );
+    assert_eq!(status, 404, "{body}");
+    assert!(body.contains("upload it first"), "{body}");
+    // A config the module refuses never reaches the event path.
+    let (_, v2) = l.ctl(&["upload", guests::EMA_CROSS_V2]);
+    let (ok, body) = l.ctl(&["swap", v2.trim(), "--config", r#"{"band_bps":-1}"#]);
+    assert!(!ok && body.contains("refuses its config"), "{body}");
+    let metrics = l.ctl(&["metrics"]).1;
+    assert!(
+        metrics.contains("tapedeck_live_control_refused_total 4"),
+        "{metrics}"
+    );
+    l.stop();
+
+    let refused: Vec<Value> = audit(&l.store())
+        .into_iter()
+        .filter(|a| a.0 == "live_control_refused")
+        .map(|a| a.1)
+        .collect();
+    assert_eq!(refused.len(), 4, "{refused:?}");
+    assert!(
+        refused
+            .iter()
+            .any(|r| r["reason"] == "no bearer token" && r["path"] == "/status")
+    );
+    assert!(
+        refused
+            .iter()
+            .any(|r| r["reason"] == "wrong token" && r["path"] == "/rollback")
+    );
+    assert!(
+        refused
+            .iter()
+            .any(|r| r["reason"].as_str().unwrap().contains("sha256 mismatch"))
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
