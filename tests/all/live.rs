@@ -138,7 +138,10 @@ fn send(addr: SocketAddr, from: u64, to: u64) -> u64 {
                 buf.extend_from_slice(quote(*i).as_bytes());
                 buf.push(b'\n');
             }
-            w.write_all(&buf).unwrap();
+            if w.write_all(&buf).is_err() {
+                // The session went away (a test killed it).
+                return;
+            }
         }
     });
     let mut r = BufReader::new(s);
@@ -146,13 +149,13 @@ fn send(addr: SocketAddr, from: u64, to: u64) -> u64 {
     let mut acks = 0;
     for _ in from..to {
         line.clear();
-        if r.read_line(&mut line).unwrap_or(0) == 0 {
+        if r.read_line(&mut line).unwrap_or(0) == 0 || !line.ends_with('\n') {
             break;
         }
         assert!(line.starts_with("{\"ack\""), "not an ack: {line}");
         acks += 1;
     }
-    writer.join().unwrap();
+    let _ = writer.join();
     acks
 }
 
@@ -480,5 +483,77 @@ fn control_calls_without_the_token_or_with_a_wrong_pin_are_refused_and_audited()
             .iter()
             .any(|r| r["reason"].as_str().unwrap().contains("sha256 mismatch"))
     );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_session_killed_under_load_resumes_with_its_module_and_sends_no_order_twice() {
+    let dir = tmp("kill");
+    let mut l = Live::start(&dir, guests::EMA_CROSS, "");
+    assert_eq!(send(l.tcp, 0, 6000), 6000);
+    let (_, v2) = l.ctl(&["upload", guests::EMA_CROSS_V2]);
+    let v2 = v2.trim().to_string();
+    l.ok(&["swap", &v2]);
+    // Killed while quotes stream in: what was acknowledged is durable, some of it not yet
+    // decided on.
+    let tcp = l.tcp;
+    let sender = std::thread::spawn(move || send(tcp, 6000, 40_000));
+    std::thread::sleep(Duration::from_millis(300));
+    l.proc.take().unwrap().sigkill();
+    let acked = sender.join().unwrap();
+    assert!(
+        acked > 0 && acked < 34_000,
+        "{acked} acknowledged before the kill"
+    );
+
+    let mut l = Live::start(&dir, guests::EMA_CROSS, "");
+    assert_eq!(send(l.tcp, 100_000, 103_000), 3000);
+    // Everything recorded gets decided on: wait until the engine stops moving.
+    let mut last = (0, Instant::now());
+    let s = loop {
+        let s = l.status();
+        let applied = s["streams"][STREAM]["applied_seq"].as_u64().unwrap_or(0);
+        if applied != last.0 {
+            last = (applied, Instant::now());
+        } else if last.1.elapsed() > Duration::from_millis(500) {
+            break s;
+        }
+        assert!(last.1.elapsed() < Duration::from_secs(30));
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    // Resumed with the module active before the kill.
+    assert_eq!(s["active"]["sha256"], v2.as_str(), "{s:#}");
+    assert_eq!(s["streams"][STREAM]["module"], v2.as_str());
+    l.stop();
+
+    let store = l.store().parse::<StoreUri>().unwrap().open().unwrap();
+    let md = store
+        .streams()
+        .unwrap()
+        .into_iter()
+        .find(|s| s.key == STREAM)
+        .unwrap();
+    assert!(md.last_seq >= 6000 + acked + 3000);
+    assert_eq!(
+        s["streams"][STREAM]["applied_seq"].as_u64(),
+        Some(md.last_seq)
+    );
+    // No order twice: one order_submitted per order id.
+    let mut ids = std::collections::BTreeMap::new();
+    store
+        .read("exec:paper:BTCUSDT", SeqRange::ALL, &mut |e| {
+            if matches!(e.body, tapedeck::event::Body::OrderSubmitted { .. }) {
+                *ids.entry(e.correlation.command_id.unwrap()).or_insert(0) += 1;
+            }
+            Ok(())
+        })
+        .unwrap();
+    let twice: Vec<_> = ids.iter().filter(|(_, n)| **n > 1).collect();
+    assert!(twice.is_empty(), "sent twice: {twice:?}");
+    let kinds: Vec<String> = audit(&l.store()).into_iter().map(|a| a.0).collect();
+    assert_eq!(kinds.iter().filter(|k| *k == "live_started").count(), 2);
+    // The session, restart included, replays order for order.
+    let (ok, out) = replay_session(&l);
+    assert!(ok, "{out}");
     let _ = std::fs::remove_dir_all(&dir);
 }

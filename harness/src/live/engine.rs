@@ -92,6 +92,10 @@ pub struct EngineParts {
     /// The first sink's store: where catch-up reads what the WAL no longer holds.
     pub catch_up_store: StoreUri,
     pub wal_dir: std::path::PathBuf,
+    /// Where the session's modules are kept by sha256 (a restart resumes with them).
+    pub modules_dir: std::path::PathBuf,
+    /// The settings the `live_started` audit event records.
+    pub started: Value,
     pub commands: std::sync::mpsc::Receiver<Request>,
     pub metrics: Arc<LiveMetrics>,
     pub stop: Arc<AtomicBool>,
@@ -168,6 +172,8 @@ struct StreamRun {
     ids: ExecIds,
     /// The last seq the modules have been given (or caught up to).
     applied: u64,
+    /// Decisions on events up to here were executed before a restart: they are not again.
+    silent_until: u64,
     events: u64,
     decisions: u64,
     orders: u64,
@@ -189,6 +195,73 @@ pub struct Engine {
     shadow_decided: Vec<Decision>,
     swaps: u64,
     rollbacks: u64,
+    resume: Resume,
+}
+
+/// What the session did before this process started (it may have been killed): per stream,
+/// the last seq whose decisions were executed and the module it ran last; the module active
+/// last. Read from the session's audit and exec streams in the store and the WAL.
+#[derive(Debug, Default)]
+struct Resume {
+    executed: std::collections::HashMap<String, u64>,
+    module: std::collections::HashMap<String, (String, String)>,
+    active: Option<(String, String)>,
+}
+
+impl Resume {
+    fn visit(&mut self, session: &str, e: &Envelope) {
+        if e.stream_key.starts_with("exec:") {
+            let ours = e
+                .correlation
+                .command_id
+                .as_deref()
+                .is_some_and(|c| c.starts_with(&format!("live:{session}:")));
+            let cause = e.correlation.causation_id.as_deref().and_then(|c| {
+                let (stream, seq) = c.rsplit_once(':')?;
+                Some((stream, seq.parse::<u64>().ok()?))
+            });
+            if let (true, Some((stream, seq))) = (ours, cause) {
+                let v = self.executed.entry(stream.to_string()).or_insert(0);
+                *v = (*v).max(seq);
+            }
+            return;
+        }
+        let Body::Custom { type_name, data } = &e.body else {
+            return;
+        };
+        let pair = |sha: &str, cfg: &str| {
+            (
+                data[sha].as_str().unwrap_or_default().to_string(),
+                data[cfg].as_str().unwrap_or_default().to_string(),
+            )
+        };
+        match type_name.as_str() {
+            "live_started" => {
+                let s = &data["strategy"];
+                self.active = Some((
+                    s["sha256"].as_str().unwrap_or_default().to_string(),
+                    s["config"].as_str().unwrap_or_default().to_string(),
+                ));
+            }
+            "live_stream" => {
+                if let Some(k) = data["stream"].as_str() {
+                    self.module.insert(k.to_string(), pair("module", "config"));
+                }
+            }
+            "live_swap" | "live_promote" | "live_rollback" => {
+                let to = pair("to", "to_config");
+                if let Some(streams) = data["streams"].as_object() {
+                    for k in streams.keys() {
+                        self.module.insert(k.clone(), to.clone());
+                    }
+                }
+                if data["automatic"].as_bool() != Some(true) {
+                    self.active = Some(to);
+                }
+            }
+            _ => {}
+        }
+    }
 }
 
 /// Exec submissions waiting for their acknowledgement, at most (then the engine waits).
@@ -210,7 +283,72 @@ impl Engine {
             shadow_decided: Vec::new(),
             swaps: 0,
             rollbacks: 0,
+            resume: Resume::default(),
         }
+    }
+
+    /// Reads what the session did before this process (see [`Resume`]) and resumes with the
+    /// module that was active last.
+    fn resume(&mut self, from_lsn: u64) -> Result<()> {
+        let session = self.p.session.clone();
+        let audit = format!("live:{session}");
+        let mut r = Resume::default();
+        let mut stored: std::collections::HashMap<String, u64> = Default::default();
+        let source = self.p.catch_up_store.open()?;
+        for s in source.streams()? {
+            if s.key != audit && !s.key.starts_with("exec:") {
+                continue;
+            }
+            source.read(&s.key, SeqRange::ALL, &mut |e| {
+                r.visit(&session, &e);
+                Ok(())
+            })?;
+            stored.insert(s.key, s.last_seq);
+        }
+        drop(source);
+        // What the WAL holds past the store.
+        let mut wal = WalTail::new(&self.p.wal_dir, from_lsn);
+        let durable = self.p.reader.progress.durable();
+        while let Some((lsn, bytes)) = wal.next(durable)? {
+            let e: Envelope = serde_json::from_slice(&bytes).map_err(|err| Error::Corrupt {
+                path: self.p.wal_dir.clone(),
+                line: lsn,
+                message: format!("WAL record {lsn} is not an envelope: {err}"),
+            })?;
+            if (e.stream_key == audit || e.stream_key.starts_with("exec:"))
+                && e.seq > stored.get(&e.stream_key).copied().unwrap_or(0)
+            {
+                r.visit(&session, &e);
+            }
+        }
+        if let Some((sha, config)) = r.active.clone()
+            && (sha != self.active.sha256 || config != self.active.config)
+        {
+            match self.load_kept(&sha, &config) {
+                Ok(m) => {
+                    tracing::info!(module = %sha, "resuming with the module active before the restart");
+                    self.active = m;
+                }
+                Err(e) => {
+                    tracing::warn!(module = %sha, error = %e, "the module active before the restart cannot be loaded; starting with live.strategy")
+                }
+            }
+        }
+        self.resume = r;
+        Ok(())
+    }
+
+    /// A module kept in the modules directory.
+    fn load_kept(&self, sha256: &str, config: &str) -> Result<Arc<Loaded>> {
+        if sha256 == self.active.sha256 && config == self.active.config {
+            return Ok(self.active.clone());
+        }
+        let path = self.p.modules_dir.join(format!("{sha256}.wasm"));
+        Ok(Arc::new(Loaded {
+            module: self.p.rt.load(&path)?,
+            sha256: sha256.to_string(),
+            config: config.to_string(),
+        }))
     }
 
     /// Runs until the stop flag is set; then runs what it has read and returns.
@@ -219,6 +357,10 @@ impl Engine {
             &mut self.p.reader.tail,
             WalTail::new(&self.p.wal_dir, u64::MAX),
         );
+        self.resume(tail.next_lsn())?;
+        let mut started = self.p.started.clone();
+        started["strategy"] = self.active.describe();
+        self.audit("live_started", started);
         loop {
             self.commands(&tail);
             let durable = self.p.reader.progress.durable();
@@ -296,7 +438,8 @@ impl Engine {
         }
         run.times.push(e.occurred_at);
         run.newest_ingest = e.ingested_at;
-        if run.writer.count() as usize >= self.p.batch {
+        // A batch also ends where decisions start to be executed again after a restart.
+        if run.writer.count() as usize >= self.p.batch || e.seq == run.silent_until {
             let key = e.stream_key;
             self.run_batch(&key, tail)?;
         }
@@ -326,13 +469,22 @@ impl Engine {
             venue: Venue::new(&self.p.venue, symbols, StatsConfig::default()),
             ids: ExecIds::new(&self.p.session, key),
             applied: 0,
+            silent_until: 0,
             events: 0,
             decisions: 0,
             orders: 0,
             fills: 0,
             findings: Vec::new(),
         };
-        let mut inst = self.fresh(&self.active.clone(), &run)?;
+        let module = match self.resume.module.get(key).cloned() {
+            Some((sha, config)) => self.load_kept(&sha, &config).unwrap_or_else(|e| {
+                tracing::warn!(stream = key, module = %sha, error = %e, "the stream's module before the restart cannot be loaded");
+                self.active.clone()
+            }),
+            None => self.active.clone(),
+        };
+        run.silent_until = self.resume.executed.get(key).copied().unwrap_or(0);
+        let mut inst = self.fresh(&module, &run)?;
         let t = Instant::now();
         let n = self.catch_up(&run, &mut inst, 0, seq - 1, tail)?;
         if n > 0 {
@@ -343,20 +495,21 @@ impl Engine {
                 "caught up a stream first seen mid-way"
             );
         }
-        let active = self.active.clone();
+        // Decided on from here (up to `silent_until` the module only rebuilds its state).
+        let from = (seq - 1).max(run.silent_until);
         self.audit(
             "live_stream",
             json!({
                 "stream": key,
-                "seq": seq - 1,
-                "module": active.sha256,
-                "config": active.config,
-                "handoff": Handoff::CatchUp { events: n },
+                "seq": from,
+                "module": module.sha256,
+                "config": module.config,
+                "handoff": Handoff::CatchUp { events: from },
             }),
         );
         run.applied = seq - 1;
         run.active = Some(Slot {
-            loaded: self.active.clone(),
+            loaded: module,
             inst,
             since: seq - 1,
         });
@@ -543,6 +696,10 @@ impl Engine {
         run.applied = first + n - 1;
         run.times.clear();
         run.spare = batch;
+        if run.applied <= run.silent_until {
+            // Executed before the restart.
+            return Ok(());
+        }
         if !events.is_empty() {
             self.submit(events);
         }

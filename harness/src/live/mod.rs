@@ -38,7 +38,6 @@ use std::thread::JoinHandle;
 
 pub use config::LiveConfig;
 use engine::{Engine, EngineParts, Loaded};
-pub use exec::audit_event;
 
 use crate::error::{Error, Result};
 use crate::hash::ModuleHash;
@@ -102,20 +101,16 @@ pub fn start(cfg: LiveConfig, rt: Runtime) -> Result<RunningLive> {
         sha256: sha256.clone(),
         config: cfg.live.config.clone(),
     });
-    let started = audit_event(
-        &cfg.live.session,
-        "live_started",
-        serde_json::json!({
-            "strategy": active.describe(),
-            "streams": cfg.live.streams,
-            "batch": cfg.live.batch,
-            "venue": cfg.live.venue,
-            "paper_venue": cfg.venue.venue_config(),
-            "runtime": rt.config(),
-            "first_lsn": recorder.start_lsn,
-        }),
-    );
-    submit.submit_blocking(vec![started]);
+    // What the session runs with (the engine adds the module it starts with, which after a
+    // restart is the one active before).
+    let started = serde_json::json!({
+        "streams": cfg.live.streams,
+        "batch": cfg.live.batch,
+        "venue": cfg.live.venue,
+        "paper_venue": cfg.venue.venue_config(),
+        "runtime": rt.config(),
+        "first_lsn": recorder.first_lsn,
+    });
     let parts = EngineParts {
         rt: rt.clone(),
         session: cfg.live.session.clone(),
@@ -128,6 +123,8 @@ pub fn start(cfg: LiveConfig, rt: Runtime) -> Result<RunningLive> {
         submit: submit.clone(),
         catch_up_store,
         wal_dir: recorder.wal_dir().to_path_buf(),
+        modules_dir: modules_dir.clone(),
+        started,
         commands: rx,
         metrics: metrics.clone(),
         stop: stop.clone(),

@@ -42,6 +42,9 @@ pub struct RunningRecorder {
     pub recovery: String,
     /// The first LSN this start appended (everything before was recovered).
     pub start_lsn: u64,
+    /// The oldest record the WAL kept (readers start there: what they had not taken before
+    /// a crash is still in it).
+    pub first_lsn: u64,
     /// In-process submissions (the live engine's own events); dropped by [`Self::stop`].
     submit: Option<mpsc::Sender<super::sequencer::Submission>>,
     wal_dir: PathBuf,
@@ -89,9 +92,9 @@ impl Recorder {
             .collect();
         let metrics = Arc::new(metrics);
         let (wal, recovery, recovered, said) = recover(&cfg, &uris, &metrics)?;
-        // Readers start at what this start appends.
+        // Readers start at the oldest record kept.
         for r in &metrics.readers {
-            r.read_lsn.store(recovery.next_lsn - 1, Relaxed);
+            r.read_lsn.store(recovery.first_lsn - 1, Relaxed);
         }
 
         let rt = net::runtime("tapedeck-record-io")?;
@@ -195,6 +198,7 @@ impl Recorder {
             metrics,
             recovery: said,
             start_lsn: recovery.next_lsn,
+            first_lsn: recovery.first_lsn,
             submit,
             wal_dir: cfg.wal.dir.clone(),
             rt,
@@ -261,11 +265,11 @@ impl RunningRecorder {
         self.submit.clone().map(|tx| Submitter { tx })
     }
 
-    /// The reader registered as `name`, reading from the first record this start appended.
+    /// The reader registered as `name`, reading from the oldest record the WAL kept.
     pub fn reader(&self, name: &str) -> Option<WalReader> {
         let index = self.metrics.readers.iter().position(|r| r.name == name)?;
         Some(WalReader {
-            tail: super::wal::WalTail::new(&self.wal_dir, self.start_lsn),
+            tail: super::wal::WalTail::new(&self.wal_dir, self.first_lsn),
             progress: self.progress.clone(),
             metrics: self.metrics.clone(),
             index,
