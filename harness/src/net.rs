@@ -150,6 +150,21 @@ pub async fn get(url: &Url, tls: &Arc<ClientConfig>) -> std::result::Result<Got,
 /// What [`client_tls`] makes: the roots a client trusts.
 pub type ClientTls = Arc<ClientConfig>;
 
+/// [`request`] from outside any runtime (a runtime of its own for the one call).
+pub fn request_blocking(
+    url: &Url,
+    tls: &Arc<ClientConfig>,
+    method: &str,
+    headers: &[(&str, String)],
+    body: Vec<u8>,
+) -> std::result::Result<Got, String> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?
+        .block_on(request(url, tls, method, headers, body))
+}
+
 /// One request over a connection of its own, with `headers` and `body`.
 pub async fn request(
     url: &Url,

@@ -43,6 +43,12 @@ pub enum What {
     /// the quote workload (see `bench workload`) with ema-cross as EMA(10)/EMA(50), each a
     /// whole process: quotes/s and peak RSS, interleaved rounds, medians.
     Backtest(super::bench_backtest::BacktestArgs),
+    /// `tapedeck live` under load (quotes over loopback TCP, WAL fsyncing, a file store sink)
+    /// while its strategy is swapped between ema-cross and ema-cross-v2: quotes/s, input to
+    /// decision p50/p99, the event path's pause per swap p50/p99 (by handoff: snapshot, or
+    /// saved state and catch-up), the catch-up rate; then the session replayed along its
+    /// timeline, every order compared.
+    Live(super::bench_live::LiveArgs),
 }
 
 #[derive(clap::Args, Debug)]
@@ -180,6 +186,7 @@ impl Bench {
             What::Record(a) => a.run(),
             What::Workload(a) => a.run(),
             What::Backtest(a) => a.run(),
+            What::Live(a) => a.run(),
         }
     }
 }

@@ -4,6 +4,7 @@
 pub mod backtest;
 pub mod bench;
 pub mod bench_backtest;
+pub mod bench_live;
 pub mod build;
 pub mod copy;
 pub mod events;

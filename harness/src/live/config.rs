@@ -123,11 +123,15 @@ pub const MIN_TOKEN: usize = 16;
 impl LiveConfig {
     pub fn load(path: &Path) -> Result<Self> {
         let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
-        toml::from_str(&text).map_err(|e| Error::Corrupt {
+        Self::parse(&text).map_err(|message| Error::Corrupt {
             path: path.to_path_buf(),
             line: 0,
-            message: e.to_string().trim_end().to_string(),
+            message,
         })
+    }
+
+    pub fn parse(text: &str) -> std::result::Result<Self, String> {
+        toml::from_str(text).map_err(|e| e.to_string().trim_end().to_string())
     }
 
     /// The recorder's part, checked as `tapedeck record` checks it.

@@ -173,12 +173,12 @@ impl Control {
                     .live
                     .pause_quantiles()
                     .map(|(p50, p99, max)| json!({ "p50_us": p50, "p99_us": p99, "max_us": max }));
-                let lat = &self.live.input_to_decision;
+                let latency = self
+                    .live
+                    .latency_quantiles()
+                    .map(|(p50, p99, max)| json!({ "p50_us": p50, "p99_us": p99, "max_us": max }));
                 v["swap_pause"] = pauses.unwrap_or(Value::Null);
-                v["input_to_decision_s"] = json!({
-                    "p50_at_most": lat.quantile(0.5),
-                    "p99_at_most": lat.quantile(0.99),
-                });
+                v["input_to_decision"] = latency.unwrap_or(Value::Null);
                 v["wal_durable_lsn"] = json!(self.recorder.wal_durable_lsn.load(Relaxed));
                 json_resp(StatusCode::OK, &v)
             }

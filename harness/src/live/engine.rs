@@ -158,8 +158,8 @@ struct StreamRun {
     spare: Vec<u8>,
     times: Vec<i64>,
     first_in_batch: u64,
-    /// The newest event's ingest time in the batch (for input-to-decision latency).
-    newest_ingest: i64,
+    /// The batch's first event's ingest time (for input-to-decision latency).
+    first_ingest: i64,
     symbols: BTreeMap<u32, String>,
     /// A symbol arrived the modules do not know yet.
     new_symbols: bool,
@@ -435,9 +435,9 @@ impl Engine {
         run.encoder.encode(&e, &mut run.writer)?;
         if run.writer.count() == 1 {
             run.first_in_batch = e.seq;
+            run.first_ingest = e.ingested_at;
         }
         run.times.push(e.occurred_at);
-        run.newest_ingest = e.ingested_at;
         // A batch also ends where decisions start to be executed again after a restart.
         if run.writer.count() as usize >= self.p.batch || e.seq == run.silent_until {
             let key = e.stream_key;
@@ -459,7 +459,7 @@ impl Engine {
             spare: Vec::new(),
             times: Vec::new(),
             first_in_batch: 0,
-            newest_ingest: 0,
+            first_ingest: 0,
             symbols: symbols.clone(),
             new_symbols: false,
             active: None,
@@ -689,10 +689,9 @@ impl Engine {
         m.batches.fetch_add(1, Relaxed);
         m.decisions.fetch_add(self.decided.len() as u64, Relaxed);
         m.fills.fetch_add(fills.len() as u64, Relaxed);
-        if !self.decided.is_empty() {
-            m.input_to_decision
-                .observe((now_ns() - run.newest_ingest).max(0) as f64 / 1e9);
-        }
+        let waited = (now_ns() - run.first_ingest).max(0);
+        m.input_to_decision.observe(waited as f64 / 1e9);
+        m.record_latency(std::time::Duration::from_nanos(waited as u64));
         run.applied = first + n - 1;
         run.times.clear();
         run.spare = batch;

@@ -29,27 +29,33 @@ pub struct LiveMetrics {
     /// From ingest (the recorder took the event) to the decisions on its batch.
     pub input_to_decision: Histogram,
     /// How long the event path stood still for a swap, exactly, for the last swaps.
-    pauses: Mutex<VecDeque<Duration>>,
+    pauses: Samples,
+    /// From ingest of a batch's first event to the decisions on the batch, exactly, for the
+    /// last batches.
+    latencies: Samples,
 }
 
-/// Swap pauses kept for quantiles.
-const PAUSES: usize = 10_000;
+/// The last [`SAMPLES`] durations, for exact quantiles.
+#[derive(Debug, Default)]
+struct Samples(Mutex<VecDeque<Duration>>);
 
-impl LiveMetrics {
-    pub fn record_pause(&self, d: Duration) {
-        let mut p = self.pauses.lock().expect("pause lock");
-        if p.len() == PAUSES {
+const SAMPLES: usize = 100_000;
+
+impl Samples {
+    fn push(&self, d: Duration) {
+        let mut p = self.0.lock().expect("samples lock");
+        if p.len() == SAMPLES {
             p.pop_front();
         }
         p.push_back(d);
     }
 
-    /// (p50, p99, max) of the swap pauses kept, in µs.
-    pub fn pause_quantiles(&self) -> Option<(u64, u64, u64)> {
+    /// (p50, p99, max) in µs.
+    fn quantiles(&self) -> Option<(u64, u64, u64)> {
         let mut v: Vec<Duration> = self
-            .pauses
+            .0
             .lock()
-            .expect("pause lock")
+            .expect("samples lock")
             .iter()
             .copied()
             .collect();
@@ -59,6 +65,26 @@ impl LiveMetrics {
         v.sort();
         let q = |f: f64| v[((v.len() - 1) as f64 * f).round() as usize].as_micros() as u64;
         Some((q(0.5), q(0.99), v[v.len() - 1].as_micros() as u64))
+    }
+}
+
+impl LiveMetrics {
+    pub fn record_pause(&self, d: Duration) {
+        self.pauses.push(d);
+    }
+
+    pub fn record_latency(&self, d: Duration) {
+        self.latencies.push(d);
+    }
+
+    /// (p50, p99, max) of the last swap pauses, in µs.
+    pub fn pause_quantiles(&self) -> Option<(u64, u64, u64)> {
+        self.pauses.quantiles()
+    }
+
+    /// (p50, p99, max) of the last batches' input-to-decision latency, in µs.
+    pub fn latency_quantiles(&self) -> Option<(u64, u64, u64)> {
+        self.latencies.quantiles()
     }
 
     pub fn render(&self, out: &mut String) {
