@@ -16,16 +16,19 @@ use crate::recorder::now_ns;
 use crate::recorder::protocol::Incoming;
 use crate::venue::Trade;
 
-/// Derives the ids of one stream's exec events.
+/// Derives the ids of one stream's exec events, and remembers the open orders' ids (a fill
+/// carries the id of the order it fills).
 #[derive(Debug)]
 pub struct ExecIds {
     prefix: String,
+    open: std::collections::HashMap<u64, String>,
 }
 
 impl ExecIds {
     pub fn new(session: &str, stream: &str) -> Self {
         ExecIds {
             prefix: format!("live:{session}:{stream}"),
+            open: Default::default(),
         }
     }
 
@@ -73,7 +76,7 @@ fn incoming(
 /// about instruments the stream has not named are left out (the venue cannot place them
 /// either). Logs and metrics are not exec events.
 pub fn exec_events(
-    ids: &ExecIds,
+    ids: &mut ExecIds,
     venue: &str,
     stream: &str,
     decisions: &[Decision],
@@ -107,6 +110,7 @@ pub fn exec_events(
                     continue;
                 };
                 let key = format!("exec:{venue}:{sym}");
+                ids.open.insert(*client_order_id, order_id.clone());
                 let price = (*order_type == crate::event::OrderTypeName::Limit).then_some(*price);
                 out.push(incoming(
                     key.clone(),
@@ -144,6 +148,7 @@ pub fn exec_events(
                 let Some(sym) = symbols.get(instrument) else {
                     continue;
                 };
+                ids.open.remove(client_order_id);
                 out.push(incoming(
                     format!("exec:{venue}:{sym}"),
                     d.time_ns + latency_ns,
@@ -160,7 +165,11 @@ pub fn exec_events(
         }
     }
     for f in fills {
-        let order_id = ids.order_id(f.order_seq, 0);
+        // The venue fills an order at once and in full.
+        let order_id = ids
+            .open
+            .remove(&f.client_order_id)
+            .unwrap_or_else(|| ids.order_id(f.order_seq, 0));
         out.push(incoming(
             format!("exec:{venue}:{}", f.instrument),
             f.time_ns,
@@ -209,5 +218,119 @@ pub fn audit_event(session: &str, kind: &str, data: Value) -> Incoming {
             type_name: kind.to_string(),
             data,
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::{OrderTypeName, SideName, TifName, instrument_id};
+
+    fn order(seq: u64, instrument: u32, id: u64) -> Decision {
+        Decision {
+            seq,
+            time_ns: seq as i64 * 1000,
+            output: Output::NewOrder {
+                instrument,
+                client_order_id: id,
+                side: SideName::Buy,
+                order_type: OrderTypeName::Market,
+                tif: TifName::Ioc,
+                price: Dec::new(0, 0),
+                qty: Dec::new(2, 0),
+            },
+        }
+    }
+
+    #[test]
+    fn exec_events_carry_ids_derived_from_stream_seq_and_output_index() {
+        let sym = instrument_id("BTCUSDT");
+        let symbols = BTreeMap::from([(sym, "BTCUSDT".to_string())]);
+        let log = Decision {
+            seq: 7,
+            time_ns: 7000,
+            output: Output::Log {
+                level: tapedeck_guest::codec::LogLevel::Info,
+                message: "x".into(),
+            },
+        };
+        // A log, an order, an order on an instrument the stream never named, an order.
+        let decisions = [log, order(7, sym, 1), order(7, 99, 2), order(9, sym, 3)];
+        let mut ids = ExecIds::new("s", "md:x:BTCUSDT");
+        let fill = Trade {
+            seq: 8,
+            time_ns: 8000,
+            order_seq: 7,
+            client_order_id: 1,
+            instrument: "BTCUSDT".into(),
+            side: "buy".into(),
+            price: 60000.5,
+            qty: 2.0,
+            fee: 0.06,
+            liquidity: "taker",
+        };
+        let ev = exec_events(
+            &mut ids,
+            "paper",
+            "md:x:BTCUSDT",
+            &decisions,
+            &[fill],
+            &symbols,
+            500,
+        );
+        let keys: Vec<(&str, &str, &str)> = ev
+            .iter()
+            .map(|e| {
+                (
+                    e.body.event_type(),
+                    e.correlation.command_id.as_deref().unwrap(),
+                    e.idempotency_key.as_deref().unwrap(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            keys,
+            [
+                (
+                    "order_submitted",
+                    "live:s:md:x:BTCUSDT:7:1",
+                    "live:s:md:x:BTCUSDT:7:1:submitted"
+                ),
+                (
+                    "order_acked",
+                    "live:s:md:x:BTCUSDT:7:1",
+                    "live:s:md:x:BTCUSDT:7:1:acked"
+                ),
+                (
+                    "order_submitted",
+                    "live:s:md:x:BTCUSDT:9:0",
+                    "live:s:md:x:BTCUSDT:9:0:submitted"
+                ),
+                (
+                    "order_acked",
+                    "live:s:md:x:BTCUSDT:9:0",
+                    "live:s:md:x:BTCUSDT:9:0:acked"
+                ),
+                (
+                    "fill",
+                    "live:s:md:x:BTCUSDT:7:1",
+                    "live:s:md:x:BTCUSDT:fill:7:1"
+                ),
+            ]
+        );
+        assert!(ev.iter().all(|e| e.stream_key == "exec:paper:BTCUSDT"));
+        // The ack arrives after the venue's latency; the fill names the event it filled at.
+        assert_eq!((ev[0].occurred_at, ev[1].occurred_at), (7000, 7500));
+        assert_eq!(
+            ev[4].correlation.causation_id.as_deref(),
+            Some("md:x:BTCUSDT:8")
+        );
+        let Body::Fill { price, fee, .. } = &ev[4].body else {
+            panic!("a fill")
+        };
+        assert_eq!(
+            (price.to_string(), fee.to_string()),
+            ("60000.500000000".into(), "0.060000000".into())
+        );
     }
 }
