@@ -28,6 +28,11 @@ struct Live {
 
 impl Live {
     fn start(dir: &Path, strategy: &str, config: &str) -> Live {
+        Self::start_with(dir, strategy, config, "")
+    }
+
+    /// With `extra` TOML appended to the settings.
+    fn start_with(dir: &Path, strategy: &str, config: &str, extra: &str) -> Live {
         std::fs::create_dir_all(dir).unwrap();
         let toml = format!(
             r#"
@@ -46,6 +51,7 @@ tcp = "127.0.0.1:0"
 [[sinks]]
 store = "{store}"
 flush_ms = 20
+{extra}
 "#,
             wal = dir.join("wal").display(),
             store = dir.join("store").display(),
@@ -555,5 +561,102 @@ fn a_session_killed_under_load_resumes_with_its_module_and_sends_no_order_twice(
     // The session, restart included, replays order for order.
     let (ok, out) = replay_session(&l);
     assert!(ok, "{out}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// An executor: answers the first POST with 503, then takes every NDJSON body; the lines it
+/// took.
+fn executor() -> (SocketAddr, std::sync::mpsc::Receiver<String>) {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for (n, conn) in l.incoming().enumerate() {
+            let Ok(mut c) = conn else { return };
+            let mut r = BufReader::new(c.try_clone().unwrap());
+            let mut len = 0;
+            let mut line = String::new();
+            loop {
+                line.clear();
+                if r.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                    break;
+                }
+                if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                    len = v.trim().parse().unwrap();
+                }
+            }
+            let mut body = vec![0; len];
+            r.read_exact(&mut body).unwrap();
+            let status = if n == 0 {
+                "503 Service Unavailable"
+            } else {
+                "200 OK"
+            };
+            write!(
+                c,
+                "HTTP/1.1 {status}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+            )
+            .unwrap();
+            if n > 0 {
+                for l in String::from_utf8(body).unwrap().lines() {
+                    tx.send(l.to_string()).unwrap();
+                }
+            }
+        }
+    });
+    (addr, rx)
+}
+
+#[test]
+fn orders_go_to_an_executor_behind_the_order_sink_once_each_and_are_recorded() {
+    let dir = tmp("sink");
+    let (exec, lines) = executor();
+    let extra = format!("[order_sink]\nurl = \"http://{exec}/orders\"\n");
+    let mut l = Live::start_with(&dir, guests::EMA_CROSS, "", &extra);
+    assert_eq!(send(l.tcp, 0, 5000), 5000);
+    let s = l.wait_applied(5000);
+    let orders = s["streams"][STREAM]["orders"].as_u64().unwrap();
+    assert!(orders > 10, "{s:#}");
+    l.stop();
+    let got: Vec<Value> = lines
+        .try_iter()
+        .map(|l| serde_json::from_str(&l).unwrap())
+        .collect();
+    // Every order reached the executor once, after the first answer (503) was retried.
+    assert_eq!(got.len() as u64, orders);
+    let ids: std::collections::BTreeSet<&str> = got
+        .iter()
+        .map(|v| v["order_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids.len(), got.len());
+    assert!(
+        got.iter()
+            .all(|v| v["event_type"] == "order_submitted" && v["symbol"] == "BTCUSDT")
+    );
+    // The session records what it decided; acks and fills are the executor's to record.
+    let store = l.store().parse::<StoreUri>().unwrap().open().unwrap();
+    let exec = store
+        .streams()
+        .unwrap()
+        .into_iter()
+        .find(|s| s.key == "exec:paper:BTCUSDT")
+        .expect("the exec stream");
+    assert_eq!(exec.counts.get("order_submitted"), Some(&orders));
+    assert_eq!(exec.counts.get("order_acked"), None);
+    assert_eq!(exec.counts.get("fill"), None);
+    let mut recorded = std::collections::BTreeSet::new();
+    store
+        .read("exec:paper:BTCUSDT", SeqRange::ALL, &mut |e| {
+            recorded.insert(e.correlation.command_id.unwrap());
+            Ok(())
+        })
+        .unwrap();
+    assert_eq!(
+        recorded
+            .iter()
+            .map(String::as_str)
+            .collect::<std::collections::BTreeSet<_>>(),
+        ids
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -22,6 +22,19 @@ pub struct LiveConfig {
     pub live: LiveSection,
     pub venue: PaperVenue,
     pub control: ControlConfig,
+    /// Send orders to a real executor instead of the paper venue.
+    pub order_sink: Option<OrderSinkConfig>,
+}
+
+/// `[order_sink]`: see [`super::sink`].
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct OrderSinkConfig {
+    /// `tcp://HOST:PORT` (NDJSON lines over a socket) or `http(s)://HOST:PORT/PATH` (NDJSON
+    /// POSTs).
+    pub url: String,
+    /// Extra certificates to trust for https.
+    pub ca_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -167,6 +180,9 @@ impl LiveConfig {
         }
         if !(self.venue.latency_ms >= 0.0 && self.venue.latency_ms.is_finite()) {
             return Err("venue.latency_ms must be 0 or more".into());
+        }
+        if let Some(o) = &self.order_sink {
+            super::sink::Target::parse(&o.url)?;
         }
         let c = &self.control;
         if c.tls_cert.is_some() != c.tls_key.is_some() {

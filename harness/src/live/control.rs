@@ -146,8 +146,8 @@ impl Control {
             json!({ "method": method.as_str(), "path": path, "peer": peer, "reason": reason }),
         );
         let submit = self.submit.clone();
-        // Off the runtime's threads: the submission may wait on the sequencer.
-        std::thread::spawn(move || submit.submit_blocking(vec![e]));
+        // On the blocking pool (bounded): the submission may wait on the sequencer.
+        tokio::task::spawn_blocking(move || submit.submit_blocking(vec![e]));
     }
 
     async fn ask(&self, command: Command) -> Resp {

@@ -98,6 +98,8 @@ pub struct EngineParts {
     pub modules_dir: std::path::PathBuf,
     /// The settings the `live_started` audit event records.
     pub started: Value,
+    /// Orders go to an executor through it instead of the paper venue.
+    pub order_sink: Option<super::sink::OrderSink>,
     pub commands: std::sync::mpsc::Receiver<Request>,
     pub metrics: Arc<LiveMetrics>,
     pub stop: Arc<AtomicBool>,
@@ -668,8 +670,13 @@ impl Engine {
                 }
             }
         }
-        run.venue.on_batch(&batch, &self.decided);
-        let fills = run.venue.take_fills();
+        let paper = self.p.order_sink.is_none();
+        let fills = if paper {
+            run.venue.on_batch(&batch, &self.decided);
+            run.venue.take_fills()
+        } else {
+            Vec::new()
+        };
         run.events += n;
         run.decisions += self.decided.len() as u64;
         run.fills += fills.len() as u64;
@@ -680,7 +687,7 @@ impl Engine {
             &self.decided,
             &fills,
             &run.symbols,
-            self.p.venue.latency_ns,
+            paper.then_some(self.p.venue.latency_ns),
         );
         run.orders += events
             .iter()
@@ -700,6 +707,13 @@ impl Engine {
         if run.applied <= run.silent_until {
             // Executed before the restart.
             return Ok(());
+        }
+        if let Some(sink) = &self.p.order_sink {
+            for e in &events {
+                if let Some(l) = super::sink::line(e) {
+                    sink.send(l);
+                }
+            }
         }
         if !events.is_empty() {
             self.submit(events);

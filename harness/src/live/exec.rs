@@ -70,9 +70,10 @@ fn incoming(
     }
 }
 
-/// The exec events of one batch: for each order decision `order_submitted` then
-/// `order_acked` (the paper venue takes every order; its ack arrives after the venue's
-/// latency), for each cancel `order_cancelled`, then the fills the venue made. Decisions
+/// The exec events of one batch: for each order decision `order_submitted` then, on the
+/// paper venue (`paper_latency_ns`), `order_acked` (it takes every order; its ack arrives
+/// after its latency), for each cancel `order_cancelled`, then the fills the venue made. (An
+/// executor behind the order sink records its own acks and fills.) Decisions
 /// about instruments the stream has not named are left out (the venue cannot place them
 /// either). Logs and metrics are not exec events.
 pub fn exec_events(
@@ -82,7 +83,7 @@ pub fn exec_events(
     decisions: &[Decision],
     fills: &[Trade],
     symbols: &BTreeMap<u32, String>,
-    latency_ns: i64,
+    paper_latency_ns: Option<i64>,
 ) -> Vec<Incoming> {
     let mut out = Vec::new();
     let mut index = 0usize;
@@ -128,6 +129,9 @@ pub fn exec_events(
                         qty: *qty,
                     },
                 ));
+                let Some(latency_ns) = paper_latency_ns else {
+                    continue;
+                };
                 out.push(incoming(
                     key,
                     d.time_ns + latency_ns,
@@ -151,7 +155,7 @@ pub fn exec_events(
                 ids.open.remove(client_order_id);
                 out.push(incoming(
                     format!("exec:{venue}:{sym}"),
-                    d.time_ns + latency_ns,
+                    d.time_ns + paper_latency_ns.unwrap_or(0),
                     sym,
                     cause,
                     Some(order_id.clone()),
@@ -276,7 +280,7 @@ mod tests {
             &decisions,
             &[fill],
             &symbols,
-            500,
+            Some(500),
         );
         let keys: Vec<(&str, &str, &str)> = ev
             .iter()

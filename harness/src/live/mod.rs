@@ -29,6 +29,7 @@ pub mod control;
 pub mod engine;
 pub mod exec;
 pub mod metrics;
+pub mod sink;
 pub mod verify;
 
 use std::net::SocketAddr;
@@ -57,6 +58,7 @@ pub struct RunningLive {
     pub metrics: Arc<metrics::LiveMetrics>,
     engine: JoinHandle<Result<()>>,
     stop: Arc<AtomicBool>,
+    sink: Option<(JoinHandle<()>, Arc<AtomicBool>)>,
     control_rt: tokio::runtime::Runtime,
 }
 
@@ -93,6 +95,16 @@ pub fn start(cfg: LiveConfig, rt: Runtime) -> Result<RunningLive> {
         .submitter()
         .expect("a started recorder takes submissions");
     let reader = recorder.reader(READER).expect("registered");
+    let sink_stop = Arc::new(AtomicBool::new(false));
+    let (order_sink, sink_thread) = match &cfg.order_sink {
+        Some(o) => {
+            let target = sink::Target::parse(&o.url).map_err(settings)?;
+            let tls = net::client_tls(o.ca_file.as_deref())?;
+            let (s, h) = sink::OrderSink::start(target, tls, sink_stop.clone())?;
+            (Some(s), Some(h))
+        }
+        None => (None, None),
+    };
     let metrics = Arc::new(metrics::LiveMetrics::default());
     let stop = Arc::new(AtomicBool::new(false));
     let (tx, rx) = std::sync::mpsc::channel();
@@ -125,6 +137,7 @@ pub fn start(cfg: LiveConfig, rt: Runtime) -> Result<RunningLive> {
         wal_dir: recorder.wal_dir().to_path_buf(),
         modules_dir: modules_dir.clone(),
         started,
+        order_sink,
         commands: rx,
         metrics: metrics.clone(),
         stop: stop.clone(),
@@ -178,6 +191,7 @@ pub fn start(cfg: LiveConfig, rt: Runtime) -> Result<RunningLive> {
         metrics,
         engine,
         stop,
+        sink: sink_thread.map(|h| (h, sink_stop)),
         control_rt,
     })
 }
@@ -232,6 +246,11 @@ impl RunningLive {
             .engine
             .join()
             .unwrap_or_else(|p| std::panic::resume_unwind(p));
+        if let Some((h, stopping)) = self.sink {
+            // What the executor takes is delivered; one that is down is not waited for.
+            stopping.store(true, Relaxed);
+            let _ = h.join();
+        }
         let recorder = self.recorder.stop();
         engine.and(recorder)
     }
