@@ -8,7 +8,6 @@ use std::collections::BTreeMap;
 use std::hash::{Hash, Hasher};
 use std::net::SocketAddr;
 use std::path::Path;
-use std::process::Command;
 use std::time::Duration;
 
 use tapedeck::event::{Body, Envelope};
@@ -434,19 +433,6 @@ fn the_simulator_answers_429_past_its_rest_limit_and_418_to_a_request_that_ignor
     feed.stop();
 }
 
-fn openssl(dir: &Path, args: &[&str]) {
-    let out = Command::new("openssl")
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "openssl {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
 #[test]
 fn the_binance_client_speaks_tls_and_trusts_only_what_it_is_told_to() {
     let Some(capture) = super::binance::capture() else {
@@ -455,64 +441,7 @@ fn the_binance_client_speaks_tls_and_trusts_only_what_it_is_told_to() {
     let dir = tmp("tls");
     std::fs::create_dir_all(&dir).unwrap();
     // A CA of our own and a certificate for 127.0.0.1 signed by it.
-    openssl(
-        &dir,
-        &[
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-keyout",
-            "ca.key",
-            "-out",
-            "ca.pem",
-            "-days",
-            "2",
-            "-subj",
-            "/CN=tapedeck test CA",
-        ],
-    );
-    openssl(
-        &dir,
-        &[
-            "req",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-keyout",
-            "leaf.key",
-            "-out",
-            "leaf.csr",
-            "-subj",
-            "/CN=127.0.0.1",
-        ],
-    );
-    std::fs::write(
-        dir.join("leaf.ext"),
-        "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
-    )
-    .unwrap();
-    openssl(
-        &dir,
-        &[
-            "x509",
-            "-req",
-            "-in",
-            "leaf.csr",
-            "-CA",
-            "ca.pem",
-            "-CAkey",
-            "ca.key",
-            "-CAcreateserial",
-            "-out",
-            "leaf.pem",
-            "-days",
-            "2",
-            "-extfile",
-            "leaf.ext",
-        ],
-    );
+    super::local_ca(&dir);
     let oracle = oracle(&capture, &dir);
     let all = &oracle.events;
     let (cert, key) = (dir.join("leaf.pem"), dir.join("leaf.key"));

@@ -28,11 +28,11 @@ struct Live {
 
 impl Live {
     fn start(dir: &Path, strategy: &str, config: &str) -> Live {
-        Self::start_with(dir, strategy, config, "")
+        Self::start_with(dir, strategy, config, "", "")
     }
 
-    /// With `extra` TOML appended to the settings.
-    fn start_with(dir: &Path, strategy: &str, config: &str, extra: &str) -> Live {
+    /// With `control` TOML added to `[control]` and `extra` TOML appended.
+    fn start_with(dir: &Path, strategy: &str, config: &str, control: &str, extra: &str) -> Live {
         std::fs::create_dir_all(dir).unwrap();
         let toml = format!(
             r#"
@@ -44,6 +44,7 @@ batch = 256
 [control]
 listen = "127.0.0.1:0"
 token = "{TOKEN}"
+{control}
 [wal]
 dir = "{wal}"
 [inputs]
@@ -60,7 +61,11 @@ flush_ms = 20
         std::fs::write(&cfg, toml).unwrap();
         // live: control http://127.0.0.1:Q, recording tcp 127.0.0.1:P
         let proc = Proc::start(&["live", "--config", cfg.to_str().unwrap()]);
-        let (tcp, control) = (proc.addr("recording tcp "), proc.addr("control http://"));
+        let scheme = if control.is_empty() { "http" } else { "https" };
+        let (tcp, control) = (
+            proc.addr("recording tcp "),
+            proc.addr(&format!("control {scheme}://")),
+        );
         Live {
             proc: Some(proc),
             dir: dir.to_path_buf(),
@@ -612,7 +617,7 @@ fn orders_go_to_an_executor_behind_the_order_sink_once_each_and_are_recorded() {
     let dir = tmp("sink");
     let (exec, lines) = executor();
     let extra = format!("[order_sink]\nurl = \"http://{exec}/orders\"\n");
-    let mut l = Live::start_with(&dir, guests::EMA_CROSS, "", &extra);
+    let mut l = Live::start_with(&dir, guests::EMA_CROSS, "", "", &extra);
     assert_eq!(send(l.tcp, 0, 5000), 5000);
     let s = l.wait_applied(5000);
     let orders = s["streams"][STREAM]["orders"].as_u64().unwrap();
@@ -658,5 +663,41 @@ fn orders_go_to_an_executor_behind_the_order_sink_once_each_and_are_recorded() {
             .collect::<std::collections::BTreeSet<_>>(),
         ids
     );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn the_control_api_speaks_tls_when_given_a_certificate() {
+    let dir = tmp("tls");
+    super::local_ca(&dir);
+    let control = format!(
+        "tls_cert = \"{}\"\ntls_key = \"{}\"",
+        dir.join("leaf.pem").display(),
+        dir.join("leaf.key").display()
+    );
+    let mut l = Live::start_with(&dir, guests::EMA_CROSS, "", &control, "");
+    let ctl = |ca: Option<&Path>| {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_tapedeck"));
+        c.arg("ctl");
+        if let Some(ca) = ca {
+            c.args(["--ca-file", ca.to_str().unwrap()]);
+        }
+        let out = c
+            .arg("status")
+            .env("TAPEDECK_TOKEN", TOKEN)
+            .env("TAPEDECK_CONTROL", format!("https://{}", l.control))
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned()
+                + &String::from_utf8_lossy(&out.stderr),
+        )
+    };
+    let (ok, out) = ctl(None);
+    assert!(!ok && out.contains("UnknownIssuer"), "{out}");
+    let (ok, out) = ctl(Some(&dir.join("ca.pem")));
+    assert!(ok && out.contains("\"session\": \"t\""), "{out}");
+    l.stop();
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -221,3 +221,69 @@ pub fn assert_same_run_dirs(a: &Path, b: &Path, files: &[&str]) {
     };
     assert_eq!(summary(a), summary(b));
 }
+
+fn openssl(dir: &Path, args: &[&str]) {
+    let out = std::process::Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A CA of our own (`DIR/ca.pem`) and a certificate for 127.0.0.1 signed by it
+/// (`DIR/leaf.pem`, key `DIR/leaf.key`).
+pub fn local_ca(dir: &Path) {
+    std::fs::create_dir_all(dir).unwrap();
+    let days = ["-days", "2"];
+    let ca = [
+        "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key",
+    ];
+    openssl(
+        dir,
+        &[
+            &ca[..],
+            &["-out", "ca.pem"],
+            &days,
+            &["-subj", "/CN=tapedeck test CA"],
+        ]
+        .concat(),
+    );
+    openssl(
+        dir,
+        &[
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "leaf.key",
+            "-out",
+            "leaf.csr",
+            "-subj",
+            "/CN=127.0.0.1",
+        ],
+    );
+    std::fs::write(
+        dir.join("leaf.ext"),
+        "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
+    )
+    .unwrap();
+    let sign = [
+        "x509", "-req", "-in", "leaf.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
+    ];
+    openssl(
+        dir,
+        &[
+            &sign[..],
+            &["-CAcreateserial", "-out", "leaf.pem"],
+            &days,
+            &["-extfile", "leaf.ext"],
+        ]
+        .concat(),
+    );
+}
