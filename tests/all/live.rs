@@ -526,7 +526,7 @@ fn a_session_killed_under_load_resumes_with_its_module_and_sends_no_order_twice(
         let applied = s["streams"][STREAM]["applied_seq"].as_u64().unwrap_or(0);
         if applied != last.0 {
             last = (applied, Instant::now());
-        } else if last.1.elapsed() > Duration::from_millis(500) {
+        } else if applied >= 6000 + acked + 3000 && last.1.elapsed() > Duration::from_millis(500) {
             break s;
         }
         assert!(last.1.elapsed() < Duration::from_secs(30));

@@ -193,8 +193,9 @@ pub struct Engine {
     active: Arc<Loaded>,
     previous: Option<Arc<Loaded>>,
     shadow: Option<Arc<Loaded>>,
-    /// Exec events submitted and not yet acknowledged.
-    in_flight: VecDeque<tokio::sync::oneshot::Receiver<Vec<Reply>>>,
+    /// Exec events submitted and not yet acknowledged, with the order sink's line for each
+    /// (sent once its event is durable).
+    in_flight: VecDeque<InFlight>,
     decided: Vec<Decision>,
     shadow_decided: Vec<Decision>,
     swaps: u64,
@@ -266,6 +267,11 @@ impl Resume {
             _ => {}
         }
     }
+}
+
+struct InFlight {
+    replies: tokio::sync::oneshot::Receiver<Vec<Reply>>,
+    lines: Vec<Option<Vec<u8>>>,
 }
 
 /// Exec submissions waiting for their acknowledgement, at most (then the engine waits).
@@ -401,10 +407,12 @@ impl Engine {
                     self.reap(true);
                     return Ok(());
                 }
+                // Briefly while acknowledgements are due (orders wait for them).
+                let wait = if self.in_flight.is_empty() { 20 } else { 1 };
                 self.p
                     .reader
                     .progress
-                    .wait_past(tail.next_lsn() - 1, Duration::from_millis(20));
+                    .wait_past(tail.next_lsn() - 1, Duration::from_millis(wait));
             }
         }
     }
@@ -708,13 +716,6 @@ impl Engine {
             // Executed before the restart.
             return Ok(());
         }
-        if let Some(sink) = &self.p.order_sink {
-            for e in &events {
-                if let Some(l) = super::sink::line(e) {
-                    sink.send(l);
-                }
-            }
-        }
         if !events.is_empty() {
             self.submit(events);
         }
@@ -869,25 +870,32 @@ impl Engine {
         if self.in_flight.len() >= IN_FLIGHT {
             self.reap(true);
         }
+        // Orders reach an executor only once recorded: after a crash, what was sent is what
+        // the session holds.
+        let lines = match &self.p.order_sink {
+            Some(_) => events.iter().map(super::sink::line).collect(),
+            None => Vec::new(),
+        };
         match self.p.submit.submit_blocking(events) {
-            Some(rx) => self.in_flight.push_back(rx),
+            Some(replies) => self.in_flight.push_back(InFlight { replies, lines }),
             None => tracing::warn!("the recorder is stopping: exec events not recorded"),
         }
     }
 
     /// Collects acknowledgements of exec events (all of them with `wait`).
     fn reap(&mut self, wait: bool) {
-        while let Some(rx) = self.in_flight.front_mut() {
+        while let Some(f) = self.in_flight.front_mut() {
             let replies = if wait {
-                match self.in_flight.pop_front().expect("front").blocking_recv() {
-                    Ok(r) => r,
+                let f = self.in_flight.pop_front().expect("front");
+                match f.replies.blocking_recv() {
+                    Ok(r) => (r, f.lines),
                     Err(_) => continue,
                 }
             } else {
-                match rx.try_recv() {
+                match f.replies.try_recv() {
                     Ok(r) => {
-                        self.in_flight.pop_front();
-                        r
+                        let f = self.in_flight.pop_front().expect("front");
+                        (r, f.lines)
                     }
                     Err(tokio::sync::oneshot::error::TryRecvError::Empty) => return,
                     Err(_) => {
@@ -896,10 +904,19 @@ impl Engine {
                     }
                 }
             };
-            for r in replies {
-                if let Reply::Nack { error, .. } = r {
-                    self.p.metrics.exec_refused.fetch_add(1, Relaxed);
-                    tracing::error!(error = %error, "ALERT: the recorder refused an exec event");
+            let (replies, mut lines) = replies;
+            lines.resize(replies.len(), None);
+            for (r, line) in replies.into_iter().zip(lines) {
+                match r {
+                    Reply::Nack { error, .. } => {
+                        self.p.metrics.exec_refused.fetch_add(1, Relaxed);
+                        tracing::error!(error = %error, "ALERT: the recorder refused an exec event");
+                    }
+                    Reply::Ack { .. } => {
+                        if let (Some(sink), Some(line)) = (&self.p.order_sink, line) {
+                            sink.send(line);
+                        }
+                    }
                 }
             }
         }

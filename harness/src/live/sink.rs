@@ -1,7 +1,8 @@
 //! The order sink: a live session's orders and cancels handed to a real executor instead of
 //! the paper venue, one NDJSON line each, over TCP (`tcp://HOST:PORT`) or as the body of a
 //! `POST` (`http://` or `https://` URL), from a thread of its own (the event path only
-//! queues them).
+//! queues them), each once the recorder has made the session's record of it durable: after a
+//! crash, what an executor was sent is what the session holds.
 //!
 //! A failed write or a non-2xx answer is retried (reconnecting, with backoff) until it lands;
 //! over TCP a line counts as delivered once written to the socket. An executor deduplicates by

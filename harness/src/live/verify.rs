@@ -152,7 +152,11 @@ pub fn timeline(source: &dyn EventSource, session: &str) -> Result<Timeline> {
                     module: key(&data, "module", "config"),
                     handoff: handoff(&data)?,
                 };
-                t.steps.entry(stream).or_default().push((seq, step));
+                let steps = t.steps.entry(stream).or_default();
+                // A restart decides again from `seq`: what the process before did past it
+                // was never recorded (it was killed before its orders were durable).
+                steps.retain(|(s, _)| *s <= seq);
+                steps.push((seq, step));
             }
             "live_swap" | "live_rollback" => {
                 let module = key(&data, "to", "to_config");
