@@ -17,9 +17,10 @@ use serde_json::{Value, json};
 use tapedeck_guest::codec::EventBatchWriter;
 
 use super::engine::Handoff;
-use crate::decision::{Decision, Output, decode_outputs};
+use super::exec::{ExecIds, exec_events};
+use crate::decision::{Decision, decode_outputs};
 use crate::error::{Error, Result};
-use crate::event::{Body, Dec, OrderTypeName, SideName, TifName, instrument_table};
+use crate::event::{Body, instrument_table};
 use crate::runtime::{Instance, Module, Runtime};
 use crate::store::{EventSource, SeqRange};
 
@@ -60,23 +61,41 @@ pub struct Timeline {
     steps: BTreeMap<String, Vec<(u64, Step)>>,
 }
 
-/// An order or cancel as decided and as recorded.
+/// An order or cancel as the session recorded it (and as the replay's decisions become).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Order {
+    /// The seq that caused it, and its index among that seq's outputs.
     pub seq: u64,
     pub index: usize,
-    pub kind: &'static str,
-    pub client_order_id: u64,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub side: Option<SideName>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub order_type: Option<OrderTypeName>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub tif: Option<TifName>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub price: Option<Dec>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub qty: Option<Dec>,
+    #[serde(flatten)]
+    pub body: Body,
+}
+
+/// The order or cancel of an exec event whose order id starts with `prefix`
+/// (`live:<session>:<stream>:`); None for other events.
+fn order_of(
+    prefix: &str,
+    command_id: Option<&str>,
+    body: &Body,
+) -> std::result::Result<Option<Order>, String> {
+    if !matches!(
+        body,
+        Body::OrderSubmitted { .. } | Body::OrderCancelled { .. }
+    ) {
+        return Ok(None);
+    }
+    let Some(rest) = command_id.and_then(|c| c.strip_prefix(prefix)) else {
+        return Ok(None);
+    };
+    let (seq, index) = rest
+        .split_once(':')
+        .and_then(|(a, b)| Some((a.parse().ok()?, b.parse().ok()?)))
+        .ok_or_else(|| format!("order id {command_id:?} is not {prefix}<seq>:<index>"))?;
+    Ok(Some(Order {
+        seq,
+        index,
+        body: body.clone(),
+    }))
 }
 
 /// What the replay of one stream found.
@@ -198,49 +217,9 @@ fn recorded(source: &dyn EventSource, session: &str, stream: &str) -> Result<Vec
             continue;
         }
         source.read(&s.key, SeqRange::ALL, &mut |e| {
-            let Some(id) = e.correlation.command_id.as_deref() else {
-                return Ok(());
-            };
-            let Some(rest) = id.strip_prefix(&prefix) else {
-                return Ok(());
-            };
-            let (seq, index) = rest
-                .split_once(':')
-                .and_then(|(a, b)| Some((a.parse().ok()?, b.parse().ok()?)))
-                .ok_or_else(|| bad(&s.key, format!("command_id {id:?} at seq {}", e.seq)))?;
-            let o = match e.body {
-                Body::OrderSubmitted {
-                    client_order_id,
-                    side,
-                    order_type,
-                    tif,
-                    price,
-                    qty,
-                } => Order {
-                    seq,
-                    index,
-                    kind: "new_order",
-                    client_order_id,
-                    side: Some(side),
-                    order_type: Some(order_type),
-                    tif: Some(tif),
-                    price,
-                    qty: Some(qty),
-                },
-                Body::OrderCancelled { client_order_id } => Order {
-                    seq,
-                    index,
-                    kind: "cancel",
-                    client_order_id,
-                    side: None,
-                    order_type: None,
-                    tif: None,
-                    price: None,
-                    qty: None,
-                },
-                _ => return Ok(()),
-            };
-            out.push(o);
+            let o = order_of(&prefix, e.correlation.command_id.as_deref(), &e.body)
+                .map_err(|m| bad(&s.key, format!("seq {}: {m}", e.seq)))?;
+            out.extend(o);
             Ok(())
         })?;
     }
@@ -248,53 +227,19 @@ fn recorded(source: &dyn EventSource, session: &str, stream: &str) -> Result<Vec
     Ok(out)
 }
 
-/// The orders and cancels among `decisions`, indexed as the session's exec events are.
-fn orders_of(decisions: &[Decision], symbols: &BTreeMap<u32, String>, into: &mut Vec<Order>) {
-    let mut index = 0;
-    let mut last = None;
-    for d in decisions {
-        if last != Some(d.seq) {
-            last = Some(d.seq);
-            index = 0;
-        }
-        let i = index;
-        index += 1;
-        match &d.output {
-            Output::NewOrder {
-                instrument,
-                client_order_id,
-                side,
-                order_type,
-                tif,
-                price,
-                qty,
-            } if symbols.contains_key(instrument) => into.push(Order {
-                seq: d.seq,
-                index: i,
-                kind: "new_order",
-                client_order_id: *client_order_id,
-                side: Some(*side),
-                order_type: Some(*order_type),
-                tif: Some(*tif),
-                price: (*order_type == OrderTypeName::Limit).then_some(*price),
-                qty: Some(*qty),
-            }),
-            Output::Cancel {
-                instrument,
-                client_order_id,
-            } if symbols.contains_key(instrument) => into.push(Order {
-                seq: d.seq,
-                index: i,
-                kind: "cancel",
-                client_order_id: *client_order_id,
-                side: None,
-                order_type: None,
-                tif: None,
-                price: None,
-                qty: None,
-            }),
-            _ => {}
-        }
+/// The orders and cancels among `decisions`: the exec events the session would have
+/// recorded for them.
+fn orders_of(
+    ids: &mut ExecIds,
+    prefix: &str,
+    stream: &str,
+    decisions: &[Decision],
+    symbols: &BTreeMap<u32, String>,
+    into: &mut Vec<Order>,
+) {
+    for e in exec_events(ids, "replay", stream, decisions, &[], symbols, None) {
+        let o = order_of(prefix, e.correlation.command_id.as_deref(), &e.body);
+        into.extend(o.expect("ids made here"));
     }
 }
 
@@ -354,6 +299,8 @@ pub fn check_stream(
     };
     let mut replayed = Vec::new();
     let mut decided = Vec::new();
+    let mut ids = ExecIds::new(&t.session, stream);
+    let prefix = format!("live:{}:{stream}:", t.session);
     let mut steps = steps.into_iter().peekable();
     let mut writer = EventBatchWriter::new(Vec::new());
     let mut times = Vec::new();
@@ -401,7 +348,7 @@ pub fn check_stream(
         {
             r.shadow = None;
         }
-        orders_of(&decided, &symbols, &mut replayed);
+        orders_of(&mut ids, &prefix, stream, &decided, &symbols, &mut replayed);
         times.clear();
         Ok(())
     };
