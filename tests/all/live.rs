@@ -592,6 +592,12 @@ fn executor() -> (SocketAddr, std::sync::mpsc::Receiver<String>) {
             }
             let mut body = vec![0; len];
             r.read_exact(&mut body).unwrap();
+            // Taken before the answer says so.
+            if n > 0 {
+                for l in String::from_utf8(body).unwrap().lines() {
+                    tx.send(l.to_string()).unwrap();
+                }
+            }
             let status = if n == 0 {
                 "503 Service Unavailable"
             } else {
@@ -602,11 +608,6 @@ fn executor() -> (SocketAddr, std::sync::mpsc::Receiver<String>) {
                 "HTTP/1.1 {status}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
             )
             .unwrap();
-            if n > 0 {
-                for l in String::from_utf8(body).unwrap().lines() {
-                    tx.send(l.to_string()).unwrap();
-                }
-            }
         }
     });
     (addr, rx)
@@ -699,5 +700,33 @@ fn the_control_api_speaks_tls_when_given_a_certificate() {
     let (ok, out) = ctl(Some(&dir.join("ca.pem")));
     assert!(ok && out.contains("\"session\": \"t\""), "{out}");
     l.stop();
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_session_stops_on_sigterm_while_quotes_still_arrive() {
+    let dir = tmp("sigterm");
+    let mut l = Live::start(&dir, guests::EMA_CROSS, "");
+    let tcp = l.tcp;
+    let sender = std::thread::spawn(move || send(tcp, 0, 1_000_000));
+    std::thread::sleep(Duration::from_millis(500));
+    let proc = l.proc.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || tx.send(proc.term()).unwrap());
+    let status = rx
+        .recv_timeout(Duration::from_secs(30))
+        .expect("tapedeck live did not stop within 30 s of SIGTERM while input kept arriving");
+    assert!(status.success(), "{status}");
+    let acked = sender.join().unwrap();
+    assert!(acked > 0 && acked < 1_000_000, "{acked}");
+    // What was acknowledged is stored.
+    let store = l.store().parse::<StoreUri>().unwrap().open().unwrap();
+    let md = store
+        .streams()
+        .unwrap()
+        .into_iter()
+        .find(|s| s.key == STREAM)
+        .unwrap();
+    assert!(md.last_seq >= acked);
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -368,6 +368,7 @@ impl Engine {
             WalTail::new(&self.p.wal_dir, u64::MAX),
         );
         self.resume(tail.next_lsn())?;
+        let mut stop_at: Option<u64> = None;
         let mut started = self.p.started.clone();
         started["strategy"] = self.active.describe();
         self.audit("live_started", started);
@@ -385,7 +386,9 @@ impl Engine {
                     line: lsn,
                     message: format!("WAL record {lsn} is not an envelope: {err}"),
                 })?;
-                if glob_match(&self.p.streams, &e.stream_key) {
+                // Never the session's own streams (its exec and audit events).
+                let own = e.stream_key.starts_with("exec:") || e.stream_key.starts_with("live:");
+                if !own && glob_match(&self.p.streams, &e.stream_key) {
                     self.take(e, &tail)?;
                 }
             }
@@ -402,11 +405,15 @@ impl Engine {
             }
             self.p.reader.taken(tail.next_lsn() - 1);
             self.reap(false);
-            if read == 0 {
-                if self.p.stop.load(Relaxed) {
+            // Stopping: what was durable when asked is run, then no more (inputs may go on).
+            if self.p.stop.load(Relaxed) {
+                let end = *stop_at.get_or_insert(durable);
+                if read == 0 || tail.next_lsn() > end {
                     self.reap(true);
                     return Ok(());
                 }
+            }
+            if read == 0 {
                 // Briefly while acknowledgements are due (orders wait for them).
                 let wait = if self.in_flight.is_empty() { 20 } else { 1 };
                 self.p
@@ -436,14 +443,7 @@ impl Engine {
                 got: e.seq,
             });
         }
-        if let Some(sym) = &e.instrument {
-            let id = crate::event::instrument_id(sym);
-            if let std::collections::btree_map::Entry::Vacant(v) = run.symbols.entry(id) {
-                v.insert(sym.clone());
-                run.new_symbols = true;
-                run.venue.add_symbol(id, sym);
-            }
-        }
+        run.learn(&e);
         run.encoder.encode(&e, &mut run.writer)?;
         if run.writer.count() == 1 {
             run.first_in_batch = e.seq;
@@ -495,10 +495,26 @@ impl Engine {
             }),
             None => self.active.clone(),
         };
-        run.silent_until = self.resume.executed.get(key).copied().unwrap_or(0);
+        // Decided on from here: past the last seq whose orders this session recorded, if it
+        // ran the stream before (a restart); else from the first event seen (a stream older
+        // than the session is history, not orders to send now).
+        let from = match self.resume.module.contains_key(key) {
+            true => self.resume.executed.get(key).copied().unwrap_or(0),
+            false => seq - 1,
+        };
+        run.silent_until = from;
+        // The symbols the store knows of the stream (events read back name instruments by id).
+        if seq > 1 {
+            for (id, sym) in self.p.catch_up_store.open()?.instruments(key)? {
+                run.venue.add_symbol(id, &sym);
+                run.symbols.insert(id, sym);
+            }
+        }
         let mut inst = self.fresh(&module, &run)?;
         let t = Instant::now();
-        let n = self.catch_up(&run, &mut inst, 0, seq - 1, tail)?;
+        // The state up to there is rebuilt silently...
+        let silently = (seq - 1).min(from);
+        let n = self.catch_up(&run, &mut inst, 0, silently, tail)?;
         if n > 0 {
             tracing::info!(
                 stream = key,
@@ -507,8 +523,6 @@ impl Engine {
                 "caught up a stream first seen mid-way"
             );
         }
-        // Decided on from here (up to `silent_until` the module only rebuilds its state).
-        let from = (seq - 1).max(run.silent_until);
         self.audit(
             "live_stream",
             json!({
@@ -516,15 +530,27 @@ impl Engine {
                 "seq": from,
                 "module": module.sha256,
                 "config": module.config,
-                "handoff": Handoff::CatchUp { events: from },
+                "handoff": Handoff::CatchUp { events: silently },
             }),
         );
-        run.applied = seq - 1;
+        run.applied = silently;
         run.active = Some(Slot {
             loaded: module,
             inst,
-            since: seq - 1,
+            since: silently,
         });
+        // ...and what came after it, before this process first saw the stream, is decided on
+        // now (read back from the store and the WAL).
+        if silently < seq - 1 {
+            tracing::info!(
+                stream = key,
+                from = silently + 1,
+                to = seq - 1,
+                "deciding on events recorded before the restart and never decided on"
+            );
+            self.decide_read_back(&mut run, silently, seq - 1, tail)?;
+        }
+        run.applied = seq - 1;
         Ok(run)
     }
 
@@ -546,78 +572,142 @@ impl Engine {
         through: u64,
         tail: &WalTail,
     ) -> Result<u64> {
+        let mut feed = Feeder::new(self.p.batch, run);
+        self.read_stream(&run.key, after, through, tail, &mut |r| match r {
+            Rec::Packed(seq, _, record) => feed.push_record(record, seq, inst),
+            Rec::Envelope(e) => feed.push_envelope(e, inst),
+        })?;
+        feed.flush(inst)?;
+        self.p
+            .metrics
+            .catch_up_events
+            .fetch_add(feed.events, Relaxed);
+        Ok(feed.events)
+    }
+
+    /// The stream's events `after+1 ..= through`, in order: from the store of the first sink,
+    /// then (past what it holds) from the WAL up to what the engine has read.
+    fn read_stream(
+        &self,
+        key: &str,
+        after: u64,
+        through: u64,
+        tail: &WalTail,
+        f: &mut dyn FnMut(Rec<'_>) -> Result<()>,
+    ) -> Result<()> {
         if through <= after {
-            return Ok(0);
+            return Ok(());
         }
         let metrics = &self.p.reader.metrics;
         // Everything the sink had stored by now is in its store; the rest is still in the
-        // WAL (it is not trimmed past what every sink stored).
+        // WAL: it is not trimmed past what every sink stored, and not at all while this
+        // reader says it has taken nothing (the run loop says again what it took).
+        self.p.reader.taken(0);
         let stored_lsn = metrics.sinks[0].stored_lsn.load(Relaxed);
-        let mut feed = Feeder::new(self.p.batch, run);
         let mut next = after + 1;
+        let gap = |expected, got| Error::SeqGap {
+            stream: key.to_string(),
+            expected,
+            got,
+        };
         let source = self.p.catch_up_store.open()?;
         source.read_records(
-            &run.key,
+            key,
             SeqRange {
                 from: next,
                 to: through,
             },
-            &mut |seq, _time, record| {
+            &mut |seq, time, record| {
                 if seq != next {
-                    return Err(Error::SeqGap {
-                        stream: run.key.clone(),
-                        expected: next,
-                        got: seq,
-                    });
+                    return Err(gap(next, seq));
                 }
                 next += 1;
-                feed.push_record(record, seq, inst)
+                f(Rec::Packed(seq, time, record))
             },
         )?;
         drop(source);
         if next <= through {
-            // The rest from the WAL: records after what the sink stored, up to what the
-            // engine has read.
             let mut wal = WalTail::new(&self.p.wal_dir, stored_lsn + 1);
             let end = tail.next_lsn();
             while wal.next_lsn() < end && next <= through {
                 let Some((lsn, bytes)) = wal.next(end - 1)? else {
                     break;
                 };
-                let e: Envelope = serde_json::from_slice(&bytes).map_err(|err| Error::Corrupt {
-                    path: self.p.wal_dir.clone(),
-                    line: lsn,
-                    message: format!("WAL record {lsn} is not an envelope: {err}"),
-                })?;
-                if e.stream_key != run.key || e.seq < next {
+                let e = self.envelope(lsn, &bytes)?;
+                if e.stream_key != key || e.seq < next {
                     continue;
                 }
                 if e.seq != next {
-                    return Err(Error::SeqGap {
-                        stream: run.key.clone(),
-                        expected: next,
-                        got: e.seq,
-                    });
+                    return Err(gap(next, e.seq));
                 }
                 next += 1;
-                feed.push_envelope(&e, inst)?;
+                f(Rec::Envelope(&e))?;
             }
         }
-        feed.flush(inst)?;
         if next <= through {
             return Err(Error::message(
-                format!("catching up {}", run.key),
+                format!("reading {key} back"),
                 format!(
                     "the store and the WAL end at seq {}, the stream was at {through}",
                     next - 1
                 ),
             ));
         }
-        self.p
-            .metrics
-            .catch_up_events
-            .fetch_add(feed.events, Relaxed);
-        Ok(feed.events)
+        Ok(())
+    }
+
+    /// A WAL record as the envelope it holds.
+    fn envelope(&self, lsn: u64, bytes: &[u8]) -> Result<Envelope> {
+        serde_json::from_slice(bytes).map_err(|err| Error::Corrupt {
+            path: self.p.wal_dir.clone(),
+            line: lsn,
+            message: format!("WAL record {lsn} is not an envelope: {err}"),
+        })
+    }
+
+    /// Decides on the stream's events `after+1 ..= through` read back from the store and the
+    /// WAL, as if they had just arrived (after a restart, past what was executed before it),
+    /// a batch at a time.
+    fn decide_read_back(
+        &mut self,
+        run: &mut StreamRun,
+        after: u64,
+        through: u64,
+        tail: &WalTail,
+    ) -> Result<()> {
+        let key = run.key.clone();
+        let mut from = after;
+        while from < through {
+            let to = through.min(from + self.p.batch as u64);
+            self.read_stream(&key, from, to, tail, &mut |r| {
+                let (seq, time, ingested) = match r {
+                    Rec::Packed(seq, time, record) => {
+                        run.writer
+                            .push_record(record, run.id)
+                            .map_err(|err| Error::BadEvent {
+                                stream: run.key.clone(),
+                                seq,
+                                message: format!("store gave a bad record: {err}"),
+                            })?;
+                        (seq, time, now_ns())
+                    }
+                    Rec::Envelope(e) => {
+                        run.learn(e);
+                        run.encoder.encode(e, &mut run.writer)?;
+                        (e.seq, e.occurred_at, e.ingested_at)
+                    }
+                };
+                if run.writer.count() == 1 {
+                    run.first_in_batch = seq;
+                    run.first_ingest = ingested;
+                }
+                run.times.push(time);
+                Ok(())
+            })?;
+            self.run_batch_of(run, tail)?;
+            from = to;
+        }
+        Ok(())
     }
 
     /// Runs the stream's pending batch through the active module (and the shadow), the
@@ -914,7 +1004,7 @@ impl Engine {
                     }
                     Reply::Ack { .. } => {
                         if let (Some(sink), Some(line)) = (&self.p.order_sink, line) {
-                            sink.send(line);
+                            sink.send(line, &self.p.stop);
                         }
                     }
                 }
@@ -1154,6 +1244,19 @@ impl Engine {
 }
 
 impl StreamRun {
+    /// Learns the symbol of an event's instrument (the modules get the table again before
+    /// the next batch).
+    fn learn(&mut self, e: &Envelope) {
+        if let Some(sym) = &e.instrument {
+            let id = crate::event::instrument_id(sym);
+            if let std::collections::btree_map::Entry::Vacant(v) = self.symbols.entry(id) {
+                v.insert(sym.clone());
+                self.new_symbols = true;
+                self.venue.add_symbol(id, sym);
+            }
+        }
+    }
+
     /// Keeps `loaded`'s state at `seq` (replacing what was kept of it; the oldest of
     /// [`SAVED`] goes).
     fn save(&mut self, loaded: &Loaded, snapshot: Option<Vec<u8>>, seq: u64) {
@@ -1205,6 +1308,12 @@ fn compare(
         }));
     }
     true
+}
+
+/// An event read back: a packed record from a store (seq, time, record), or a WAL envelope.
+enum Rec<'a> {
+    Packed(u64, i64, &'a [u8]),
+    Envelope(&'a Envelope),
 }
 
 /// Builds catch-up batches and runs them, dropping their decisions.

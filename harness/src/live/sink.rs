@@ -102,11 +102,25 @@ impl OrderSink {
         Ok((OrderSink { tx, metrics }, h))
     }
 
-    /// Queues a line (waits while the queue is full).
-    pub fn send(&self, line: Vec<u8>) {
+    /// Queues a line, waiting while the queue is full, unless `stopping` (an executor that is
+    /// down must not keep a session from stopping): then the line is dropped with an alert.
+    pub fn send(&self, mut line: Vec<u8>, stopping: &std::sync::atomic::AtomicBool) {
         self.metrics.queued.fetch_add(1, Relaxed);
-        if self.tx.send(line).is_err() {
-            tracing::error!("ALERT: the order sink has stopped; an order was not sent");
+        loop {
+            match self.tx.try_send(line) {
+                Ok(()) => return,
+                Err(std::sync::mpsc::TrySendError::Full(l)) if !stopping.load(Relaxed) => {
+                    line = l;
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                Err(_) => {
+                    self.metrics.queued.fetch_sub(1, Relaxed);
+                    tracing::error!(
+                        "ALERT: the order sink is full or stopped while stopping; an order was not sent"
+                    );
+                    return;
+                }
+            }
         }
     }
 }

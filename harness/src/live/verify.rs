@@ -71,31 +71,26 @@ pub struct Order {
     pub body: Body,
 }
 
-/// The order or cancel of an exec event whose order id starts with `prefix`
-/// (`live:<session>:<stream>:`); None for other events.
-fn order_of(
-    prefix: &str,
-    command_id: Option<&str>,
-    body: &Body,
-) -> std::result::Result<Option<Order>, String> {
+/// The order or cancel of an exec event whose order id is `<prefix>:<seq>:<index>` (prefix
+/// `live:<session>:<stream>`); None for other events (other streams' among them, even a
+/// stream whose key extends this one's).
+fn order_of(prefix: &str, command_id: Option<&str>, body: &Body) -> Option<Order> {
     if !matches!(
         body,
         Body::OrderSubmitted { .. } | Body::OrderCancelled { .. }
     ) {
-        return Ok(None);
+        return None;
     }
-    let Some(rest) = command_id.and_then(|c| c.strip_prefix(prefix)) else {
-        return Ok(None);
-    };
-    let (seq, index) = rest
-        .split_once(':')
-        .and_then(|(a, b)| Some((a.parse().ok()?, b.parse().ok()?)))
-        .ok_or_else(|| format!("order id {command_id:?} is not {prefix}<seq>:<index>"))?;
-    Ok(Some(Order {
-        seq,
-        index,
+    let (head, index) = command_id?.rsplit_once(':')?;
+    let (head, seq) = head.rsplit_once(':')?;
+    if head != prefix {
+        return None;
+    }
+    Some(Order {
+        seq: seq.parse().ok()?,
+        index: index.parse().ok()?,
         body: body.clone(),
-    }))
+    })
 }
 
 /// What the replay of one stream found.
@@ -210,16 +205,18 @@ pub fn timeline(source: &dyn EventSource, session: &str) -> Result<Timeline> {
 
 /// The orders and cancels a session recorded for `stream`, in decision order.
 fn recorded(source: &dyn EventSource, session: &str, stream: &str) -> Result<Vec<Order>> {
-    let prefix = format!("live:{session}:{stream}:");
+    let prefix = format!("live:{session}:{stream}");
     let mut out = Vec::new();
     for s in source.streams()? {
         if !s.key.starts_with("exec:") {
             continue;
         }
         source.read(&s.key, SeqRange::ALL, &mut |e| {
-            let o = order_of(&prefix, e.correlation.command_id.as_deref(), &e.body)
-                .map_err(|m| bad(&s.key, format!("seq {}: {m}", e.seq)))?;
-            out.extend(o);
+            out.extend(order_of(
+                &prefix,
+                e.correlation.command_id.as_deref(),
+                &e.body,
+            ));
             Ok(())
         })?;
     }
@@ -238,8 +235,11 @@ fn orders_of(
     into: &mut Vec<Order>,
 ) {
     for e in exec_events(ids, "replay", stream, decisions, &[], symbols, None) {
-        let o = order_of(prefix, e.correlation.command_id.as_deref(), &e.body);
-        into.extend(o.expect("ids made here"));
+        into.extend(order_of(
+            prefix,
+            e.correlation.command_id.as_deref(),
+            &e.body,
+        ));
     }
 }
 
@@ -300,7 +300,7 @@ pub fn check_stream(
     let mut replayed = Vec::new();
     let mut decided = Vec::new();
     let mut ids = ExecIds::new(&t.session, stream);
-    let prefix = format!("live:{}:{stream}:", t.session);
+    let prefix = format!("live:{}:{stream}", t.session);
     let mut steps = steps.into_iter().peekable();
     let mut writer = EventBatchWriter::new(Vec::new());
     let mut times = Vec::new();
