@@ -31,6 +31,10 @@ pub struct LiveArgs {
     /// Milliseconds between two swaps.
     #[arg(long, default_value_t = 40)]
     pub swap_every_ms: u64,
+    /// Quotes per second sent, in all (0: as fast as they are taken). Latency is measured at a
+    /// rate the session sustains.
+    #[arg(long, default_value_t = 60_000)]
+    pub rate: u64,
     /// Print one JSON object.
     #[arg(long)]
     pub json: bool,
@@ -75,20 +79,28 @@ fn quote(stream: u64, i: u64) -> String {
     )
 }
 
-/// Sends `n` quotes of one stream; returns those acknowledged.
-fn send(addr: SocketAddr, stream: u64, n: u64) -> Result<u64> {
+/// Sends `n` quotes of one stream, at most `rate` a second (0: no limit); returns those
+/// acknowledged.
+fn send(addr: SocketAddr, stream: u64, n: u64, rate: u64) -> Result<u64> {
     let s = TcpStream::connect(addr)?;
     let mut w = s.try_clone()?;
     let writer = std::thread::spawn(move || -> std::io::Result<()> {
         let mut buf = Vec::with_capacity(256 << 10);
         let mut i = 0;
+        let start = Instant::now();
         while i < n {
+            if rate > 0 {
+                let due = Duration::from_secs_f64(i as f64 / rate as f64);
+                if let Some(wait) = due.checked_sub(start.elapsed()) {
+                    std::thread::sleep(wait);
+                }
+            }
             buf.clear();
-            for j in i..(i + 1000).min(n) {
+            for j in i..(i + 100).min(n) {
                 buf.extend_from_slice(quote(stream, j).as_bytes());
                 buf.push(b'\n');
             }
-            i = (i + 1000).min(n);
+            i = (i + 100).min(n);
             w.write_all(&buf)?;
         }
         Ok(())
@@ -188,16 +200,17 @@ store = "{store}"
         };
         let (s1, s2) = (sha(&v1)?, sha(&v2)?);
         eprintln!(
-            "bench live: {} quotes over {} connections, swapping every {} ms",
-            self.events, self.connections, self.swap_every_ms
+            "bench live: {} quotes over {} connections at {} quotes/s, swapping every {} ms",
+            self.events, self.connections, self.rate, self.swap_every_ms
         );
 
         let per = self.events / self.connections;
+        let rate = self.rate / self.connections;
         let total = per * self.connections;
         let sending = Arc::new(AtomicBool::new(true));
         let t0 = Instant::now();
         let senders: Vec<_> = (0..self.connections)
-            .map(|c| std::thread::spawn(move || send(tcp, c, per)))
+            .map(|c| std::thread::spawn(move || send(tcp, c, per, rate)))
             .collect();
         let done = sending.clone();
         let waiter = std::thread::spawn(move || {

@@ -55,6 +55,9 @@ pub struct LiveSection {
     pub batch: usize,
     /// The venue name in exec stream keys (`exec:<venue>:<symbol>`).
     pub venue: String,
+    /// The last events kept in memory per stream (~100 bytes each for quotes): a swap back to
+    /// a module that left the stream within them catches up without reading the store.
+    pub recent_events: usize,
 }
 
 impl Default for LiveSection {
@@ -67,6 +70,7 @@ impl Default for LiveSection {
             modules_dir: None,
             batch: 1024,
             venue: "paper".into(),
+            recent_events: 100_000,
         }
     }
 }

@@ -100,6 +100,8 @@ pub struct EngineParts {
     pub started: Value,
     /// Orders go to an executor through it instead of the paper venue.
     pub order_sink: Option<super::sink::OrderSink>,
+    /// Events kept per stream for catch-ups (see `StreamRun::recent`).
+    pub recent_events: usize,
     pub commands: std::sync::mpsc::Receiver<Request>,
     pub metrics: Arc<LiveMetrics>,
     pub stop: Arc<AtomicBool>,
@@ -178,6 +180,9 @@ struct StreamRun {
     applied: u64,
     /// Decisions on events up to here were executed before a restart: they are not again.
     silent_until: u64,
+    /// The last events applied, as guest records (seq, time, record): a catch-up over them
+    /// (a swap back to a module that left the stream recently) reads no store.
+    recent: VecDeque<(u64, i64, Box<[u8]>)>,
     events: u64,
     decisions: u64,
     orders: u64,
@@ -482,6 +487,7 @@ impl Engine {
             ids: ExecIds::new(&self.p.session, key),
             applied: 0,
             silent_until: 0,
+            recent: VecDeque::new(),
             events: 0,
             decisions: 0,
             orders: 0,
@@ -573,10 +579,18 @@ impl Engine {
         tail: &WalTail,
     ) -> Result<u64> {
         let mut feed = Feeder::new(self.p.batch, run);
-        self.read_stream(&run.key, after, through, tail, &mut |r| match r {
-            Rec::Packed(seq, _, record) => feed.push_record(record, seq, inst),
-            Rec::Envelope(e) => feed.push_envelope(e, inst),
-        })?;
+        let in_memory = run.recent.front().is_some_and(|r| r.0 <= after + 1)
+            && run.recent.back().is_some_and(|r| r.0 >= through);
+        if in_memory {
+            for (seq, _, record) in run.recent.iter().filter(|r| r.0 > after && r.0 <= through) {
+                feed.push_record(record, *seq, inst)?;
+            }
+        } else {
+            self.read_stream(&run.key, after, through, tail, &mut |r| match r {
+                Rec::Packed(seq, _, record) => feed.push_record(record, seq, inst),
+                Rec::Envelope(e) => feed.push_envelope(e, inst),
+            })?;
+        }
         feed.flush(inst)?;
         self.p
             .metrics
@@ -721,6 +735,15 @@ impl Engine {
 
     fn run_batch_of(&mut self, run: &mut StreamRun, tail: &WalTail) -> Result<()> {
         let n = run.writer.count() as u64;
+        if self.p.recent_events > 0 {
+            let first = run.first_in_batch;
+            for (i, (r, t)) in run.writer.records().zip(&run.times).enumerate() {
+                run.recent.push_back((first + i as u64, *t, r.into()));
+            }
+            while run.recent.len() > self.p.recent_events {
+                run.recent.pop_front();
+            }
+        }
         let spare = std::mem::take(&mut run.spare);
         let batch = std::mem::replace(&mut run.writer, EventBatchWriter::new(spare)).finish();
         let first = run.first_in_batch;

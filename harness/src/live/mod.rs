@@ -138,6 +138,7 @@ pub fn start(cfg: LiveConfig, rt: Runtime) -> Result<RunningLive> {
         modules_dir: modules_dir.clone(),
         started,
         order_sink,
+        recent_events: cfg.live.recent_events,
         commands: rx,
         metrics: metrics.clone(),
         stop: stop.clone(),
