@@ -484,3 +484,44 @@ export function exportGuest(Type, { name, version, world }) {
   if (projector) exports.state = () => get().state();
   return exports;
 }
+
+// Native tests of a guest under node: pack quote batches as the host does, read outputs back.
+
+/** One stream's quotes on `instrument`, one per mid (one tick wide), seqs from `firstSeq`. */
+export function quoteBatch(instrument, mids, firstSeq = 1, pxScale = 2, qtyScale = 3) {
+  const b = new Uint8Array(16 + 64 * mids.length), v = new DataView(b.buffer);
+  b.set([0x54, 0x44, 0x45, 0x56]);
+  v.setUint16(4, LAYOUT_VERSION, true);
+  v.setUint32(8, mids.length, true);
+  const w = new OutputWriter();
+  mids.forEach((mid, i) => {
+    const o = 16 + 64 * i, m = Math.round(mid * POW10[pxScale]), seq = firstSeq + i;
+    v.setUint32(o, 64, true);
+    b[o + 4] = QUOTE; b[o + 5] = pxScale; b[o + 6] = qtyScale;
+    v.setUint32(o + 8, 1, true);
+    v.setUint32(o + 12, instrument, true);
+    w.v = v;
+    w.u64(o + 16, seq);
+    w.i64(o + 24, seq * 1e6);
+    w.i64(o + 32, m - 1);
+    w.i64(o + 40, POW10[qtyScale]);
+    w.i64(o + 48, m + 1);
+    w.i64(o + 56, POW10[qtyScale]);
+  });
+  return b;
+}
+
+/** The records of an output batch: `{ kind, causeSeq, body }` (kind 1 order, 2 cancel, 3 log,
+ * 4 metric); an order's side is `body[12]`, a log's text `utf8(body.subarray(5))`. */
+export function decodeOutputs(batch) {
+  const v = new DataView(batch.buffer, batch.byteOffset, batch.byteLength), out = [];
+  let pos = 16;
+  for (let i = 0; i < v.getUint32(8, true); i++) {
+    const n = v.getUint32(pos, true);
+    out.push({ kind: batch[pos + 4], causeSeq: u64(v, pos + 8), body: batch.subarray(pos + 16, pos + n) });
+    pos += n;
+  }
+  return out;
+}
+
+export { utf8Decode as utf8 };
