@@ -50,18 +50,22 @@ export function toMantissa(value, scale) {
   return t;
 }
 
-/** One event as a guest sees it: header fields, `kind`, and `payload` (a plain object). */
+/** One event as a guest sees it: header fields, `kind`, and `payload` (a plain object);
+ * `timeNs` (a BigInt) is read from the batch when asked for. */
 export class Event {
-  constructor(kind, pxScale, qtyScale, stream, instrument, seq, timeNs, payload) {
+  constructor(kind, pxScale, qtyScale, stream, instrument, seq, view, offset, payload) {
     this.kind = kind;
     this.pxScale = pxScale;
     this.qtyScale = qtyScale;
     this.stream = stream;
     this.instrument = instrument;
     this.seq = seq;
-    this.timeNs = timeNs;
+    this.view = view;
+    this.offset = offset;
     this.payload = payload;
   }
+  /** Event time, ns since the Unix epoch. */
+  get timeNs() { return this.view.getBigInt64(this.offset + 24, true); }
   /** A price mantissa of this event as a double. */
   px(m) { return m / POW10[this.pxScale]; }
   /** A quantity mantissa of this event as a double. */
@@ -172,7 +176,7 @@ export function forEachEvent(batch, f) {
       }
     }
     f(new Event(kind, batch[pos + 5], batch[pos + 6], v.getUint32(pos + 8, true),
-      v.getUint32(pos + 12, true), u64(v, pos + 16), v.getBigInt64(pos + 24, true), payload));
+      v.getUint32(pos + 12, true), u64(v, pos + 16), v, pos, payload));
     pos += n;
   }
   if (pos !== end) throw new CodecError(`batch header says ${count} records, it holds more`);

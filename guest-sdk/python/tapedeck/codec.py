@@ -125,7 +125,28 @@ def _payload(name, fields):
                            "__eq__": __eq__, "fields": fields})
 
 
-Quote = _payload("Quote", ("bid_px", "bid_qty", "ask_px", "ask_qty"))
+class Quote:
+    """Top of book (mantissas). Written out, not made by `_payload`: it is the hot path."""
+
+    __slots__ = ("bid_px", "bid_qty", "ask_px", "ask_qty")
+    fields = __slots__
+
+    def __init__(self, bid_px, bid_qty, ask_px, ask_qty):
+        self.bid_px = bid_px
+        self.bid_qty = bid_qty
+        self.ask_px = ask_px
+        self.ask_qty = ask_qty
+
+    def __repr__(self):
+        return (f"Quote(bid_px={self.bid_px}, bid_qty={self.bid_qty}, ask_px={self.ask_px}, "
+                f"ask_qty={self.ask_qty})")
+
+    def __eq__(self, other):
+        return type(other) is Quote and (self.bid_px, self.bid_qty, self.ask_px,
+                                          self.ask_qty) == (other.bid_px, other.bid_qty,
+                                                            other.ask_px, other.ask_qty)
+
+
 Trade = _payload("Trade", ("price", "qty", "trade_id", "aggressor"))
 BookSnapshot = _payload("BookSnapshot", ("update_id", "bids", "asks"))
 BookDelta = _payload("BookDelta", ("first_update_id", "final_update_id",
