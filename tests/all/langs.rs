@@ -222,3 +222,24 @@ fn python_and_js_traps_stay_in_their_instance() {
             .unwrap_or_else(|e| panic!("{lang}: {e}"));
     }
 }
+
+#[test]
+fn a_component_that_imports_anything_is_refused_naming_the_import_free_builds() {
+    // A component importing `clock: func()`, as a build with WASI would import its clocks.
+    const IMPORTS_A_CLOCK: &[u8] = &[
+        0, 97, 115, 109, 13, 0, 1, 0, 7, 5, 1, 0x40, 0, 1, 0, 10, 10, 1, 0, 5, b'c', b'l', b'o',
+        b'c', b'k', 1, 0,
+    ];
+    let err = rt()
+        .load_bytes(IMPORTS_A_CLOCK, "clocked.wasm")
+        .unwrap_err();
+    let msg = err.to_string();
+    assert!(matches!(err, Error::NotAModule { .. }), "{msg}");
+    for needle in [
+        "imports clock",
+        "--stub-wasi",
+        "-d stdio random clocks http fetch-event",
+    ] {
+        assert!(msg.contains(needle), "{needle:?} not in: {msg}");
+    }
+}

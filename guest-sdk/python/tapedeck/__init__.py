@@ -105,7 +105,7 @@ class Ctx:
 
     def order(self, instrument, side, order_type, tif, price, qty, px_scale, qty_scale):
         """An order exactly as given (mantissas at their scales); returns its client order id."""
-        coid = (self.cause_seq << 8) | (self._orders & 0xFF)
+        coid = ((self.cause_seq << 8) | (self._orders & 0xFF)) & 0xFFFFFFFFFFFFFFFF
         self._orders += 1
         self._out.new_order(self.cause_seq, instrument, coid, side, order_type, tif, px_scale,
                             qty_scale, price, qty)

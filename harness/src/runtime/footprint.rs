@@ -137,4 +137,18 @@ mod tests {
             ..slot
         }));
     }
+
+    /// A component that imports a function `clock: func()` (what a WASI build would import).
+    const IMPORTS_A_CLOCK: &[u8] = &[
+        0, 97, 115, 109, 13, 0, 1, 0, // component preamble
+        7, 5, 1, 0x40, 0, 1, 0, // type section: func() with no results
+        10, 10, 1, 0, 5, b'c', b'l', b'o', b'c', b'k', 1, 0, // import "clock": func type 0
+    ];
+
+    #[test]
+    fn a_component_import_is_listed() {
+        let f = Footprint::of(IMPORTS_A_CLOCK);
+        assert_eq!(f.imports, ["clock"]);
+        assert_eq!(f.core_instances, 0);
+    }
 }
