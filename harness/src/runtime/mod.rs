@@ -67,11 +67,19 @@ pub struct Budget {
 impl RuntimeConfig {
     /// The budget of a module named `name`: its entry in `budgets`, else the defaults.
     pub fn budget_for(&self, name: &str) -> Budget {
-        self.budgets.get(name).copied().unwrap_or(Budget {
+        self.budgets
+            .get(name)
+            .copied()
+            .unwrap_or_else(|| self.default_budget())
+    }
+
+    /// The budget of every module without an entry in `budgets`.
+    pub fn default_budget(&self) -> Budget {
+        Budget {
             memory_limit: self.memory_limit,
             fuel_per_event: self.fuel_per_event,
             fuel_per_call: self.fuel_per_call,
-        })
+        }
     }
 }
 
@@ -367,7 +375,7 @@ impl Runtime {
                 pre,
                 footprint,
                 on_demand,
-                budget: self.config.budget_for(""),
+                budget: self.config.default_budget(),
             }),
         };
         let info = self.instantiate(&module)?.metadata()?;
