@@ -144,7 +144,9 @@ function decodePayload(kind, r) {
   }
 }
 
-/** Calls `f(event)` for each event of a packed batch (a Uint8Array), in order. */
+/** Calls `f(event)` for each event of a packed batch (a Uint8Array), in order. Quotes (the
+ * hot path) come in one `Event` and one payload object, refilled for each quote, as the Rust
+ * SDK lends `&Event`: copy the fields you keep past the call, not the objects. */
 export function forEachEvent(batch, f) {
   const v = new DataView(batch.buffer, batch.byteOffset, batch.byteLength);
   const end = batch.byteLength;
@@ -156,27 +158,35 @@ export function forEachEvent(batch, f) {
   if (layout !== LAYOUT_VERSION) throw new CodecError(`batch layout v${layout} is not v1`);
   const count = v.getUint32(8, true);
   let pos = 16;
+  const q = { bidPx: 0, bidQty: 0, askPx: 0, askQty: 0 };
+  const qev = new Event(QUOTE, 0, 0, 0, 0, 0, v, 0, q);
   for (let i = 0; i < count; i++) {
     if (end - pos < 32) throw new CodecError(`batch truncated at offset ${pos}`);
     const n = v.getUint32(pos, true), kind = batch[pos + 4];
     if (n < 32 || pos + n > end) {
       throw new CodecError(`record at offset ${pos} has inconsistent length ${n}`);
     }
-    let payload;
     if (n === 64 && kind === QUOTE) {
-      payload = {
-        bidPx: i64(v, pos + 32), bidQty: i64(v, pos + 40), askPx: i64(v, pos + 48),
-        askQty: i64(v, pos + 56),
-      };
+      q.bidPx = i64(v, pos + 32);
+      q.bidQty = i64(v, pos + 40);
+      q.askPx = i64(v, pos + 48);
+      q.askQty = i64(v, pos + 56);
+      qev.pxScale = batch[pos + 5];
+      qev.qtyScale = batch[pos + 6];
+      qev.stream = v.getUint32(pos + 8, true);
+      qev.instrument = v.getUint32(pos + 12, true);
+      qev.seq = u64(v, pos + 16);
+      qev.offset = pos;
+      f(qev);
     } else {
       const r = new Reader(batch, v, pos + 32, pos + n);
-      payload = decodePayload(kind, r);
+      const payload = decodePayload(kind, r);
       if (r.pos !== pos + n) {
         throw new CodecError(`record at offset ${pos} has inconsistent length ${n}`);
       }
+      f(new Event(kind, batch[pos + 5], batch[pos + 6], v.getUint32(pos + 8, true),
+        v.getUint32(pos + 12, true), u64(v, pos + 16), v, pos, payload));
     }
-    f(new Event(kind, batch[pos + 5], batch[pos + 6], v.getUint32(pos + 8, true),
-      v.getUint32(pos + 12, true), u64(v, pos + 16), v, pos, payload));
     pos += n;
   }
   if (pos !== end) throw new CodecError(`batch header says ${count} records, it holds more`);

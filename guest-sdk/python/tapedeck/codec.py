@@ -261,7 +261,9 @@ def _decode_payload(kind, r):
 
 
 def events(batch):
-    """The events of a packed batch, in order (a generator)."""
+    """The events of a packed batch, in order (a generator). Quotes (the hot path) come in one
+    `Event` and one `Quote`, refilled for each quote, as the Rust SDK lends `&Event`: keep the
+    fields you need past the call, not the objects."""
     magic, layout, _flags, count, _ = _BATCH.unpack_from(batch, 0)
     if magic != EVENT_MAGIC:
         raise CodecError(f"bad batch magic {magic!r}")
@@ -269,19 +271,19 @@ def events(batch):
         raise CodecError(f"batch layout v{layout} is not v{LAYOUT_VERSION}")
     pos, end = 16, len(batch)
     quote, head = _QUOTE.unpack_from, _HEAD.unpack_from
+    qev, q = Event(), Quote(0, 0, 0, 0)
+    qev.kind, qev.payload = QUOTE, q
     for _ in range(count):
         if end - pos < 32:
             raise CodecError(f"batch truncated at offset {pos}")
-        ev = Event()
         if end - pos >= 64:
-            (n, kind, ev.px_scale, ev.qty_scale, ev.stream, ev.instrument, ev.seq, ev.time_ns,
-             bp, bq, ap, aq) = quote(batch, pos)
+            (n, kind, qev.px_scale, qev.qty_scale, qev.stream, qev.instrument, qev.seq,
+             qev.time_ns, q.bid_px, q.bid_qty, q.ask_px, q.ask_qty) = quote(batch, pos)
             if n == 64 and kind == QUOTE:
-                ev.kind = QUOTE
-                ev.payload = Quote(bp, bq, ap, aq)
                 pos += 64
-                yield ev
+                yield qev
                 continue
+        ev = Event()
         (n, kind, ev.px_scale, ev.qty_scale, ev.stream, ev.instrument, ev.seq,
          ev.time_ns) = head(batch, pos)
         if n < 32 or pos + n > end:
