@@ -243,3 +243,72 @@ fn a_component_that_imports_anything_is_refused_naming_the_import_free_builds() 
         assert!(msg.contains(needle), "{needle:?} not in: {msg}");
     }
 }
+
+/// Runs `cmd` in `dir`; panics with its output when it fails.
+fn run_ok(dir: &std::path::Path, cmd: &mut std::process::Command) {
+    let out = cmd.current_dir(dir).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{cmd:?} in {}: {}\n{}",
+        dir.display(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn new_python_and_js_guests_pass_their_own_native_tests() {
+    let sdk = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../guest-sdk");
+    let python = std::env::var_os("HOME")
+        .map(|h| std::path::PathBuf::from(h).join(".cache/tapedeck-py/bin/python3"))
+        .filter(|p| p.is_file());
+    let root = tmp("new");
+    for kind in ["strategy", "projector"] {
+        if let Some(python) = &python {
+            let dir = root.join(format!("py-{kind}"));
+            let out = super::tapedeck(&[
+                "new",
+                kind,
+                "my-guest",
+                "--lang",
+                "python",
+                "--path",
+                dir.to_str().unwrap(),
+            ]);
+            assert!(out.status.success(), "{out:?}");
+            run_ok(
+                &dir,
+                std::process::Command::new(python)
+                    .args(["-m", "unittest", "-q"])
+                    .env("PYTHONPATH", sdk.join("python"))
+                    .env("PYTHONDONTWRITEBYTECODE", "1"),
+            );
+        }
+        let dir = root.join(format!("js-{kind}"));
+        let out = super::tapedeck(&[
+            "new",
+            kind,
+            "my-guest",
+            "--lang",
+            "js",
+            "--path",
+            dir.to_str().unwrap(),
+        ]);
+        assert!(out.status.success(), "{out:?}");
+        if guests::EMA_CROSS_JS.is_some() {
+            // The SDK is a file: dependency (a link); nothing is fetched.
+            run_ok(
+                &dir,
+                std::process::Command::new("npm").args([
+                    "install",
+                    "--silent",
+                    "--no-audit",
+                    "--no-fund",
+                    "--offline",
+                ]),
+            );
+            run_ok(&dir, std::process::Command::new("node").arg("--test"));
+        }
+    }
+    std::fs::remove_dir_all(&root).unwrap();
+}
