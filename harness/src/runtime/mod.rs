@@ -83,6 +83,57 @@ impl RuntimeConfig {
     }
 }
 
+impl Budget {
+    /// Parses `NAME:key=value,...` over `base` (the runtime's defaults): keys `memory` (bytes,
+    /// or with a `K`, `M` or `G` suffix, binary), `fuel-per-event`, `fuel-per-call`. What
+    /// `--budget` of replay, regress and backtest takes.
+    pub fn parse_rule(spec: &str, base: Budget) -> std::result::Result<(String, Budget), String> {
+        let (name, rest) = spec
+            .split_once(':')
+            .filter(|(n, r)| !n.is_empty() && !r.is_empty())
+            .ok_or_else(|| {
+                format!(
+                    "budget `{spec}`: expected NAME:key=value,... (keys: memory, fuel-per-event, \
+                     fuel-per-call), e.g. ema-cross-py:fuel-per-event=500000,memory=512M"
+                )
+            })?;
+        let mut b = base;
+        for kv in rest.split(',') {
+            let (k, v) = kv
+                .split_once('=')
+                .ok_or_else(|| format!("budget `{spec}`: `{kv}` is not key=value"))?;
+            let number = |v: &str, unit: u64| {
+                v.parse::<u64>()
+                    .ok()
+                    .and_then(|n| n.checked_mul(unit))
+                    .ok_or_else(|| format!("budget `{spec}`: `{v}` is not a number for {k}"))
+            };
+            match k.trim() {
+                "memory" => {
+                    let v = v.trim();
+                    let (digits, unit) = match v.char_indices().last() {
+                        Some((i, 'K' | 'k')) => (&v[..i], 1 << 10),
+                        Some((i, 'M' | 'm')) => (&v[..i], 1 << 20),
+                        Some((i, 'G' | 'g')) => (&v[..i], 1 << 30),
+                        _ => (v, 1),
+                    };
+                    b.memory_limit = usize::try_from(number(digits, unit)?)
+                        .map_err(|_| format!("budget `{spec}`: memory too large"))?;
+                }
+                "fuel-per-event" => b.fuel_per_event = number(v.trim(), 1)?,
+                "fuel-per-call" => b.fuel_per_call = number(v.trim(), 1)?,
+                other => {
+                    return Err(format!(
+                        "budget `{spec}`: unknown key `{other}` (memory, fuel-per-event, \
+                         fuel-per-call)"
+                    ));
+                }
+            }
+        }
+        Ok((name.to_string(), b))
+    }
+}
+
 /// One pool slot: what a Rust guest needs (one core instance, memory and table; a little room).
 const SLOT: SlotLimits = SlotLimits {
     core_instances: 4,
@@ -508,4 +559,34 @@ pub fn componentize(bytes: &[u8], origin: &str) -> Result<Vec<u8>> {
                 "cannot make a component of this core module; was it built with tapedeck-guest's export macro? ({e:#})"
             ),
         })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn budget_rules_parse_over_the_defaults_and_say_what_is_wrong() {
+        let base = RuntimeConfig::default().default_budget();
+        let (name, b) =
+            Budget::parse_rule("ema-cross-py:fuel-per-event=500000,memory=512M", base).unwrap();
+        assert_eq!(name, "ema-cross-py");
+        assert_eq!(
+            b,
+            Budget {
+                memory_limit: 512 << 20,
+                fuel_per_event: 500_000,
+                ..base
+            }
+        );
+        for (bad, says) in [
+            ("nocolon", "expected NAME:"),
+            ("x:fuel=1", "unknown key `fuel`"),
+            ("x:memory=lots", "not a number"),
+            ("x:fuel-per-call", "not key=value"),
+        ] {
+            let e = Budget::parse_rule(bad, base).unwrap_err();
+            assert!(e.contains(says), "{bad}: {e}");
+        }
+    }
 }
