@@ -304,7 +304,6 @@ fn new_python_and_js_guests_pass_their_own_native_tests() {
                     "--silent",
                     "--no-audit",
                     "--no-fund",
-                    "--offline",
                 ]),
             );
             run_ok(&dir, std::process::Command::new("node").arg("--test"));
