@@ -4,7 +4,7 @@
 # untrusted bytes briefly, and runs every test.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-./scripts/setup.sh --with-chromium
+./scripts/setup.sh --with-chromium --guest-langs
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/tapedeck-target}"
 export INSTA_UPDATE=no
 # A real PostgreSQL 15 for the store tests (installed and started if needed; reused if up).

@@ -1,5 +1,6 @@
-//! `tapedeck bench strategy`: the same EMA-cross source run natively and as a Wasm component
-//! over the same seeded quotes, in one process, rounds interleaved, medians reported.
+//! `tapedeck bench strategy`: the same EMA-cross run natively and as Wasm components (the
+//! Rust build, and the Python and JavaScript ones) over the same seeded quotes, in one
+//! process, rounds interleaved, medians reported.
 
 use std::time::Instant;
 
@@ -38,6 +39,16 @@ pub struct StrategyBenchReport {
     pub batch: usize,
     pub rounds: usize,
     pub native_ns_per_event: f64,
+    /// One row per module, in the order given.
+    pub modules: Vec<ModuleFigures>,
+}
+
+/// The figures of one module, measured in the same run as the native baseline.
+#[derive(Debug, Clone, Serialize)]
+pub struct ModuleFigures {
+    pub origin: String,
+    pub name: String,
+    pub size_bytes: u64,
     pub wasm_ns_per_event: f64,
     pub ratio: f64,
     pub wasm_events_per_sec: f64,
@@ -45,7 +56,11 @@ pub struct StrategyBenchReport {
     pub instantiate_us: f64,
     /// Loading the module file again with a warm compile cache (median).
     pub load_cached_us: f64,
-    /// Native and Wasm produced byte-identical outputs and the same PnL.
+    /// Loading it with no compile cache: compile (Cranelift) + the ABI check (one sample).
+    pub cold_compile_ms: f64,
+    /// Allocated on demand (it does not fit a pool slot) rather than from the pool.
+    pub on_demand: bool,
+    /// Outputs byte-identical to the native run's, and the same PnL.
     pub identical: bool,
     pub orders: u64,
     pub pnl: f64,
@@ -90,61 +105,75 @@ fn median(mut v: Vec<f64>) -> f64 {
     v[v.len() / 2]
 }
 
-/// Runs the strategy bench. `module` must be the Wasm build of the `ema-cross` crate linked
-/// into this binary.
+/// Runs the strategy bench: the native `ema-cross` linked into this binary, then each module
+/// (builds of ema-cross in any language), interleaved per round over the same seeded quotes.
+/// `cold` is a runtime without a compile cache, for the cold compile figure.
 pub fn strategy(
     rt: &Runtime,
-    module: &Module,
+    cold: &Runtime,
+    modules: &[Module],
     opts: &StrategyBenchOptions,
 ) -> Result<StrategyBenchReport> {
     let mut native_ns = Vec::new();
-    let mut wasm_ns = Vec::new();
-    let (mut native, mut wasm) = (Run::default(), Run::default());
+    let mut wasm_ns = vec![Vec::new(); modules.len()];
+    let mut native = Run::default();
+    let mut wasm: Vec<Run> = modules.iter().map(|_| Run::default()).collect();
     for _ in 0..opts.rounds.max(1) {
         let mut driver =
             StrategyDriver::<ema_cross::EmaCross>::init("").expect("default config is valid");
         native = Run::measure(opts, |b| Ok(driver.on_events(b).to_vec()))?;
         native_ns.push(native.ns_per_event);
-
-        let mut inst = rt.instantiate(module)?;
-        inst.init("")?;
-        wasm = Run::measure(opts, |b| inst.on_events(b))?;
-        wasm_ns.push(wasm.ns_per_event);
+        for (i, module) in modules.iter().enumerate() {
+            let mut inst = rt.instantiate(module)?;
+            inst.init("")?;
+            wasm[i] = Run::measure(opts, |b| inst.on_events(b))?;
+            wasm_ns[i].push(wasm[i].ns_per_event);
+        }
     }
-    let identical = native.outputs == wasm.outputs && native.sim == wasm.sim;
-    let sim_wasm = wasm.sim;
-
-    let mut inst_us = Vec::new();
-    for _ in 0..200 {
+    let native_ns = median(native_ns);
+    let mut rows = Vec::new();
+    for ((module, run), ns) in modules.iter().zip(wasm).zip(wasm_ns) {
+        let mut inst_us = Vec::new();
+        for _ in 0..200 {
+            let t = Instant::now();
+            let inst = rt.instantiate(module)?;
+            inst_us.push(t.elapsed().as_nanos() as f64 / 1e3);
+            drop(inst);
+        }
+        let bytes =
+            std::fs::read(module.origin()).map_err(|e| tapedeck::Error::io(module.origin(), e))?;
+        let mut load_us = Vec::new();
+        for _ in 0..20 {
+            let t = Instant::now();
+            rt.load_bytes(&bytes, module.origin())?;
+            load_us.push(t.elapsed().as_nanos() as f64 / 1e3);
+        }
         let t = Instant::now();
-        let inst = rt.instantiate(module)?;
-        inst_us.push(t.elapsed().as_nanos() as f64 / 1e3);
-        drop(inst);
+        cold.load_bytes(&bytes, module.origin())?;
+        let cold_compile_ms = t.elapsed().as_secs_f64() * 1e3;
+        let wasm_ns = median(ns);
+        rows.push(ModuleFigures {
+            origin: module.origin().to_string(),
+            name: module.info().name.clone(),
+            size_bytes: bytes.len() as u64,
+            wasm_ns_per_event: wasm_ns,
+            ratio: wasm_ns / native_ns,
+            wasm_events_per_sec: 1e9 / wasm_ns,
+            instantiate_us: median(inst_us),
+            load_cached_us: median(load_us),
+            cold_compile_ms,
+            on_demand: module.on_demand(),
+            identical: native.outputs == run.outputs && native.sim == run.sim,
+            orders: run.sim.orders,
+            pnl: run.sim.pnl(),
+        });
     }
-    let mut load_us = Vec::new();
-    let bytes =
-        std::fs::read(module.origin()).map_err(|e| tapedeck::Error::io(module.origin(), e))?;
-    for _ in 0..20 {
-        let t = Instant::now();
-        rt.load_bytes(&bytes, module.origin())?;
-        load_us.push(t.elapsed().as_nanos() as f64 / 1e3);
-    }
-
-    let native = median(native_ns);
-    let wasm = median(wasm_ns);
     Ok(StrategyBenchReport {
         events: opts.events,
         batch: opts.batch,
         rounds: opts.rounds.max(1),
-        native_ns_per_event: native,
-        wasm_ns_per_event: wasm,
-        ratio: wasm / native,
-        wasm_events_per_sec: 1e9 / wasm,
-        instantiate_us: median(inst_us),
-        load_cached_us: median(load_us),
-        identical,
-        orders: sim_wasm.orders,
-        pnl: sim_wasm.pnl(),
+        native_ns_per_event: native_ns,
+        modules: rows,
     })
 }
 

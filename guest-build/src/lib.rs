@@ -11,6 +11,7 @@
 //! both use it. [`scaffold`] makes new guest crates (`tapedeck new`).
 
 pub mod scaffold;
+pub mod script;
 
 use std::ffi::OsString;
 use std::fmt;

@@ -2,10 +2,13 @@
 //! `tapedeck build` as written, wherever it is put (it is a workspace of its own and needs no
 //! `[profile.guest]`), with native unit tests through the SDK's driver, an example config and
 //! a README. The templates are the files in `templates/`; `{{...}}` are filled in here.
+//! `--lang python|js` makes a Python folder (pyproject.toml, a module, unittest tests) or a
+//! JavaScript one (package.json, `src/`, node tests) instead, built by `tapedeck build` too.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
 
+use crate::script::Lang;
 use crate::{Error, Result};
 
 /// Which world the new crate exports.
@@ -76,7 +79,7 @@ impl Sdk {
     }
 }
 
-/// A TOML basic string.
+/// A TOML basic string (the same escapes make a JSON string).
 fn toml_string(s: &str) -> String {
     let mut out = String::from("\"");
     for c in s.chars() {
@@ -100,6 +103,8 @@ pub struct NewCrate {
     /// The crate directory (created; must not exist or be empty).
     pub dir: PathBuf,
     pub sdk: Sdk,
+    /// The guest's language.
+    pub lang: Lang,
 }
 
 /// Checks a package name, saying what is wrong with it.
@@ -188,6 +193,84 @@ pub fn files(kind: Kind, name: &str, sdk: &Sdk) -> Vec<(&'static str, String)> {
     ]
 }
 
+/// The files of a new Python or JavaScript guest, by path relative to its directory; `sdk` is
+/// the `guest-sdk` directory (absolute).
+pub fn script_files(lang: Lang, kind: Kind, name: &str, sdk: &Path) -> Vec<(String, String)> {
+    let module = name.replace('-', "_");
+    let driver = match kind {
+        Kind::Strategy => "StrategyDriver",
+        Kind::Projector => "ProjectorDriver",
+    };
+    let config = match kind {
+        Kind::Strategy if lang == Lang::Python => {
+            "{ \"alpha\": 0.1, \"threshold_bps\": 0.5, \"qty\": 1.0 }\n"
+        }
+        Kind::Strategy => "{ \"alpha\": 0.1, \"thresholdBps\": 0.5, \"qty\": 1.0 }\n",
+        Kind::Projector => "{}\n",
+    };
+    let fill = |t: &str| {
+        t.replace("{{sdk_path}}", &toml_string(&sdk.display().to_string()))
+            .replace("{{sdk_python}}", &sdk.join("python").display().to_string())
+            .replace(
+                "{{sdk_js_dep}}",
+                &toml_string(&format!("file:{}", sdk.join("js").display())),
+            )
+            .replace("{{module}}", &module)
+            .replace("{{Driver}}", driver)
+            .replace("{{kind}}", kind.as_str())
+            .replace("{{Type}}", &type_name(name))
+            .replace("{{name}}", name)
+    };
+    match lang {
+        Lang::Python => vec![
+            (
+                "pyproject.toml".into(),
+                fill(include_str!("../templates/python/pyproject.toml.tmpl")),
+            ),
+            (
+                format!("{module}.py"),
+                fill(match kind {
+                    Kind::Strategy => include_str!("../templates/python/strategy.py.tmpl"),
+                    Kind::Projector => include_str!("../templates/python/projector.py.tmpl"),
+                }),
+            ),
+            (
+                format!("test_{module}.py"),
+                fill(include_str!("../templates/python/test.py.tmpl")),
+            ),
+            (
+                "README.md".into(),
+                fill(include_str!("../templates/python/README.md.tmpl")),
+            ),
+            ("config.json".into(), config.into()),
+            (".gitignore".into(), "__pycache__/\n/target\n".into()),
+        ],
+        _ => vec![
+            (
+                "package.json".into(),
+                fill(include_str!("../templates/js/package.json.tmpl")),
+            ),
+            (
+                format!("src/{}.js", kind.as_str()),
+                fill(match kind {
+                    Kind::Strategy => include_str!("../templates/js/strategy.js.tmpl"),
+                    Kind::Projector => include_str!("../templates/js/projector.js.tmpl"),
+                }),
+            ),
+            (
+                "test/guest.test.js".into(),
+                fill(include_str!("../templates/js/test.js.tmpl")),
+            ),
+            (
+                "README.md".into(),
+                fill(include_str!("../templates/js/README.md.tmpl")),
+            ),
+            ("config.json".into(), config.into()),
+            (".gitignore".into(), "node_modules/\n/target\n".into()),
+        ],
+    }
+}
+
 /// Writes the new crate; returns the files written. Refuses a directory that has anything in
 /// it, so nothing is overwritten.
 pub fn create(c: &NewCrate) -> Result<Vec<PathBuf>> {
@@ -206,8 +289,24 @@ pub fn create(c: &NewCrate) -> Result<Vec<PathBuf>> {
             });
         }
     }
+    let files: Vec<(String, String)> = match (c.lang, &c.sdk) {
+        (Lang::Rust, sdk) => files(c.kind, &c.name, sdk)
+            .into_iter()
+            .map(|(rel, text)| (rel.to_string(), text))
+            .collect(),
+        (lang, Sdk::Path(sdk)) => script_files(lang, c.kind, &c.name, sdk),
+        (_, Sdk::Git(url)) => {
+            return Err(Error::Manifest {
+                path: c.dir.clone(),
+                message: format!(
+                    "--sdk {url}: a Python or JavaScript guest needs a `guest-sdk` directory \
+                     (a clone's), not a git URL"
+                ),
+            });
+        }
+    };
     let mut written = Vec::new();
-    for (rel, text) in files(c.kind, &c.name, &c.sdk) {
+    for (rel, text) in files {
         let path = c.dir.join(rel);
         if let Some(parent) = path.parent() {
             std::fs::create_dir_all(parent)
@@ -242,6 +341,13 @@ mod tests {
             ] {
                 for (rel, text) in files(kind, "my-guest", &sdk) {
                     assert!(!text.contains("{{"), "{kind} {rel}: {text}");
+                }
+            }
+        }
+        for lang in [Lang::Python, Lang::JavaScript] {
+            for kind in [Kind::Strategy, Kind::Projector] {
+                for (rel, text) in script_files(lang, kind, "my-guest", Path::new("/s \"x\"")) {
+                    assert!(!text.contains("{{"), "{lang:?} {kind} {rel}: {text}");
                 }
             }
         }

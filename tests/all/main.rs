@@ -12,6 +12,7 @@ mod conformance;
 mod feed;
 mod filestore;
 mod index;
+mod langs;
 mod layout;
 mod live;
 mod parity;

@@ -17,7 +17,9 @@ pub struct Bench {
 
 #[derive(clap::Subcommand, Debug)]
 pub enum What {
-    /// EMA-cross over seeded synthetic quotes on 8 instruments, native vs Wasm, same run.
+    /// EMA-cross over seeded synthetic quotes on 8 instruments, native vs Wasm modules (builds
+    /// of ema-cross in any language: Rust, Python, JavaScript), same run: ns/event,
+    /// instantiate, cached load, cold compile.
     Strategy(StrategyArgs),
     /// End-to-end replay from a generated file store (through its index) through ema-cross +
     /// positions, with --jobs 1 and --jobs 2 in the same run.
@@ -165,9 +167,10 @@ pub struct StrategyArgs {
     /// Interleaved native/Wasm rounds; medians are reported.
     #[arg(long, default_value_t = 3)]
     pub rounds: usize,
-    /// The ema-cross module [default: build strategies/ema-cross from this source tree].
+    /// An ema-cross module (repeatable: each is measured beside native in the same run)
+    /// [default: build strategies/ema-cross from this source tree].
     #[arg(long)]
-    pub wasm: Option<PathBuf>,
+    pub wasm: Vec<PathBuf>,
     /// Turn fuel metering off (replay always meters; this shows what it costs).
     #[arg(long)]
     pub no_fuel: bool,
@@ -193,19 +196,27 @@ impl Bench {
 
 impl StrategyArgs {
     fn run(self) -> Result<ExitCode> {
-        let rt = Runtime::new(RuntimeConfig {
+        let config = RuntimeConfig {
             max_instances: 16,
             fuel: !self.no_fuel,
             ..RuntimeConfig::default()
-        })?;
-        let path = match self.wasm {
-            Some(p) => p,
-            None => {
-                let [ema] = super::repo_guests(&rt, ["ema-cross"])?;
-                ema
-            }
         };
-        let module = rt.load(&path)?;
+        let rt = Runtime::new(config.clone())?;
+        let cold = Runtime::new(RuntimeConfig {
+            cache_dir: None,
+            max_instances: 4,
+            ..config
+        })?;
+        let paths = if self.wasm.is_empty() {
+            let [ema] = super::repo_guests(&rt, ["ema-cross"])?;
+            vec![ema]
+        } else {
+            self.wasm
+        };
+        let modules = paths
+            .iter()
+            .map(|p| rt.load(p))
+            .collect::<Result<Vec<_>, _>>()?;
         let opts = StrategyBenchOptions {
             events: self.events,
             batch: self.batch,
@@ -213,31 +224,63 @@ impl StrategyArgs {
             ..Default::default()
         };
         eprintln!(
-            "bench strategy: {} events x {} rounds, batches of {}",
-            opts.events, opts.rounds, opts.batch
+            "bench strategy: {} events x {} rounds, batches of {}, {} module(s)",
+            opts.events,
+            opts.rounds,
+            opts.batch,
+            modules.len()
         );
-        let r = strategy(&rt, &module, &opts)?;
+        let r = strategy(&rt, &cold, &modules, &opts)?;
         if self.json {
             outln!("{}", serde_json::to_string(&r)?);
         } else {
-            outln!("events             {}", r.events);
-            outln!("native             {:.2} ns/event", r.native_ns_per_event);
             outln!(
-                "wasm               {:.2} ns/event ({:.1}M events/s)",
-                r.wasm_ns_per_event,
-                r.wasm_events_per_sec / 1e6
+                "events {}, batches of {}, {} rounds (medians)",
+                r.events,
+                r.batch,
+                r.rounds
             );
-            outln!("ratio wasm/native  {:.2}x", r.ratio);
             outln!(
-                "instantiate        {:.2} us (from the cached, pre-instantiated module)",
-                r.instantiate_us
+                "{:<16} {:>11} {:>9} {:>10} {:>13} {:>11} {:>12} {:>9} {:>9}",
+                "module",
+                "ns/event",
+                "x native",
+                "M events/s",
+                "instantiate",
+                "cached load",
+                "cold compile",
+                "size MB",
+                "identical"
             );
-            outln!("load from cache    {:.1} us", r.load_cached_us);
-            outln!("orders             {} (pnl {:.2})", r.orders, r.pnl);
-            outln!("native == wasm     {}", r.identical);
+            outln!(
+                "{:<16} {:>11.2} {:>9} {:>10.1} {:>13} {:>11} {:>12} {:>9} {:>9}",
+                "native (Rust)",
+                r.native_ns_per_event,
+                "1.00",
+                1e3 / r.native_ns_per_event,
+                "-",
+                "-",
+                "-",
+                "-",
+                "-"
+            );
+            for m in &r.modules {
+                outln!(
+                    "{:<16} {:>11.2} {:>9.2} {:>10.2} {:>10.1} us {:>8.1} ms {:>9.0} ms {:>9.1} {:>9}",
+                    m.name,
+                    m.wasm_ns_per_event,
+                    m.ratio,
+                    m.wasm_events_per_sec / 1e6,
+                    m.instantiate_us,
+                    m.load_cached_us / 1e3,
+                    m.cold_compile_ms,
+                    m.size_bytes as f64 / 1e6,
+                    m.identical
+                );
+            }
         }
-        if !r.identical {
-            anyhow::bail!("native and Wasm runs diverged: outputs or PnL differ");
+        if let Some(m) = r.modules.iter().find(|m| !m.identical) {
+            anyhow::bail!("native and {} diverged: outputs or PnL differ", m.origin);
         }
         Ok(ExitCode::SUCCESS)
     }

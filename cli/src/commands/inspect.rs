@@ -7,7 +7,8 @@ use anyhow::Result;
 
 use tapedeck::runtime::{Runtime, RuntimeConfig};
 
-/// Load a module and print its world, name, version, ABI version and sha256.
+/// Load a module and print its world, name, version, ABI version, sha256, and what it declares
+/// (core instances, memories, tables; whether it is allocated from the pool or on demand).
 #[derive(clap::Args, Debug)]
 pub struct Inspect {
     /// A component, or a core module built with tapedeck-guest.
@@ -31,6 +32,8 @@ impl Inspect {
             "version": m.info().version,
             "abi_version": m.info().abi_version,
             "sha256": m.hash().hex(),
+            "footprint": m.footprint(),
+            "allocation": if m.on_demand() { "on-demand" } else { "pool" },
         });
         if self.json {
             outln!("{v}");

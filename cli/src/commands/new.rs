@@ -5,10 +5,13 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result, bail};
 use tapedeck_guest_build::scaffold::{self, Kind, NewCrate, Sdk};
+use tapedeck_guest_build::script::Lang;
 
 /// Start a guest crate: a strategy or a projector, with native unit tests through the SDK's
 /// driver, an example config and a README. It is a workspace of its own, so it builds
 /// wherever it is put: `tapedeck build DIR` right away, `cargo test` in it for the tests.
+/// With `--lang python` or `--lang js`, a Python folder (pyproject.toml, unittest tests under
+/// CPython) or a JavaScript one (package.json, node tests), built by `tapedeck build` too.
 #[derive(clap::Args, Debug)]
 pub struct New {
     /// What the module is.
@@ -24,6 +27,16 @@ pub struct New {
     /// from].
     #[arg(long, value_name = "PATH|GIT_URL")]
     pub sdk: Option<String>,
+    /// The guest's language (Python and JavaScript need a `guest-sdk` directory as the SDK).
+    #[arg(long, value_enum, default_value = "rust")]
+    pub lang: LangArg,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug)]
+pub enum LangArg {
+    Rust,
+    Python,
+    Js,
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug)]
@@ -65,20 +78,41 @@ impl New {
             KindArg::Strategy => Kind::Strategy,
             KindArg::Projector => Kind::Projector,
         };
+        let lang = match self.lang {
+            LangArg::Rust => Lang::Rust,
+            LangArg::Python => Lang::Python,
+            LangArg::Js => Lang::JavaScript,
+        };
+        let written_sdk = match &sdk {
+            Sdk::Path(p) => Some(p.clone()),
+            Sdk::Git(_) => None,
+        };
         let dir = self.path.unwrap_or_else(|| PathBuf::from(&self.name));
         let written = scaffold::create(&NewCrate {
             kind,
             name: self.name.clone(),
             dir: dir.clone(),
             sdk,
+            lang,
         })?;
         for f in &written {
             eprintln!("  wrote {}", f.display());
         }
         outln!("{}", dir.display());
+        let tests = match lang {
+            Lang::Rust => "cargo test".to_string(),
+            Lang::Python => format!(
+                "PYTHONPATH={}/python python3 -m unittest",
+                match &written_sdk {
+                    Some(p) => p.display().to_string(),
+                    None => "GUEST_SDK".into(),
+                }
+            ),
+            Lang::JavaScript => "npm install && npm test".into(),
+        };
         eprintln!(
             "next: tapedeck build {d}    (the module: target/guests/{n}.wasm)\n      \
-             cd {d} && cargo test     (its unit tests, natively)",
+             cd {d} && {tests}     (its unit tests, natively)",
             d = dir.display(),
             n = self.name
         );

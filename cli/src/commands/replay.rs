@@ -41,6 +41,11 @@ pub struct RunArgs {
     /// {"numeric": [[".positions.*.avg_price", 1e-9]]}.
     #[arg(long)]
     pub tolerances: Option<PathBuf>,
+    /// A module's own budget, by the name it reports: `NAME:key=value,...` with keys `memory`
+    /// (bytes, or K/M/G), `fuel-per-event`, `fuel-per-call` (repeatable; a Python or JavaScript
+    /// guest may need more than the defaults: 256M, 100000, 1000000000). Part of the run card.
+    #[arg(long = "budget", value_name = "NAME:KEY=VALUE,...")]
+    pub budgets: Vec<String>,
 }
 
 impl RunArgs {
@@ -53,8 +58,15 @@ impl RunArgs {
             .ok()
             .filter(|&n| n <= 100_000)
             .with_context(|| format!("--jobs {} is more than this machine can run", self.jobs))?;
+        let mut budgets = std::collections::BTreeMap::new();
+        for spec in &self.budgets {
+            let (name, b) = tapedeck::runtime::Budget::parse_rule(spec, default.default_budget())
+                .map_err(anyhow::Error::msg)?;
+            budgets.insert(name, b);
+        }
         Ok(Runtime::new(RuntimeConfig {
             max_instances: max_instances.max(default.max_instances),
+            budgets,
             ..default
         })?)
     }

@@ -14,7 +14,7 @@ use serde_json::Value;
 use crate::diff::Tolerances;
 use crate::regress::FailOn;
 use crate::replay::{Plugin, Point, ReplayOptions};
-use crate::runtime::{ModuleKind, RuntimeConfig};
+use crate::runtime::{Budget, ModuleKind, RuntimeConfig};
 use crate::stats::StatsConfig;
 use crate::venue::VenueConfig;
 
@@ -50,6 +50,9 @@ pub struct RunCard {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ModuleCard {
     pub abi_version: u32,
+    /// Its own budget, when it is not the runtime's (`RuntimeConfig::budgets`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub budget: Option<Budget>,
     /// Its config JSON as given ("" for its defaults).
     pub config: String,
     pub kind: ModuleKind,
@@ -105,6 +108,7 @@ pub fn run_card(
                 let m = &p.module;
                 ModuleCard {
                     abi_version: m.info().abi_version,
+                    budget: Some(m.budget()).filter(|b| *b != rt.default_budget()),
                     config: p.config.clone(),
                     kind: m.kind(),
                     name: m.info().name.clone(),
@@ -171,6 +175,7 @@ mod tests {
     fn module(name: &str, kind: ModuleKind) -> ModuleCard {
         ModuleCard {
             abi_version: 1,
+            budget: None,
             config: r#"{"fast":5}"#.into(),
             kind,
             name: name.into(),

@@ -168,6 +168,7 @@ mod tests {
     fn card() -> RunCard {
         let module = |name: &str| ModuleCard {
             abi_version: 1,
+            budget: None,
             config: String::new(),
             kind: ModuleKind::Strategy,
             name: name.into(),

@@ -82,6 +82,13 @@ impl Instance {
         config: &RuntimeConfig,
     ) -> Result<Self> {
         let m = &module.inner;
+        // Guests may run code while they instantiate (CPython, SpiderMonkey): with fuel
+        // metered, a store without fuel would trap there.
+        if config.fuel {
+            store
+                .set_fuel(m.budget.fuel_per_call)
+                .map_err(|e| Error::engine("setting fuel", e))?;
+        }
         let bound = match &m.pre {
             Pre::Strategy(p) => p.instantiate(&mut store).map(Bound::Strategy),
             Pre::Projector(p) => p.instantiate(&mut store).map(Bound::Projector),
@@ -91,8 +98,8 @@ impl Instance {
             store,
             bound,
             module: m.hash,
-            fuel_per_event: config.fuel_per_event,
-            fuel_per_call: config.fuel_per_call,
+            fuel_per_event: m.budget.fuel_per_event,
+            fuel_per_call: m.budget.fuel_per_call,
             metered: config.fuel,
             poisoned: None,
         })
