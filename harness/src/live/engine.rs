@@ -22,8 +22,6 @@ use tapedeck_guest::codec::EventBatchWriter;
 
 use super::exec::{ExecIds, audit_event, exec_events};
 use super::metrics::LiveMetrics;
-#[cfg(test)]
-use crate::decision::Output;
 use crate::decision::{Decision, decode_outputs};
 use crate::error::{Error, Result};
 use crate::event::{Body, Envelope, StreamEncoder, instrument_table};
