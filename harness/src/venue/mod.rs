@@ -12,7 +12,9 @@
 //! - A cancel removes the resting order when it arrives.
 //!
 //! Accounting is exact: prices and quantities at 9 decimals, cash at 18, in `i128`; positions,
-//! cash, fees and turnover per instrument. Equity is marked at the mid after every event, and
+//! cash, fees and turnover per instrument. Equity is marked after every event, each instrument
+//! at its mark: the mid of a two-sided top of book, else the last recorded trade's price, else
+//! the previous mark (never 0 for want of a quote); and
 //! the maximum drawdown is tracked on that curve; the curve kept for reports is sampled at
 //! every fill, at the last event, and either every `sample_every` events or (with
 //! `equity_interval_ns`) at the first event of each interval. Instruments are the guests' ids
@@ -121,6 +123,24 @@ struct Top {
     ask: Option<i128>,
 }
 
+/// One instrument's market as the venue knows it.
+#[derive(Debug, Clone, Copy, Default)]
+struct Market {
+    top: Top,
+    last_trade: Option<i128>,
+    /// What positions are marked at (see the module doc); `None` until a price is known.
+    mark: Option<i128>,
+}
+
+impl Market {
+    fn update_mark(&mut self) {
+        self.mark = match (self.top.bid, self.top.ask) {
+            (Some(b), Some(a)) => Some((b + a) / 2),
+            _ => self.last_trade.or(self.mark),
+        };
+    }
+}
+
 /// One instrument's account: position at scale 9, money at scale 18.
 #[derive(Debug, Default, Clone)]
 struct Account {
@@ -155,7 +175,7 @@ pub struct Venue {
     cfg: VenueConfig,
     /// The stream's instruments: guest id to symbol.
     symbols: BTreeMap<u32, String>,
-    tops: Vec<(u32, Top)>,
+    markets: Vec<(u32, Market)>,
     /// By symbol (then id): the order equity is summed in.
     accounts: Vec<(String, u32, Account)>,
     resting: Vec<Resting>,
@@ -175,7 +195,7 @@ impl Venue {
         Venue {
             cfg: cfg.clone(),
             symbols,
-            tops: Vec::new(),
+            markets: Vec::new(),
             accounts: Vec::new(),
             resting: Vec::new(),
             n: 0,
@@ -188,10 +208,10 @@ impl Venue {
     }
 
     fn top(&self, id: u32) -> Top {
-        self.tops
+        self.markets
             .iter()
             .find(|t| t.0 == id)
-            .map_or(Top::default(), |t| t.1)
+            .map_or(Top::default(), |t| t.1.top)
     }
 
     fn account(&mut self, id: u32) -> &mut Account {
@@ -235,11 +255,22 @@ impl Venue {
                 }
                 _ => None,
             };
-            if let Some(top) = new_top {
-                match self.tops.iter_mut().find(|x| x.0 == id) {
-                    Some(x) => x.1 = top,
-                    None => self.tops.push((id, top)),
+            if new_top.is_some() || trade_px.is_some() {
+                let i = match self.markets.iter().position(|x| x.0 == id) {
+                    Some(i) => i,
+                    None => {
+                        self.markets.push((id, Market::default()));
+                        self.markets.len() - 1
+                    }
+                };
+                let m = &mut self.markets[i].1;
+                if let Some(top) = new_top {
+                    m.top = top;
                 }
+                if trade_px.is_some() {
+                    m.last_trade = trade_px;
+                }
+                m.update_mark();
             }
             // 2. This event's decisions go out; they arrive `latency_ns` later.
             while next < decisions.len() && decisions[next].seq <= seq {
@@ -346,6 +377,11 @@ impl Venue {
             self.cfg.maker_fee_bps
         };
         let f = (notional as f64 * bps / 1e4).round() as i128;
+        if let Some(m) = self.markets.iter_mut().find(|m| m.0 == o.instrument)
+            && m.1.mark.is_none()
+        {
+            m.1.mark = Some(px);
+        }
         let acct = self.account(o.instrument);
         let sign = if o.buy { 1 } else { -1 };
         // The part that closes an open position realizes PnL against its average cost.
@@ -385,11 +421,13 @@ impl Venue {
         });
     }
 
-    fn mid(&self, id: u32) -> i128 {
-        self.tops
+    /// The instrument's mark; 0 before any price is known (no position is open then: a fill
+    /// with no mark yet sets it to its price).
+    fn mark_price(&self, id: u32) -> i128 {
+        self.markets
             .iter()
             .find(|x| x.0 == id)
-            .and_then(|x| Some((x.1.bid? + x.1.ask?) / 2))
+            .and_then(|x| x.1.mark)
             .unwrap_or(0)
     }
 
@@ -406,7 +444,7 @@ impl Venue {
         let equity: f64 = self
             .accounts
             .iter()
-            .map(|(_, id, a)| (a.cash + a.position * self.mid(*id)) as f64 / E18)
+            .map(|(_, id, a)| (a.cash + a.position * self.mark_price(*id)) as f64 / E18)
             .sum();
         self.stats.mark(t, equity, exposed, dt);
         for a in self.accounts.iter_mut() {
@@ -457,7 +495,7 @@ impl Venue {
             .iter()
             .map(|(sym, id, a)| InstrumentEnd {
                 symbol: sym.clone(),
-                pnl: (a.cash + a.position * self.mid(*id)) as f64 / E18,
+                pnl: (a.cash + a.position * self.mark_price(*id)) as f64 / E18,
                 fees: a.fees as f64 / E18,
                 turnover: a.turnover as f64 / E18,
                 position: a.position as f64 / E9,
