@@ -9,7 +9,8 @@
 //! - A limit order that is marketable on arrival fills at the opposite best (taker); otherwise
 //!   it rests and fills at its limit price once a recorded trade trades through it or the
 //!   opposite best crosses it (maker fee).
-//! - A cancel removes the resting order when it arrives.
+//! - A cancel arrives `latency_ns` after the event that caused it, like an order, and removes
+//!   the orders it names that were submitted before it; until then they can fill.
 //!
 //! Accounting is exact: prices and quantities at 9 decimals, cash at 18, in `i128`; positions,
 //! cash, fees and turnover per instrument. Equity is marked after every event, each instrument
@@ -179,6 +180,8 @@ pub struct Venue {
     /// By symbol (then id): the order equity is summed in.
     accounts: Vec<(String, u32, Account)>,
     resting: Vec<Resting>,
+    /// Cancels on their way: (arrival time, the cancel's seq, client order id).
+    cancels: Vec<(i64, u64, u64)>,
     /// Events seen.
     n: u64,
     peak: f64,
@@ -198,6 +201,7 @@ impl Venue {
             markets: Vec::new(),
             accounts: Vec::new(),
             resting: Vec::new(),
+            cancels: Vec::new(),
             n: 0,
             peak: 0.0,
             last: None,
@@ -327,8 +331,8 @@ impl Venue {
             Output::Cancel {
                 client_order_id, ..
             } => self
-                .resting
-                .retain(|r| r.client_order_id != *client_order_id),
+                .cancels
+                .push((d.time_ns + self.cfg.latency_ns, d.seq, *client_order_id)),
             Output::Log { .. } | Output::Metric { .. } => {}
         }
     }
@@ -336,6 +340,12 @@ impl Venue {
     /// Fills what can fill at this event; whether anything did. An order never fills against
     /// the trade that caused it: it was not there yet.
     fn match_orders(&mut self, id: u32, seq: u64, t: i64, trade_px: Option<i128>) -> bool {
+        // Cancels that have arrived go first (arrival times only grow: the latency is fixed).
+        let arrived = self.cancels.partition_point(|c| c.0 <= t);
+        for (_, cancel_seq, coid) in self.cancels.drain(..arrived) {
+            self.resting
+                .retain(|r| r.client_order_id != coid || r.order_seq > cancel_seq);
+        }
         if self.resting.is_empty() {
             return false;
         }
