@@ -10,7 +10,8 @@
 //! - [`decision`]: strategy outputs as typed values, handed from replay to the venue, the
 //!   regression and the reports (JSON only where a file is written).
 //! - [`venue`], [`stats`], [`regress`] and [`backtest`]: the simulated venue (run inside the
-//!   replay loop), backtest statistics, baseline-vs-candidate regression, one strategy's backtest.
+//!   replay loop), backtest statistics, baseline-vs-candidate regression, one strategy's backtest;
+//!   [`equity_log`]: per-event equity spooled to disk for the drawdown of several streams.
 //! - [`recorder`]: the recorder service (`tapedeck record`): inputs, WAL, sinks.
 //! - [`report`]: run directories (run card, Markdown, JUnit, HTML, Parquet).
 //! - [`snapshot`] and `testing` (feature `testing`): projections under insta-style snapshot
@@ -25,6 +26,7 @@
 pub mod backtest;
 pub mod decision;
 pub mod diff;
+pub mod equity_log;
 pub mod error;
 pub mod event;
 #[cfg(feature = "recorder")]

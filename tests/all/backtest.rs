@@ -7,12 +7,13 @@
 use std::path::PathBuf;
 
 use tapedeck::backtest::{BacktestReport, backtest};
+use tapedeck::event::{Body, Envelope};
 use tapedeck::regress::regress;
 use tapedeck::replay::{Plugin, ReplayOptions};
 use tapedeck::report::backtest::write_backtest_dir;
 use tapedeck::report::{Timing, backtest_card};
 use tapedeck::stats::StatsConfig;
-use tapedeck::store::{EventSource, FileStore};
+use tapedeck::store::{EventSink, EventSource, FileStore, MemoryStore};
 use tapedeck::venue::VenueConfig;
 use tapedeck_test_guests as guests;
 
@@ -76,13 +77,22 @@ fn a_backtest_has_the_figures_regress_gives_the_same_module() {
         },
     )
     .unwrap();
-    assert_eq!(b.totals, r.baseline);
+    // The regression's max drawdown is the worst stream's; the backtest's, the summed
+    // equity's (see the_drawdown_of_several_streams_is_their_summed_curves).
+    assert_eq!(
+        tapedeck::regress::Totals {
+            max_drawdown: r.baseline.max_drawdown,
+            ..b.totals.clone()
+        },
+        r.baseline
+    );
     assert!(b.totals.trades > 0, "ema-cross trades on the fixtures");
     assert_eq!(b.stats.pnl, r.baseline.pnl);
     assert_eq!(b.stats.fees, r.baseline.fees);
-    assert_eq!(b.stats.max_drawdown, r.baseline.max_drawdown);
+    assert_eq!(b.stats.max_drawdown, b.totals.max_drawdown);
     for (x, y) in b.streams.iter().zip(&r.streams) {
         assert_eq!(x.stream, y.stream);
+        assert_eq!(x.performance.max_drawdown, y.baseline.max_drawdown);
         assert_eq!(x.performance.fills, y.baseline.fills, "{}", x.stream);
         assert_eq!(x.decisions, y.decisions[0], "{}", x.stream);
     }
@@ -243,4 +253,88 @@ fn the_backtest_command_writes_the_run_directory_and_refuses_bad_spans() {
     ]);
     assert_eq!(o.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&o.stderr).contains("is not a span of time"));
+}
+
+/// Two streams whose mids mirror each other (100 + x and 100 - x, at the same times):
+/// ema-cross is long on one while short on the other, and both lose when the moves reverse.
+fn mirrored_streams() -> MemoryStore {
+    let mut store = MemoryStore::new();
+    // Up 60 steps, down 120, up 60, moving from the start (ema-cross takes a tie of its
+    // averages as "short", which would not mirror): the crosses come after each turn.
+    let path: Vec<i64> = (0..240)
+        .map(|i| match i {
+            0..60 => i,
+            60..180 => 120 - i,
+            _ => i - 240,
+        })
+        .collect();
+    for (key, sign) in [("md:a", 1), ("md:b", -1)] {
+        let events: Vec<Envelope> = path
+            .iter()
+            .enumerate()
+            .map(|(i, x)| {
+                let mid = 1000 + sign * x;
+                Envelope::new(
+                    key,
+                    i as u64 + 1,
+                    (i as i64 + 1) * 1_000_000_000,
+                    Some("X"),
+                    Body::Quote {
+                        bid_px: format!("{}.5", mid - 1).parse().unwrap(),
+                        bid_qty: "1".parse().unwrap(),
+                        ask_px: format!("{mid}.5").parse().unwrap(),
+                        ask_qty: "1".parse().unwrap(),
+                        update_id: None,
+                    },
+                )
+            })
+            .collect();
+        store.append(&events).unwrap();
+    }
+    store
+}
+
+// See: review of #15, "combine reports the worst single stream's drawdown".
+#[test]
+fn the_drawdown_of_several_streams_is_their_summed_curves() {
+    let store = mirrored_streams();
+    // No fees, which would differ with the prices: the two curves are the same.
+    let run = |streams: &str| {
+        backtest(
+            rt(),
+            &store,
+            &Plugin::new(load(guests::EMA_CROSS), ""),
+            &ReplayOptions {
+                streams: streams.into(),
+                jobs: 2,
+                ..Default::default()
+            },
+            &VenueConfig {
+                taker_fee_bps: 0.0,
+                ..venue()
+            },
+            &StatsConfig::default(),
+        )
+        .unwrap()
+    };
+    let r = run("*");
+    let [a, b] = [0, 1].map(|i| &r.streams[i].performance);
+    assert!(
+        a.trades > 0 && a.trades == b.trades,
+        "{} {}",
+        a.trades,
+        b.trades
+    );
+    assert!(a.max_drawdown > 0.0);
+    // The streams lose together: the sum's drawdown is both of theirs.
+    assert_eq!(a.equity, b.equity);
+    assert_eq!(r.stats.max_drawdown, a.max_drawdown + b.max_drawdown);
+    assert_eq!(r.totals.max_drawdown, r.stats.max_drawdown);
+    assert_eq!(
+        r.stats.max_drawdown_duration_ns,
+        a.stats.max_drawdown_duration_ns
+    );
+    // One stream alone: its own figures.
+    let one = run("md:a");
+    assert_eq!(one.stats.max_drawdown, a.max_drawdown);
 }

@@ -50,6 +50,16 @@ pub fn replay(
     })
 }
 
+/// The keys of the streams `glob` matches, as a replay takes them.
+pub fn matching_streams(source: &dyn EventSource, glob: &str) -> Result<Vec<String>> {
+    Ok(source
+        .streams()?
+        .into_iter()
+        .map(|s| s.key)
+        .filter(|k| glob_match(glob, k))
+        .collect())
+}
+
 /// [`replay`] with an observer per stream, made by `observer(stream key)` before the stream
 /// starts; each stream's report comes back with its observer, by stream key. `only` replays
 /// those streams instead of the ones `opts.streams` matches.
@@ -63,12 +73,7 @@ pub fn replay_observed<O: BatchObserver>(
 ) -> Result<Vec<(StreamReport, O)>> {
     let keys: Vec<String> = match only {
         Some(k) => k.to_vec(),
-        None => source
-            .streams()?
-            .into_iter()
-            .map(|s| s.key)
-            .filter(|k| glob_match(&opts.streams, k))
-            .collect(),
+        None => matching_streams(source, &opts.streams)?,
     };
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(opts.jobs.max(1))

@@ -28,6 +28,7 @@ use serde::{Deserialize, Serialize};
 use tapedeck_guest::codec::{EventBatch, Payload};
 
 use crate::decision::{Decision, Output};
+use crate::equity_log::EquityLogWriter;
 use crate::event::{OrderTypeName, SideName};
 use crate::stats::{InstrumentEnd, Stats, StatsConfig, StatsTracker, Totals};
 
@@ -190,6 +191,8 @@ pub struct Venue {
     last_bucket: Option<i64>,
     stats: StatsTracker,
     perf: Performance,
+    /// Every event's equity, when logged ([`Venue::log_equity`]).
+    equity_log: Option<EquityLogWriter>,
 }
 
 impl Venue {
@@ -208,7 +211,19 @@ impl Venue {
             last_bucket: None,
             stats: StatsTracker::new(stats),
             perf: Performance::default(),
+            equity_log: None,
         }
+    }
+
+    /// Logs the equity after every event to `log` (for the drawdown of several streams'
+    /// summed equity, [`crate::equity_log::combined_drawdown`]).
+    pub fn log_equity(&mut self, log: EquityLogWriter) {
+        self.equity_log = Some(log);
+    }
+
+    /// The equity log, to finish after the last batch.
+    pub fn take_equity_log(&mut self) -> Option<EquityLogWriter> {
+        self.equity_log.take()
     }
 
     fn top(&self, id: u32) -> Top {
@@ -457,6 +472,9 @@ impl Venue {
             .map(|(_, id, a)| (a.cash + a.position * self.mark_price(*id)) as f64 / E18)
             .sum();
         self.stats.mark(t, equity, exposed, dt);
+        if let Some(log) = &mut self.equity_log {
+            log.push(t, equity);
+        }
         for a in self.accounts.iter_mut() {
             // Open after this event: the time until the next one is exposed.
             a.2.open = a.2.position != 0;
