@@ -98,8 +98,8 @@ pub fn backtest(
             ..opts.clone()
         },
         Some(&keys),
-        &|key| {
-            let mut v = Venue::new(venue, source.instruments(key)?, *stats);
+        &|key, symbols| {
+            let mut v = Venue::new(venue, symbols.clone(), *stats);
             if let Some(dir) = &scratch {
                 let name = crate::names::file_name(key);
                 v.log_equity(EquityLogWriter::create(
@@ -119,7 +119,7 @@ pub fn backtest(
         let performance = obs.venue.finish();
         totals.add(&performance);
         streams.push(StreamBacktest {
-            instruments: crate::event::instrument_table(&source.instruments(&s.stream)?),
+            instruments: crate::event::instrument_table(&s.instruments),
             stream: s.stream,
             events: s.events,
             performance,

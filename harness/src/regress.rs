@@ -205,8 +205,7 @@ pub fn execute(
     venue: &VenueConfig,
     stats: &StatsConfig,
 ) -> Result<Vec<(StreamReport, Vec<Performance>)>> {
-    let streams = replay_observed(rt, source, strategies, opts, None, &|key| {
-        let symbols = source.instruments(key)?;
+    let streams = replay_observed(rt, source, strategies, opts, None, &|_, symbols| {
         Ok(Venues(
             strategies
                 .iter()
@@ -255,7 +254,7 @@ pub fn regress(
         let [b_perf, c_perf]: [Performance; 2] = perf.try_into().expect("two strategies");
         let b = s.outputs.remove(BASELINE).unwrap_or_default();
         let c = s.outputs.remove(CANDIDATE).unwrap_or_default();
-        let names = crate::event::instrument_table(&source.instruments(&s.stream)?);
+        let names = crate::event::instrument_table(&s.instruments);
         // The event the strategies first diverge at, read from the store (its envelope).
         let first_divergence = match first_divergence(&b, &c, &[], &names) {
             None => None,

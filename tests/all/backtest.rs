@@ -338,3 +338,82 @@ fn the_drawdown_of_several_streams_is_their_summed_curves() {
     let one = run("md:a");
     assert_eq!(one.stats.max_drawdown, a.max_drawdown);
 }
+
+/// A store that counts the instrument tables read from it.
+struct CountingTables<'a> {
+    inner: &'a dyn EventSource,
+    reads: std::sync::atomic::AtomicU64,
+}
+
+impl EventSource for CountingTables<'_> {
+    fn streams(&self) -> tapedeck::error::Result<Vec<tapedeck::store::StreamInfo>> {
+        self.inner.streams()
+    }
+    fn read(
+        &self,
+        stream: &str,
+        range: tapedeck::store::SeqRange,
+        f: &mut dyn FnMut(Envelope) -> tapedeck::error::Result<()>,
+    ) -> tapedeck::error::Result<()> {
+        self.inner.read(stream, range, f)
+    }
+    fn snapshots(
+        &self,
+        stream: &str,
+    ) -> tapedeck::error::Result<Vec<tapedeck::store::StoredSnapshot>> {
+        self.inner.snapshots(stream)
+    }
+    fn describe(&self) -> String {
+        self.inner.describe()
+    }
+    fn read_records(
+        &self,
+        stream: &str,
+        range: tapedeck::store::SeqRange,
+        f: &mut tapedeck::store::RecordSink<'_>,
+    ) -> tapedeck::error::Result<()> {
+        self.inner.read_records(stream, range, f)
+    }
+    fn instruments(
+        &self,
+        stream: &str,
+    ) -> tapedeck::error::Result<std::collections::BTreeMap<u32, String>> {
+        self.reads
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.inner.instruments(stream)
+    }
+}
+
+// See: review of #15, "the instrument table is read up to 3 times per stream".
+#[test]
+fn backtest_and_regress_read_each_streams_instrument_table_once() {
+    let store = FileStore::open(fixtures()).unwrap();
+    let streams = store.streams().unwrap().len() as u64;
+    let counting = CountingTables {
+        inner: &store,
+        reads: Default::default(),
+    };
+    let b = run(&counting, 2);
+    assert_eq!(
+        counting.reads.swap(0, std::sync::atomic::Ordering::Relaxed),
+        streams
+    );
+    // The table the run read names the instruments in the reports.
+    for s in &b.streams {
+        assert_eq!(
+            s.instruments,
+            tapedeck::event::instrument_table(&store.instruments(&s.stream).unwrap())
+        );
+    }
+    let ema = Plugin::new(load(guests::EMA_CROSS), "");
+    regress(
+        rt(),
+        &counting,
+        &ema,
+        &ema,
+        &ReplayOptions::default(),
+        &venue(),
+    )
+    .unwrap();
+    assert_eq!(counting.reads.into_inner(), streams);
+}

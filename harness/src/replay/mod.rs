@@ -29,6 +29,9 @@ pub trait BatchObserver: Send {
     fn on_batch(&mut self, batch: &[u8], decisions: &[Vec<Decision>]);
 }
 
+/// Makes a stream's observer from its key and instrument table (guest id to symbol).
+pub type MakeObserver<'a, O> = dyn Fn(&str, &BTreeMap<u32, String>) -> Result<O> + Sync + 'a;
+
 /// Observes nothing.
 #[derive(Debug)]
 pub struct NoObserver;
@@ -44,7 +47,7 @@ pub fn replay(
     plugins: &[Plugin],
     opts: &ReplayOptions,
 ) -> Result<ReplayReport> {
-    let streams = replay_observed(rt, source, plugins, opts, None, &|_| Ok(NoObserver))?;
+    let streams = replay_observed(rt, source, plugins, opts, None, &|_, _| Ok(NoObserver))?;
     Ok(ReplayReport {
         streams: streams.into_iter().map(|s| s.0).collect(),
     })
@@ -60,16 +63,17 @@ pub fn matching_streams(source: &dyn EventSource, glob: &str) -> Result<Vec<Stri
         .collect())
 }
 
-/// [`replay`] with an observer per stream, made by `observer(stream key)` before the stream
-/// starts; each stream's report comes back with its observer, by stream key. `only` replays
-/// those streams instead of the ones `opts.streams` matches.
+/// [`replay`] with an observer per stream, made by `observer(stream key, its instrument
+/// table)` when the stream starts (the table is read once per stream, and is the report's
+/// `instruments`); each stream's report comes back with its observer, by stream key. `only`
+/// replays those streams instead of the ones `opts.streams` matches.
 pub fn replay_observed<O: BatchObserver>(
     rt: &Runtime,
     source: &dyn EventSource,
     plugins: &[Plugin],
     opts: &ReplayOptions,
     only: Option<&[String]>,
-    observer: &(dyn Fn(&str) -> Result<O> + Sync),
+    observer: &MakeObserver<'_, O>,
 ) -> Result<Vec<(StreamReport, O)>> {
     let keys: Vec<String> = match only {
         Some(k) => k.to_vec(),
@@ -83,11 +87,7 @@ pub fn replay_observed<O: BatchObserver>(
         use rayon::prelude::*;
         keys.par_iter()
             .enumerate()
-            .map(|(i, key)| {
-                let mut obs = observer(key)?;
-                let r = replay_stream(rt, source, plugins, opts, key, i as u32 + 1, &mut obs)?;
-                Ok((r, obs))
-            })
+            .map(|(i, key)| replay_stream(rt, source, plugins, opts, key, i as u32 + 1, observer))
             .collect()
     });
     let mut streams = results.into_iter().collect::<Result<Vec<_>>>()?;
@@ -95,15 +95,15 @@ pub fn replay_observed<O: BatchObserver>(
     Ok(streams)
 }
 
-fn replay_stream(
+fn replay_stream<O: BatchObserver>(
     rt: &Runtime,
     source: &dyn EventSource,
     plugins: &[Plugin],
     opts: &ReplayOptions,
     key: &str,
     stream_id: u32,
-    observer: &mut dyn BatchObserver,
-) -> Result<StreamReport> {
+    make_observer: &MakeObserver<'_, O>,
+) -> Result<(StreamReport, O)> {
     let snapshots = if opts.check_stored {
         source.snapshots(key)?
     } else {
@@ -120,9 +120,12 @@ fn replay_stream(
         output_counts: BTreeMap::new(),
         outputs: BTreeMap::new(),
         final_states: BTreeMap::new(),
+        // The stream's instrument table, read once: guests name instruments by symbol where
+        // a person reads, the venue and the reports too.
+        instruments: source.instruments(key)?,
     };
-    // The stream's instrument table: guests name instruments by symbol where a person reads.
-    let instruments = crate::event::instrument_table(&source.instruments(key)?);
+    let mut observer = make_observer(key, &report.instruments)?;
+    let instruments = crate::event::instrument_table(&report.instruments);
     let mut live: Vec<Live> = Vec::new();
     for p in plugins {
         let mut inst = rt.instantiate(&p.module)?;
@@ -272,7 +275,7 @@ fn replay_stream(
             }
         }
     }
-    Ok(report)
+    Ok((report, observer))
 }
 
 /// The first seq of `key` at or after time `t` (one past the end if none).

@@ -152,6 +152,9 @@ pub struct StreamReport {
     pub outputs: BTreeMap<String, Vec<Decision>>,
     /// Per projector: state at the end of the range.
     pub final_states: BTreeMap<String, Value>,
+    /// The stream's instruments (guest id to symbol), as the store gave them at the start.
+    #[serde(skip)]
+    pub instruments: BTreeMap<u32, String>,
 }
 
 #[derive(Debug, Clone, Serialize)]

@@ -107,6 +107,7 @@ mod tests {
             output_counts: Default::default(),
             outputs: Default::default(),
             final_states: Default::default(),
+            instruments: Default::default(),
         }
     }
 
