@@ -16,14 +16,15 @@
 //! - [`report`]: run directories (run card, Markdown, JUnit, HTML, Parquet).
 //! - [`snapshot`] and `testing` (feature `testing`): projections under insta-style snapshot
 //!   tests.
-//! - [`glob`], [`time`], [`hash`], [`names`]: small shared helpers (stream globs, calendar
-//!   times, module hashes, stream keys as file names).
+//! - [`glob`], [`time`], [`hash`], [`names`], [`curve`]: small shared helpers (stream globs,
+//!   calendar times, module hashes, stream keys as file names, bounded curves for plots).
 //!
 //! The command line is the `tapedeck-cli` crate; the fixture generator, synthetic data and
 //! benches are `tapedeck-dev`.
 
 #[cfg(feature = "wasm")]
 pub mod backtest;
+pub mod curve;
 pub mod decision;
 pub mod diff;
 pub mod equity_log;

@@ -172,6 +172,7 @@ pub struct InstrumentEnd {
     pub turnover: f64,
     pub position: f64,
     pub exposure_ns: i64,
+    pub fills: u64,
 }
 
 /// The venue's totals at the end of a stream.
@@ -261,7 +262,7 @@ impl StatsTracker {
     }
 
     /// The figures, with the venue's totals and accounts at the end.
-    pub fn finish(mut self, perf: &Totals, ends: &[InstrumentEnd], fills: &[&str]) -> Stats {
+    pub fn finish(mut self, perf: &Totals, ends: &[InstrumentEnd]) -> Stats {
         if self.first_t.is_some() {
             self.period_equity.push((self.bucket, self.equity));
         }
@@ -274,7 +275,7 @@ impl StatsTracker {
                     pnl: e.pnl,
                     fees: e.fees,
                     turnover: e.turnover,
-                    fills: fills.iter().filter(|f| **f == e.symbol).count() as u64,
+                    fills: e.fills,
                     position: e.position,
                     exposure_ns: e.exposure_ns,
                     win_rate: closed.win_rate(),
@@ -431,7 +432,7 @@ mod tests {
             pnl: 1.0,
             ..Default::default()
         };
-        let s = t.finish(&perf, &[], &[]);
+        let s = t.finish(&perf, &[]);
         assert_eq!(s.max_drawdown, 5.0);
         assert_eq!(
             s.max_drawdown_duration_ns, 5,

@@ -155,6 +155,7 @@ struct Account {
     /// Whether a position was open after the last event, and the time one was open.
     open: bool,
     exposed_ns: i64,
+    fills: u64,
 }
 
 fn to9(m: i64, s: u8) -> i128 {
@@ -427,6 +428,7 @@ impl Venue {
         acct.cash -= sign * notional + f;
         acct.fees += f;
         acct.turnover += notional;
+        acct.fills += 1;
         let symbol = self.symbols.get(&o.instrument).cloned().unwrap_or_default();
         if let Some(r) = realized {
             self.stats.closed(&symbol, r as f64 / E18);
@@ -505,7 +507,20 @@ impl Venue {
         self.n += 1;
     }
 
-    /// What the strategy did on the stream.
+    /// The fills since the last call (a live session records them as they happen and keeps
+    /// none).
+    pub fn take_fills(&mut self) -> Vec<Trade> {
+        std::mem::take(&mut self.perf.fills)
+    }
+
+    /// The equity samples since the last call (a backtest writes them as they come). The
+    /// last event's sample, if not taken yet, comes with [`Venue::finish`].
+    pub fn take_equity(&mut self) -> Vec<EquityPoint> {
+        std::mem::take(&mut self.perf.equity)
+    }
+
+    /// What the strategy did on the stream: the figures, and the fills and equity samples not
+    /// taken yet.
     pub fn finish(mut self) -> Performance {
         // The last event is always sampled.
         if let Some((p, false)) = self.last {
@@ -528,20 +543,15 @@ impl Venue {
                 turnover: a.turnover as f64 / E18,
                 position: a.position as f64 / E9,
                 exposure_ns: a.exposed_ns,
+                fills: a.fills,
             })
-            .collect();
-        let fills: Vec<&str> = self
-            .perf
-            .fills
-            .iter()
-            .map(|f| f.instrument.as_str())
             .collect();
         let totals = Totals {
             pnl: self.perf.pnl,
             fees: self.perf.fees,
             turnover: self.perf.turnover,
         };
-        self.perf.stats = self.stats.finish(&totals, &ends, &fills);
+        self.perf.stats = self.stats.finish(&totals, &ends);
         self.perf
     }
 }
