@@ -20,7 +20,7 @@ use crate::error::Result;
 use crate::fs::ScratchDir;
 use crate::regress::Totals;
 use crate::replay::{
-    BatchObserver, Finding, Plugin, ReplayOptions, matching_streams, replay_observed,
+    BatchObserver, DataPin, Finding, Plugin, ReplayOptions, matching_streams, replay_observed,
 };
 use crate::report::artifacts::{SideFiles, SideParts};
 use crate::runtime::Runtime;
@@ -47,6 +47,9 @@ pub struct StreamBacktest {
     /// Net position (all instruments) after each fill, for plots.
     #[serde(skip)]
     pub position_curve: Curve,
+    /// What was read, for the run card.
+    #[serde(skip)]
+    pub data: DataPin,
 }
 
 /// The artifacts' part files, in stream order, for [`crate::report::backtest::write_backtest_dir`].
@@ -206,6 +209,7 @@ pub fn backtest(
         totals.add(&performance);
         streams.push(StreamBacktest {
             instruments: crate::event::instrument_table(&s.instruments),
+            data: s.pin(),
             stream: s.stream,
             events: s.events,
             performance,

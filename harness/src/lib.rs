@@ -13,7 +13,8 @@
 //!   replay loop), backtest statistics, baseline-vs-candidate regression, one strategy's backtest;
 //!   [`equity_log`]: per-event equity spooled to disk for the drawdown of several streams.
 //! - [`recorder`]: the recorder service (`tapedeck record`): inputs, WAL, sinks.
-//! - [`report`]: run directories (run card, Markdown, JUnit, HTML, Parquet).
+//! - [`report`]: run directories (run card, Markdown, JUnit, HTML, Parquet); [`rerun`]: a run
+//!   card run again, and two run directories compared.
 //! - [`snapshot`] and `testing` (feature `testing`): projections under insta-style snapshot
 //!   tests.
 //! - [`glob`], [`time`], [`hash`], [`names`], [`curve`]: small shared helpers (stream globs,
@@ -47,6 +48,8 @@ pub mod regress;
 pub mod replay;
 #[cfg(feature = "wasm")]
 pub mod report;
+#[cfg(feature = "wasm")]
+pub mod rerun;
 #[cfg(feature = "wasm")]
 pub mod runtime;
 #[cfg(feature = "wasm")]

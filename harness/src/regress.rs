@@ -9,7 +9,9 @@ use serde_json::Value;
 use crate::decision::Decision;
 use crate::error::Result;
 use crate::event::Envelope;
-use crate::replay::{BatchObserver, Finding, Plugin, ReplayOptions, StreamReport, replay_observed};
+use crate::replay::{
+    BatchObserver, DataPin, Finding, Plugin, ReplayOptions, StreamReport, replay_observed,
+};
 use crate::runtime::Runtime;
 use crate::stats::StatsConfig;
 use crate::store::{EventSource, SeqRange};
@@ -46,6 +48,9 @@ pub struct StreamRegress {
     /// The stream's instrument table, to name instruments in reports.
     #[serde(skip)]
     pub instruments: tapedeck_guest::Instruments,
+    /// What was read, for the run card.
+    #[serde(skip)]
+    pub data: DataPin,
 }
 
 /// Sums over streams.
@@ -88,7 +93,7 @@ impl RegressReport {
 }
 
 /// One `--fail-on` condition.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
 #[serde(tag = "rule", rename_all = "kebab-case")]
 pub enum FailOn {
     /// Any stream where the decisions diverge.
@@ -255,6 +260,7 @@ pub fn regress(
         let b = s.outputs.remove(BASELINE).unwrap_or_default();
         let c = s.outputs.remove(CANDIDATE).unwrap_or_default();
         let names = crate::event::instrument_table(&s.instruments);
+        let data = s.pin();
         // The event the strategies first diverge at, read from the store (its envelope).
         let first_divergence = match first_divergence(&b, &c, &[], &names) {
             None => None,
@@ -283,6 +289,7 @@ pub fn regress(
             findings: s.findings,
             decisions: [b, c],
             instruments: names,
+            data,
         });
     }
     let mut report = RegressReport {
@@ -454,6 +461,7 @@ mod tests {
                 findings: vec![trap; findings],
                 decisions: Default::default(),
                 instruments: Default::default(),
+                data: Default::default(),
             }],
             baseline: Totals {
                 pnl: 100.0,

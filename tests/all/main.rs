@@ -19,6 +19,7 @@ mod projectors;
 mod record;
 mod regress;
 mod replay;
+mod rerun;
 mod runtime;
 mod sdk;
 mod snapshots;

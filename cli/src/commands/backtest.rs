@@ -101,7 +101,8 @@ impl Backtest {
                 rt.config(),
                 &venue,
                 &stats,
-            );
+            )
+            .pin_data(report.streams.iter().map(|s| s.data.clone()).collect());
             write_backtest_dir(out, &card, &report, &clock.timing(opts.jobs))?;
             outln!("report: {}", out.join("report.html").display());
         }

@@ -10,6 +10,7 @@
 use std::collections::BTreeMap;
 
 use serde_json::Value;
+use sha2::{Digest, Sha256};
 use tapedeck_guest::codec::EventBatchWriter;
 
 use crate::decision::Decision;
@@ -21,7 +22,7 @@ use crate::store::{EventSource, SeqRange, StoredSnapshot};
 mod batch;
 mod types;
 use batch::{Live, check_snapshots, run_batch, trap_finding};
-pub use types::{Finding, Plugin, Point, ReplayOptions, ReplayReport, StreamReport};
+pub use types::{DataPin, Finding, Plugin, Point, ReplayOptions, ReplayReport, StreamReport};
 
 /// Sees every batch of a stream right after the modules ran it, with each plugin's decisions
 /// on it (empty for projectors), in plugin order: how the venue runs inside the replay loop.
@@ -123,6 +124,7 @@ fn replay_stream<O: BatchObserver>(
         // The stream's instrument table, read once: guests name instruments by symbol where
         // a person reads, the venue and the reports too.
         instruments: source.instruments(key)?,
+        digest: String::new(),
     };
     let mut observer = make_observer(key, &report.instruments)?;
     let instruments = crate::event::instrument_table(&report.instruments);
@@ -195,6 +197,8 @@ fn replay_stream<O: BatchObserver>(
     let mut first_in_batch = 0;
     let mut pending_snaps = snap_seqs.iter().peekable();
     let mut done = false;
+    // The digest of the events read, for the run card: each one's seq, time and record.
+    let mut digest = Sha256::new();
     source.read_records(
         key,
         SeqRange { from: first, to },
@@ -203,6 +207,10 @@ fn replay_stream<O: BatchObserver>(
                 done = true;
                 return Ok(());
             }
+            digest.update(seq.to_le_bytes());
+            digest.update(time.to_le_bytes());
+            digest.update((record.len() as u64).to_le_bytes());
+            digest.update(record);
             writer
                 .push_record(record, stream_id)
                 .map_err(|err| Error::BadEvent {
@@ -242,6 +250,7 @@ fn replay_stream<O: BatchObserver>(
             Ok(())
         },
     )?;
+    report.digest = hex(&digest.finalize());
     if writer.count() > 0 {
         let batch = writer.finish();
         run_batch(
@@ -276,6 +285,10 @@ fn replay_stream<O: BatchObserver>(
         }
     }
     Ok((report, observer))
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// The first seq of `key` at or after time `t` (one past the end if none).

@@ -12,7 +12,7 @@ use crate::runtime::Module;
 use crate::time::parse_rfc3339;
 
 /// Where a replay starts or stops: a seq, or an event time (ns since the epoch).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Point {
     Seq(u64),
@@ -155,6 +155,33 @@ pub struct StreamReport {
     /// The stream's instruments (guest id to symbol), as the store gave them at the start.
     #[serde(skip)]
     pub instruments: BTreeMap<u32, String>,
+    /// SHA-256 of the events read (each one's seq and time, little-endian, its packed
+    /// record's length and bytes), hex: what the run card pins.
+    #[serde(skip)]
+    pub digest: String,
+}
+
+/// What a run read from one stream, as its run card pins it: the seqs, the count and the
+/// digest of the events ([`StreamReport::digest`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct DataPin {
+    pub events: u64,
+    pub first_seq: u64,
+    pub last_seq: u64,
+    pub sha256: String,
+    pub stream: String,
+}
+
+impl StreamReport {
+    pub fn pin(&self) -> DataPin {
+        DataPin {
+            events: self.events,
+            first_seq: self.start_seq,
+            last_seq: self.last_seq,
+            sha256: self.digest.clone(),
+            stream: self.stream.clone(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]

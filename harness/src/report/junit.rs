@@ -108,6 +108,7 @@ mod tests {
             outputs: Default::default(),
             final_states: Default::default(),
             instruments: Default::default(),
+            digest: String::new(),
         }
     }
 
