@@ -27,8 +27,9 @@ use crate::venue::{EquityPoint, Trade};
 
 /// Rows a part buffers before writing them, and the batches the final files are written in.
 pub const CHUNK: usize = 8192;
-/// Rows per row group of the assembled files.
-pub const ROW_GROUP: usize = 8 * CHUNK;
+/// Rows per row group of the assembled files: the writer holds one row group in memory, so
+/// this bounds the memory of assembling (64K rows of decisions were ~8 MB).
+pub const ROW_GROUP: usize = CHUNK;
 
 /// The three artifacts, in the order of [`SideParts`]' files.
 pub const FILES: [&str; 3] = [
