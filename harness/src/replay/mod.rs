@@ -10,8 +10,6 @@
 use std::collections::BTreeMap;
 
 use serde_json::Value;
-use sha2::{Digest, Sha256};
-use tapedeck_guest::codec::EventBatchWriter;
 
 use crate::decision::Decision;
 use crate::error::{Error, Result};
@@ -20,8 +18,10 @@ use crate::runtime::{ModuleKind, Runtime};
 use crate::store::{EventSource, SeqRange, StoredSnapshot};
 
 mod batch;
+mod read_ahead;
 mod types;
 use batch::{Live, check_snapshots, run_batch, trap_finding};
+use read_ahead::{ReadPlan, read_batches};
 pub use types::{DataPin, Finding, Plugin, Point, ReplayOptions, ReplayReport, StreamReport};
 
 /// Sees every batch of a stream right after the modules ran it, with each plugin's decisions
@@ -190,81 +190,34 @@ fn replay_stream<O: BatchObserver>(
         v
     };
 
-    let mut writer = EventBatchWriter::new(Vec::new());
     let mut decided: Vec<Vec<Decision>> = vec![Vec::new(); live.len()];
-    let mut spare_buf: Vec<u8> = Vec::new();
-    let mut times: Vec<i64> = Vec::new();
-    let mut first_in_batch = 0;
-    let mut pending_snaps = snap_seqs.iter().peekable();
-    let mut done = false;
-    // The digest of the events read, for the run card: each one's seq, time and record.
-    let mut digest = Sha256::new();
-    source.read_records(
+    // Reading, digesting and packing run a few batches ahead, on a thread of their own.
+    let plan = ReadPlan {
         key,
-        SeqRange { from: first, to },
-        &mut |seq, time, record| {
-            if done || end_time.is_some_and(|t| time > t) {
-                done = true;
-                return Ok(());
-            }
-            digest.update(seq.to_le_bytes());
-            digest.update(time.to_le_bytes());
-            digest.update((record.len() as u64).to_le_bytes());
-            digest.update(record);
-            writer
-                .push_record(record, stream_id)
-                .map_err(|err| Error::BadEvent {
-                    stream: key.to_string(),
-                    seq,
-                    message: format!("store gave a bad record: {err}"),
-                })?;
-            if writer.count() == 1 {
-                first_in_batch = seq;
-            }
-            times.push(time);
-            report.events += 1;
-            report.last_seq = seq;
-            let at_snapshot = pending_snaps.peek().is_some_and(|s| **s == seq);
-            if at_snapshot || writer.count() as usize >= opts.batch {
-                // The finished batch's buffer is reused for the next one.
-                let spare = std::mem::take(&mut spare_buf);
-                let batch = std::mem::replace(&mut writer, EventBatchWriter::new(spare)).finish();
-                run_batch(
-                    &mut live,
-                    &batch,
-                    key,
-                    first_in_batch,
-                    &times,
-                    opts,
-                    &mut report,
-                    &mut decided,
-                );
-                observer.on_batch(&batch, &decided);
-                spare_buf = batch;
-                times.clear();
-                if at_snapshot {
-                    pending_snaps.next();
-                    check_snapshots(&mut live, &snapshots, seq, key, opts, &mut report);
-                }
-            }
-            Ok(())
-        },
-    )?;
-    report.digest = hex(&digest.finalize());
-    if writer.count() > 0 {
-        let batch = writer.finish();
+        stream_id,
+        range: SeqRange { from: first, to },
+        end_time,
+        batch: opts.batch,
+        cut_after: &snap_seqs,
+    };
+    report.digest = read_batches(source, &plan, &mut |b| {
+        report.events += b.times.len() as u64;
+        report.last_seq = b.last_seq;
         run_batch(
             &mut live,
-            &batch,
+            &b.bytes,
             key,
-            first_in_batch,
-            &times,
+            b.first_seq,
+            &b.times,
             opts,
             &mut report,
             &mut decided,
         );
-        observer.on_batch(&batch, &decided);
-    }
+        observer.on_batch(&b.bytes, &decided);
+        if b.at_cut {
+            check_snapshots(&mut live, &snapshots, b.last_seq, key, opts, &mut report);
+        }
+    })?;
     for l in live.iter_mut() {
         if l.plugin.module.kind() != ModuleKind::Projector {
             continue;
@@ -285,10 +238,6 @@ fn replay_stream<O: BatchObserver>(
         }
     }
     Ok((report, observer))
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// The first seq of `key` at or after time `t` (one past the end if none).
