@@ -4,15 +4,16 @@
 //!
 //! Invariants: batches come in seq order, cut exactly as an inline read would cut them (every
 //! `batch` events, and after each seq in `cut_after`: the stored snapshots); the digest is of
-//! every record read (see [`super::StreamReport::digest`]); buffers go back to the reader
+//! every record read (XXH3-128, see [`super::StreamReport::digest`]: fast enough to run
+//! on every replay, and a change of data is what it must catch, not an adversary); buffers go back to the reader
 //! once the caller is done with a batch, so memory is `READ_AHEAD + 2` batches, whatever the
 //! stream's length. An error of the reader (a bad record, the store failing) ends the read and
 //! is returned after the batches before it were handed over.
 
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 
-use sha2::{Digest, Sha256};
 use tapedeck_guest::codec::EventBatchWriter;
+use twox_hash::XxHash3_128;
 
 use crate::error::{Error, Result};
 use crate::store::{EventSource, SeqRange};
@@ -45,7 +46,7 @@ pub(super) struct ReadPlan<'a> {
 }
 
 /// Reads the plan's records ahead on another thread and calls `each` with every batch, in
-/// order, on this one; the hex SHA-256 of the records read.
+/// order, on this one; the digest of the records read (XXH3-128, 32 hex digits).
 pub(super) fn read_batches(
     source: &dyn EventSource,
     plan: &ReadPlan<'_>,
@@ -80,7 +81,7 @@ fn read(
     let mut next = fresh(spares);
     let mut writer = EventBatchWriter::new(std::mem::take(&mut next.bytes));
     let mut cuts = plan.cut_after.iter().peekable();
-    let mut digest = Sha256::new();
+    let mut digest = XxHash3_128::new();
     let mut done = false;
     // The caller hung up: nothing more to read for.
     let mut gone = false;
@@ -89,10 +90,12 @@ fn read(
             done = true;
             return Ok(());
         }
-        digest.update(seq.to_le_bytes());
-        digest.update(time.to_le_bytes());
-        digest.update((record.len() as u64).to_le_bytes());
-        digest.update(record);
+        let mut head = [0u8; 24];
+        head[..8].copy_from_slice(&seq.to_le_bytes());
+        head[8..16].copy_from_slice(&time.to_le_bytes());
+        head[16..].copy_from_slice(&(record.len() as u64).to_le_bytes());
+        digest.write(&head);
+        digest.write(record);
         writer
             .push_record(record, plan.stream_id)
             .map_err(|err| Error::BadEvent {
@@ -128,9 +131,5 @@ fn read(
         next.at_cut = false;
         let _ = tx.send(next);
     }
-    Ok(digest
-        .finalize()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect())
+    Ok(format!("{:032x}", digest.finish_128()))
 }

@@ -155,8 +155,8 @@ pub struct StreamReport {
     /// The stream's instruments (guest id to symbol), as the store gave them at the start.
     #[serde(skip)]
     pub instruments: BTreeMap<u32, String>,
-    /// SHA-256 of the events read (each one's seq and time, little-endian, its packed
-    /// record's length and bytes), hex: what the run card pins.
+    /// XXH3-128 of the events read (each one's seq and time, little-endian, its packed
+    /// record's length and bytes), 32 hex digits: what the run card pins.
     #[serde(skip)]
     pub digest: String,
 }
@@ -165,10 +165,11 @@ pub struct StreamReport {
 /// digest of the events ([`StreamReport::digest`]).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct DataPin {
+    /// [`StreamReport::digest`].
+    pub digest: String,
     pub events: u64,
     pub first_seq: u64,
     pub last_seq: u64,
-    pub sha256: String,
     pub stream: String,
 }
 
@@ -178,7 +179,7 @@ impl StreamReport {
             events: self.events,
             first_seq: self.start_seq,
             last_seq: self.last_seq,
-            sha256: self.digest.clone(),
+            digest: self.digest.clone(),
             stream: self.stream.clone(),
         }
     }

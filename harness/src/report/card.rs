@@ -1,6 +1,6 @@
 //! The run card: everything that determines a run's results (store, streams, range, batch,
 //! tolerances, modules with their hashes and configs, runtime limits; for a regression the
-//! venue and the `--fail-on` rules; the data each stream gave: seqs, count and digest),
+//! venue and the `--fail-on` rules; the data each stream gave: seqs, count and XXH3-128 digest),
 //! written as `config.json`, read by the Markdown and HTML reports and by `tapedeck rerun`
 //! (which finds each module at its `path` and checks its hash).
 //!
@@ -313,17 +313,17 @@ mod tests {
         let mut c = card();
         c.modules[0].path = "strategies/ema.wasm".into();
         let c = c.pin_data(vec![DataPin {
+            digest: "ab".into(),
             events: 3,
             first_seq: 1,
             last_seq: 3,
-            sha256: "ab".into(),
             stream: "md:x".into(),
         }]);
         let text = serde_json::to_string(&c.to_json()).unwrap();
         assert!(
             text.starts_with(concat!(
                 r#"{"abi_version":1,"batch":512,"#,
-                r#""data":[{"events":3,"first_seq":1,"last_seq":3,"sha256":"ab","stream":"md:x"}],"#,
+                r#""data":[{"digest":"ab","events":3,"first_seq":1,"last_seq":3,"stream":"md:x"}],"#,
             )),
             "{text}"
         );
