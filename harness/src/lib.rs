@@ -10,23 +10,27 @@
 //! - [`decision`]: strategy outputs as typed values, handed from replay to the venue, the
 //!   regression and the reports (JSON only where a file is written).
 //! - [`venue`], [`stats`], [`regress`] and [`backtest`]: the simulated venue (run inside the
-//!   replay loop), backtest statistics, baseline-vs-candidate regression, one strategy's backtest.
+//!   replay loop), backtest statistics, baseline-vs-candidate regression, one strategy's backtest;
+//!   [`equity_log`]: per-event equity spooled to disk for the drawdown of several streams.
 //! - [`recorder`]: the recorder service (`tapedeck record`): inputs, WAL, sinks.
 //! - [`live`]: live sessions (`tapedeck live`): the recorder, strategies on its durable
 //!   events, a paper venue, hot swap, shadow and rollback behind a control API.
-//! - [`report`]: run directories (run card, Markdown, JUnit, HTML, Parquet).
+//! - [`report`]: run directories (run card, Markdown, JUnit, HTML, Parquet); [`rerun`]: a run
+//!   card run again, and two run directories compared.
 //! - [`snapshot`] and `testing` (feature `testing`): projections under insta-style snapshot
 //!   tests.
-//! - [`glob`], [`time`], [`hash`], [`names`]: small shared helpers (stream globs, calendar
-//!   times, module hashes, stream keys as file names).
+//! - [`glob`], [`time`], [`hash`], [`names`], [`curve`]: small shared helpers (stream globs,
+//!   calendar times, module hashes, stream keys as file names, bounded curves for plots).
 //!
 //! The command line is the `tapedeck-cli` crate; the fixture generator, synthetic data and
 //! benches are `tapedeck-dev`.
 
 #[cfg(feature = "wasm")]
 pub mod backtest;
+pub mod curve;
 pub mod decision;
 pub mod diff;
+pub mod equity_log;
 pub mod error;
 pub mod event;
 #[cfg(feature = "recorder")]
@@ -48,6 +52,8 @@ pub mod regress;
 pub mod replay;
 #[cfg(feature = "wasm")]
 pub mod report;
+#[cfg(feature = "wasm")]
+pub mod rerun;
 #[cfg(feature = "wasm")]
 pub mod runtime;
 #[cfg(feature = "wasm")]

@@ -9,7 +9,9 @@ use serde_json::Value;
 use crate::decision::Decision;
 use crate::error::Result;
 use crate::event::Envelope;
-use crate::replay::{BatchObserver, Finding, Plugin, ReplayOptions, StreamReport, replay_observed};
+use crate::replay::{
+    BatchObserver, DataPin, Finding, Plugin, ReplayOptions, StreamReport, replay_observed,
+};
 use crate::runtime::Runtime;
 use crate::stats::StatsConfig;
 use crate::store::{EventSource, SeqRange};
@@ -46,6 +48,9 @@ pub struct StreamRegress {
     /// The stream's instrument table, to name instruments in reports.
     #[serde(skip)]
     pub instruments: tapedeck_guest::Instruments,
+    /// What was read, for the run card.
+    #[serde(skip)]
+    pub data: DataPin,
 }
 
 /// Sums over streams.
@@ -88,7 +93,7 @@ impl RegressReport {
 }
 
 /// One `--fail-on` condition.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
 #[serde(tag = "rule", rename_all = "kebab-case")]
 pub enum FailOn {
     /// Any stream where the decisions diverge.
@@ -205,8 +210,7 @@ pub fn execute(
     venue: &VenueConfig,
     stats: &StatsConfig,
 ) -> Result<Vec<(StreamReport, Vec<Performance>)>> {
-    let streams = replay_observed(rt, source, strategies, opts, None, &|key| {
-        let symbols = source.instruments(key)?;
+    let streams = replay_observed(rt, source, strategies, opts, None, &|_, symbols| {
         Ok(Venues(
             strategies
                 .iter()
@@ -255,7 +259,8 @@ pub fn regress(
         let [b_perf, c_perf]: [Performance; 2] = perf.try_into().expect("two strategies");
         let b = s.outputs.remove(BASELINE).unwrap_or_default();
         let c = s.outputs.remove(CANDIDATE).unwrap_or_default();
-        let names = crate::event::instrument_table(&source.instruments(&s.stream)?);
+        let names = crate::event::instrument_table(&s.instruments);
+        let data = s.pin();
         // The event the strategies first diverge at, read from the store (its envelope).
         let first_divergence = match first_divergence(&b, &c, &[], &names) {
             None => None,
@@ -284,6 +289,7 @@ pub fn regress(
             findings: s.findings,
             decisions: [b, c],
             instruments: names,
+            data,
         });
     }
     let mut report = RegressReport {
@@ -455,6 +461,7 @@ mod tests {
                 findings: vec![trap; findings],
                 decisions: Default::default(),
                 instruments: Default::default(),
+                data: Default::default(),
             }],
             baseline: Totals {
                 pnl: 100.0,

@@ -172,6 +172,7 @@ pub struct InstrumentEnd {
     pub turnover: f64,
     pub position: f64,
     pub exposure_ns: i64,
+    pub fills: u64,
 }
 
 /// The venue's totals at the end of a stream.
@@ -261,7 +262,7 @@ impl StatsTracker {
     }
 
     /// The figures, with the venue's totals and accounts at the end.
-    pub fn finish(mut self, perf: &Totals, ends: &[InstrumentEnd], fills: &[&str]) -> Stats {
+    pub fn finish(mut self, perf: &Totals, ends: &[InstrumentEnd]) -> Stats {
         if self.first_t.is_some() {
             self.period_equity.push((self.bucket, self.equity));
         }
@@ -274,7 +275,7 @@ impl StatsTracker {
                     pnl: e.pnl,
                     fees: e.fees,
                     turnover: e.turnover,
-                    fills: fills.iter().filter(|f| **f == e.symbol).count() as u64,
+                    fills: e.fills,
                     position: e.position,
                     exposure_ns: e.exposure_ns,
                     win_rate: closed.win_rate(),
@@ -315,9 +316,12 @@ impl StatsTracker {
     }
 }
 
-/// The statistics over several streams: sums, the worst drawdown, and Sharpe and Sortino of
-/// the summed period equity (each stream's latest equity, summed at every period any has).
-pub fn combine(streams: &[&Stats], cfg: &StatsConfig) -> Stats {
+/// The statistics over several streams: sums; Sharpe and Sortino of the summed period equity
+/// (each stream's latest equity, summed at every period any has); and `drawdown`, the maximum
+/// drawdown and its duration of the streams' summed equity by event time, which the streams'
+/// own figures cannot give (one falls as another rises): see
+/// [`crate::equity_log::combined_drawdown`]; with one stream, its own.
+pub fn combine(streams: &[&Stats], drawdown: (f64, i64), cfg: &StatsConfig) -> Stats {
     let mut out = Stats::default();
     let mut buckets: Vec<(i64, usize, f64)> = Vec::new();
     for (i, s) in streams.iter().enumerate() {
@@ -326,8 +330,6 @@ pub fn combine(streams: &[&Stats], cfg: &StatsConfig) -> Stats {
         out.fees += s.fees;
         out.exposure_ns += s.exposure_ns;
         out.span_ns += s.span_ns;
-        out.max_drawdown = out.max_drawdown.max(s.max_drawdown);
-        out.max_drawdown_duration_ns = out.max_drawdown_duration_ns.max(s.max_drawdown_duration_ns);
         out.closed.merge(&s.closed);
         for (sym, x) in &s.instruments {
             let o = out.instruments.entry(sym.clone()).or_default();
@@ -359,6 +361,7 @@ pub fn combine(streams: &[&Stats], cfg: &StatsConfig) -> Stats {
             _ => out.period_equity.push((b, total)),
         }
     }
+    (out.max_drawdown, out.max_drawdown_duration_ns) = drawdown;
     (out.sharpe, out.sortino, out.periods) = ratios(&out.period_equity, cfg);
     out.ret = out.pnl / cfg.capital;
     (out.win_rate, out.avg_win, out.avg_loss, out.profit_factor) = (
@@ -429,7 +432,7 @@ mod tests {
             pnl: 1.0,
             ..Default::default()
         };
-        let s = t.finish(&perf, &[], &[]);
+        let s = t.finish(&perf, &[]);
         assert_eq!(s.max_drawdown, 5.0);
         assert_eq!(
             s.max_drawdown_duration_ns, 5,
@@ -466,9 +469,10 @@ mod tests {
             period_equity: vec![(1, -1.0)],
             ..Default::default()
         };
-        let s = combine(&[&a, &b], &cfg);
+        let s = combine(&[&a, &b], (2.0, 7), &cfg);
         assert_eq!(s.period_equity, vec![(0, 1.0), (1, 0.0), (2, 1.0)]);
-        assert_eq!((s.pnl, s.max_drawdown), (1.0, 3.0));
+        assert_eq!(s.pnl, 1.0);
+        assert_eq!((s.max_drawdown, s.max_drawdown_duration_ns), (2.0, 7));
         close(Some(s.ret), 0.1);
         assert_eq!(s.periods, 3);
     }

@@ -21,6 +21,7 @@ mod projectors;
 mod record;
 mod regress;
 mod replay;
+mod rerun;
 mod runtime;
 mod sdk;
 mod snapshots;

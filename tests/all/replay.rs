@@ -271,3 +271,119 @@ fn a_time_start_resolves_to_the_first_event_at_or_after_it() {
     );
     assert_eq!(s.start_seq, 401);
 }
+
+/// A store that says which thread read its records, and fails after `fail_after` of them.
+struct Watched<'a> {
+    inner: &'a dyn EventSource,
+    reader: std::sync::Mutex<Option<std::thread::ThreadId>>,
+    fail_after: u64,
+}
+
+impl EventSource for Watched<'_> {
+    fn streams(&self) -> tapedeck::error::Result<Vec<tapedeck::store::StreamInfo>> {
+        self.inner.streams()
+    }
+    fn read(
+        &self,
+        stream: &str,
+        range: tapedeck::store::SeqRange,
+        f: &mut dyn FnMut(tapedeck::event::Envelope) -> tapedeck::error::Result<()>,
+    ) -> tapedeck::error::Result<()> {
+        self.inner.read(stream, range, f)
+    }
+    fn snapshots(
+        &self,
+        stream: &str,
+    ) -> tapedeck::error::Result<Vec<tapedeck::store::StoredSnapshot>> {
+        self.inner.snapshots(stream)
+    }
+    fn describe(&self) -> String {
+        "watched".into()
+    }
+    fn read_records(
+        &self,
+        stream: &str,
+        range: tapedeck::store::SeqRange,
+        f: &mut tapedeck::store::RecordSink<'_>,
+    ) -> tapedeck::error::Result<()> {
+        *self.reader.lock().unwrap() = Some(std::thread::current().id());
+        let mut n = 0;
+        self.inner
+            .read_records(stream, range, &mut |seq, time, record| {
+                n += 1;
+                if n > self.fail_after {
+                    return Err(tapedeck::Error::BadEvent {
+                        stream: stream.to_string(),
+                        seq,
+                        message: "the disk went away".into(),
+                    });
+                }
+                f(seq, time, record)
+            })
+    }
+}
+
+/// Counts batches and says which thread ran them.
+#[derive(Debug)]
+struct Runner(u64, Option<std::thread::ThreadId>);
+
+impl tapedeck::replay::BatchObserver for Runner {
+    fn on_batch(&mut self, _: &[u8], _: &[Vec<tapedeck::decision::Decision>]) {
+        self.0 += 1;
+        self.1 = Some(std::thread::current().id());
+    }
+}
+
+#[test]
+fn records_are_read_ahead_on_another_thread_and_a_read_error_ends_the_run() {
+    let store = FileStore::open(fixtures()).unwrap();
+    let key = store.streams().unwrap()[0].key.clone();
+    let only = [key.clone()];
+    let watched = |fail_after| Watched {
+        inner: &store,
+        reader: Default::default(),
+        fail_after,
+    };
+    // No stored snapshots to cut batches at: every 16 events.
+    let opts = ReplayOptions {
+        batch: 16,
+        check_stored: false,
+        ..Default::default()
+    };
+    let ema = [Plugin::new(load(guests::EMA_CROSS), "")];
+    let w = watched(u64::MAX);
+    let r = tapedeck::replay::replay_observed(rt(), &w, &ema, &opts, Some(&only), &|_, _| {
+        Ok(Runner(0, None))
+    })
+    .unwrap();
+    let (report, runner) = &r[0];
+    assert!(
+        report.events > 32 && runner.0 == report.events.div_ceil(16),
+        "{}",
+        runner.0
+    );
+    let reader = w.reader.lock().unwrap().unwrap();
+    assert_ne!(
+        Some(reader),
+        runner.1,
+        "the guests ran on the reader's thread"
+    );
+    // The same report as without the wrapper.
+    let plain = replay(rt(), &store, &ema, &opts).unwrap();
+    let plain = plain.streams.iter().find(|s| s.stream == key).unwrap();
+    assert_eq!(
+        (plain.events, &plain.output_counts, &plain.digest),
+        (report.events, &report.output_counts, &report.digest)
+    );
+    // A read that fails after 40 records fails the run, naming stream and seq.
+    let err =
+        tapedeck::replay::replay_observed(rt(), &watched(40), &ema, &opts, Some(&only), &|_, _| {
+            Ok(Runner(0, None))
+        })
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains(&key) && err.contains("the disk went away"),
+        "{err}"
+    );
+}

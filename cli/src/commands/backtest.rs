@@ -75,8 +75,16 @@ impl Backtest {
             period_ns: self.period,
             capital: self.capital,
         };
-        let report = backtest(&rt, store.as_ref(), &mods[0], &opts, &venue, &stats)
-            .context("backtest run")?;
+        let report = backtest(
+            &rt,
+            store.as_ref(),
+            &mods[0],
+            &opts,
+            &venue,
+            &stats,
+            self.out.as_deref(),
+        )
+        .context("backtest run")?;
         drop(progress);
         outln!("streams {}, events {}", report.streams.len(), report.events);
         for (k, v) in stat_rows(&report.stats, report.totals.orders, report.totals.trades) {
@@ -93,7 +101,8 @@ impl Backtest {
                 rt.config(),
                 &venue,
                 &stats,
-            );
+            )
+            .pin_data(report.streams.iter().map(|s| s.data.clone()).collect());
             write_backtest_dir(out, &card, &report, &clock.timing(opts.jobs))?;
             outln!("report: {}", out.join("report.html").display());
         }

@@ -21,6 +21,7 @@ pub mod progress;
 pub mod record;
 pub mod regress;
 pub mod replay;
+pub mod rerun;
 pub mod retention;
 pub mod snapshot;
 pub mod streams;

@@ -135,7 +135,8 @@ impl Regress {
                 rt.config(),
                 &venue,
                 &rules,
-            );
+            )
+            .pin_data(report.streams.iter().map(|s| s.data.clone()).collect());
             let timing = clock.timing(opts.jobs);
             write_regress_dir(out, &card, &report, &verdict, &timing)?;
             outln!("report: {}", out.join("report.html").display());

@@ -200,7 +200,8 @@ impl Replay {
             outln!("{}", describe(f));
         }
         if let Some(out) = &self.out {
-            let card = run_card(&store.describe(), &all, &opts, rt.config());
+            let card = run_card(&store.describe(), &all, &opts, rt.config())
+                .pin_data(report.streams.iter().map(|s| s.pin()).collect());
             let timing = clock.timing(opts.jobs);
             write_run_dir(out, &card, &report, &timing)?;
             eprintln!("report: {}", out.join("report.md").display());

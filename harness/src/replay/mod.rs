@@ -10,7 +10,6 @@
 use std::collections::BTreeMap;
 
 use serde_json::Value;
-use tapedeck_guest::codec::EventBatchWriter;
 
 use crate::decision::Decision;
 use crate::error::{Error, Result};
@@ -19,15 +18,20 @@ use crate::runtime::{ModuleKind, Runtime};
 use crate::store::{EventSource, SeqRange, StoredSnapshot};
 
 mod batch;
+mod read_ahead;
 mod types;
 use batch::{Live, check_snapshots, run_batch, trap_finding};
-pub use types::{Finding, Plugin, Point, ReplayOptions, ReplayReport, StreamReport};
+use read_ahead::{ReadPlan, read_batches};
+pub use types::{DataPin, Finding, Plugin, Point, ReplayOptions, ReplayReport, StreamReport};
 
 /// Sees every batch of a stream right after the modules ran it, with each plugin's decisions
 /// on it (empty for projectors), in plugin order: how the venue runs inside the replay loop.
 pub trait BatchObserver: Send {
     fn on_batch(&mut self, batch: &[u8], decisions: &[Vec<Decision>]);
 }
+
+/// Makes a stream's observer from its key and instrument table (guest id to symbol).
+pub type MakeObserver<'a, O> = dyn Fn(&str, &BTreeMap<u32, String>) -> Result<O> + Sync + 'a;
 
 /// Observes nothing.
 #[derive(Debug)]
@@ -44,31 +48,37 @@ pub fn replay(
     plugins: &[Plugin],
     opts: &ReplayOptions,
 ) -> Result<ReplayReport> {
-    let streams = replay_observed(rt, source, plugins, opts, None, &|_| Ok(NoObserver))?;
+    let streams = replay_observed(rt, source, plugins, opts, None, &|_, _| Ok(NoObserver))?;
     Ok(ReplayReport {
         streams: streams.into_iter().map(|s| s.0).collect(),
     })
 }
 
-/// [`replay`] with an observer per stream, made by `observer(stream key)` before the stream
-/// starts; each stream's report comes back with its observer, by stream key. `only` replays
-/// those streams instead of the ones `opts.streams` matches.
+/// The keys of the streams `glob` matches, as a replay takes them.
+pub fn matching_streams(source: &dyn EventSource, glob: &str) -> Result<Vec<String>> {
+    Ok(source
+        .streams()?
+        .into_iter()
+        .map(|s| s.key)
+        .filter(|k| glob_match(glob, k))
+        .collect())
+}
+
+/// [`replay`] with an observer per stream, made by `observer(stream key, its instrument
+/// table)` when the stream starts (the table is read once per stream, and is the report's
+/// `instruments`); each stream's report comes back with its observer, by stream key. `only`
+/// replays those streams instead of the ones `opts.streams` matches.
 pub fn replay_observed<O: BatchObserver>(
     rt: &Runtime,
     source: &dyn EventSource,
     plugins: &[Plugin],
     opts: &ReplayOptions,
     only: Option<&[String]>,
-    observer: &(dyn Fn(&str) -> Result<O> + Sync),
+    observer: &MakeObserver<'_, O>,
 ) -> Result<Vec<(StreamReport, O)>> {
     let keys: Vec<String> = match only {
         Some(k) => k.to_vec(),
-        None => source
-            .streams()?
-            .into_iter()
-            .map(|s| s.key)
-            .filter(|k| glob_match(&opts.streams, k))
-            .collect(),
+        None => matching_streams(source, &opts.streams)?,
     };
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(opts.jobs.max(1))
@@ -78,11 +88,7 @@ pub fn replay_observed<O: BatchObserver>(
         use rayon::prelude::*;
         keys.par_iter()
             .enumerate()
-            .map(|(i, key)| {
-                let mut obs = observer(key)?;
-                let r = replay_stream(rt, source, plugins, opts, key, i as u32 + 1, &mut obs)?;
-                Ok((r, obs))
-            })
+            .map(|(i, key)| replay_stream(rt, source, plugins, opts, key, i as u32 + 1, observer))
             .collect()
     });
     let mut streams = results.into_iter().collect::<Result<Vec<_>>>()?;
@@ -90,15 +96,15 @@ pub fn replay_observed<O: BatchObserver>(
     Ok(streams)
 }
 
-fn replay_stream(
+fn replay_stream<O: BatchObserver>(
     rt: &Runtime,
     source: &dyn EventSource,
     plugins: &[Plugin],
     opts: &ReplayOptions,
     key: &str,
     stream_id: u32,
-    observer: &mut dyn BatchObserver,
-) -> Result<StreamReport> {
+    make_observer: &MakeObserver<'_, O>,
+) -> Result<(StreamReport, O)> {
     let snapshots = if opts.check_stored {
         source.snapshots(key)?
     } else {
@@ -115,9 +121,13 @@ fn replay_stream(
         output_counts: BTreeMap::new(),
         outputs: BTreeMap::new(),
         final_states: BTreeMap::new(),
+        // The stream's instrument table, read once: guests name instruments by symbol where
+        // a person reads, the venue and the reports too.
+        instruments: source.instruments(key)?,
+        digest: String::new(),
     };
-    // The stream's instrument table: guests name instruments by symbol where a person reads.
-    let instruments = crate::event::instrument_table(&source.instruments(key)?);
+    let mut observer = make_observer(key, &report.instruments)?;
+    let instruments = crate::event::instrument_table(&report.instruments);
     let mut live: Vec<Live> = Vec::new();
     for p in plugins {
         let mut inst = rt.instantiate(&p.module)?;
@@ -180,74 +190,34 @@ fn replay_stream(
         v
     };
 
-    let mut writer = EventBatchWriter::new(Vec::new());
     let mut decided: Vec<Vec<Decision>> = vec![Vec::new(); live.len()];
-    let mut spare_buf: Vec<u8> = Vec::new();
-    let mut times: Vec<i64> = Vec::new();
-    let mut first_in_batch = 0;
-    let mut pending_snaps = snap_seqs.iter().peekable();
-    let mut done = false;
-    source.read_records(
+    // Reading, digesting and packing run a few batches ahead, on a thread of their own.
+    let plan = ReadPlan {
         key,
-        SeqRange { from: first, to },
-        &mut |seq, time, record| {
-            if done || end_time.is_some_and(|t| time > t) {
-                done = true;
-                return Ok(());
-            }
-            writer
-                .push_record(record, stream_id)
-                .map_err(|err| Error::BadEvent {
-                    stream: key.to_string(),
-                    seq,
-                    message: format!("store gave a bad record: {err}"),
-                })?;
-            if writer.count() == 1 {
-                first_in_batch = seq;
-            }
-            times.push(time);
-            report.events += 1;
-            report.last_seq = seq;
-            let at_snapshot = pending_snaps.peek().is_some_and(|s| **s == seq);
-            if at_snapshot || writer.count() as usize >= opts.batch {
-                // The finished batch's buffer is reused for the next one.
-                let spare = std::mem::take(&mut spare_buf);
-                let batch = std::mem::replace(&mut writer, EventBatchWriter::new(spare)).finish();
-                run_batch(
-                    &mut live,
-                    &batch,
-                    key,
-                    first_in_batch,
-                    &times,
-                    opts,
-                    &mut report,
-                    &mut decided,
-                );
-                observer.on_batch(&batch, &decided);
-                spare_buf = batch;
-                times.clear();
-                if at_snapshot {
-                    pending_snaps.next();
-                    check_snapshots(&mut live, &snapshots, seq, key, opts, &mut report);
-                }
-            }
-            Ok(())
-        },
-    )?;
-    if writer.count() > 0 {
-        let batch = writer.finish();
+        stream_id,
+        range: SeqRange { from: first, to },
+        end_time,
+        batch: opts.batch,
+        cut_after: &snap_seqs,
+    };
+    report.digest = read_batches(source, &plan, &mut |b| {
+        report.events += b.times.len() as u64;
+        report.last_seq = b.last_seq;
         run_batch(
             &mut live,
-            &batch,
+            &b.bytes,
             key,
-            first_in_batch,
-            &times,
+            b.first_seq,
+            &b.times,
             opts,
             &mut report,
             &mut decided,
         );
-        observer.on_batch(&batch, &decided);
-    }
+        observer.on_batch(&b.bytes, &decided);
+        if b.at_cut {
+            check_snapshots(&mut live, &snapshots, b.last_seq, key, opts, &mut report);
+        }
+    })?;
     for l in live.iter_mut() {
         if l.plugin.module.kind() != ModuleKind::Projector {
             continue;
@@ -267,7 +237,7 @@ fn replay_stream(
             }
         }
     }
-    Ok(report)
+    Ok((report, observer))
 }
 
 /// The first seq of `key` at or after time `t` (one past the end if none).

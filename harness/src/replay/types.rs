@@ -12,7 +12,7 @@ use crate::runtime::Module;
 use crate::time::parse_rfc3339;
 
 /// Where a replay starts or stops: a seq, or an event time (ns since the epoch).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Point {
     Seq(u64),
@@ -152,6 +152,37 @@ pub struct StreamReport {
     pub outputs: BTreeMap<String, Vec<Decision>>,
     /// Per projector: state at the end of the range.
     pub final_states: BTreeMap<String, Value>,
+    /// The stream's instruments (guest id to symbol), as the store gave them at the start.
+    #[serde(skip)]
+    pub instruments: BTreeMap<u32, String>,
+    /// XXH3-128 of the events read (each one's seq and time, little-endian, its packed
+    /// record's length and bytes), 32 hex digits: what the run card pins.
+    #[serde(skip)]
+    pub digest: String,
+}
+
+/// What a run read from one stream, as its run card pins it: the seqs, the count and the
+/// digest of the events ([`StreamReport::digest`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct DataPin {
+    /// [`StreamReport::digest`].
+    pub digest: String,
+    pub events: u64,
+    pub first_seq: u64,
+    pub last_seq: u64,
+    pub stream: String,
+}
+
+impl StreamReport {
+    pub fn pin(&self) -> DataPin {
+        DataPin {
+            events: self.events,
+            first_seq: self.start_seq,
+            last_seq: self.last_seq,
+            digest: self.digest.clone(),
+            stream: self.stream.clone(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]

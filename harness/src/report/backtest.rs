@@ -16,9 +16,8 @@ use super::html::{esc, fmt};
 use super::plot::{Series, line_plot};
 
 const LINE_COLOR: &str = "rgb(31,119,180)";
-use super::parquet::{Side, write_artifacts};
 use super::{RunCard, Timing, describe, pretty};
-use crate::backtest::{BacktestReport, STRATEGY};
+use crate::backtest::BacktestReport;
 use crate::error::Result;
 use crate::stats::Stats;
 use crate::time::format_ns;
@@ -57,18 +56,13 @@ pub fn write_backtest_dir(
     w("report.md", markdown(card, r).into_bytes())?;
     w("report.html", html(card, r).into_bytes())?;
     w("junit.xml", junit(r).into_bytes())?;
-    let sides: Vec<Side> = r
-        .streams
-        .iter()
-        .map(|s| Side {
-            stream: &s.stream,
-            role: STRATEGY,
-            decisions: &s.decisions,
-            performance: &s.performance,
-            instruments: &s.instruments,
-        })
-        .collect();
-    write_artifacts(dir, &sides)
+    match &r.artifacts {
+        Some(a) => super::artifacts::assemble(dir, &a.sides),
+        None => Err(crate::error::Error::engine(
+            format!("writing {}", dir.display()),
+            "the backtest ran without artifacts: pass the run directory to `backtest`",
+        )),
+    }
 }
 
 fn opt(v: Option<f64>) -> String {
@@ -189,44 +183,54 @@ pub fn markdown(card: &RunCard, r: &BacktestReport) -> String {
     s
 }
 
-/// Total equity, drawdown and net position over time, from every stream's samples and fills.
-fn curves(r: &BacktestReport) -> [Vec<(i64, f64)>; 3] {
+/// The sum over streams of their curves (each stream's latest value, 0 before its first),
+/// at every point any has.
+fn summed(curves: &[Vec<(i64, f64)>]) -> Vec<(i64, f64)> {
     let mut pts: Vec<(i64, usize, f64)> = Vec::new();
-    let mut fills: Vec<(i64, usize, f64)> = Vec::new();
-    for (i, s) in r.streams.iter().enumerate() {
-        pts.extend(
-            s.performance
-                .equity
-                .iter()
-                .map(|p| (p.time_ns, i, p.equity)),
-        );
-        fills.extend(s.performance.fills.iter().map(|f| {
-            let q = if f.side == "buy" { f.qty } else { -f.qty };
-            (f.time_ns, i, q)
-        }));
+    for (i, c) in curves.iter().enumerate() {
+        pts.extend(c.iter().map(|&(t, v)| (t, i, v)));
     }
     pts.sort_by(|a, b| a.0.cmp(&b.0).then(a.1.cmp(&b.1)));
-    fills.sort_by(|a, b| a.0.cmp(&b.0).then(a.1.cmp(&b.1)));
-    let mut last = vec![0.0; r.streams.len()];
-    let (mut peak, mut eq, mut dd) = (0f64, Vec::new(), Vec::new());
-    for (t, i, e) in pts {
-        last[i] = e;
+    let mut last = vec![0.0; curves.len()];
+    let mut out: Vec<(i64, f64)> = Vec::with_capacity(pts.len());
+    for (t, i, v) in pts {
+        last[i] = v;
         let total: f64 = last.iter().sum();
-        peak = peak.max(total);
-        eq.push((t, total));
-        dd.push((t, total - peak));
+        match out.last_mut() {
+            Some(p) if p.0 == t => p.1 = total,
+            _ => out.push((t, total)),
+        }
     }
-    let mut pos = 0.0;
-    let mut net = Vec::new();
+    out
+}
+
+/// Total equity, drawdown and net position over time, from every stream's bounded curves.
+fn curves(r: &BacktestReport) -> [Vec<(i64, f64)>; 3] {
+    let eq = summed(
+        &r.streams
+            .iter()
+            .map(|s| s.equity_curve.points())
+            .collect::<Vec<_>>(),
+    );
+    let mut peak = 0f64;
+    let dd: Vec<(i64, f64)> = eq
+        .iter()
+        .map(|&(t, e)| {
+            peak = peak.max(e);
+            (t, e - peak)
+        })
+        .collect();
+    let mut net = summed(
+        &r.streams
+            .iter()
+            .map(|s| s.position_curve.points())
+            .collect::<Vec<_>>(),
+    );
+    // Flat from the first sample until the first fill, and held to the last sample.
     if let Some(first) = eq.first() {
-        net.push((first.0, 0.0));
+        net.insert(0, (first.0, 0.0));
     }
-    for (t, _, q) in fills {
-        net.push((t, pos));
-        pos += q;
-        net.push((t, pos));
-    }
-    if let (Some(end), Some(_)) = (eq.last(), net.last()) {
+    if let (Some(end), Some(&(_, pos))) = (eq.last(), net.last()) {
         net.push((end.0, pos));
     }
     [eq, dd, net].map(thin)

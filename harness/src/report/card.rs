@@ -1,38 +1,42 @@
 //! The run card: everything that determines a run's results (store, streams, range, batch,
 //! tolerances, modules with their hashes and configs, runtime limits; for a regression the
-//! venue and the `--fail-on` rules), written as `config.json` and read by the Markdown and
-//! HTML reports.
+//! venue and the `--fail-on` rules; the data each stream gave: seqs, count and XXH3-128 digest),
+//! written as `config.json`, read by the Markdown and HTML reports and by `tapedeck rerun`
+//! (which finds each module at its `path` and checks its hash).
 //!
 //! Invariants: `config.json` is [`RunCard::to_json`] pretty-printed; it goes through
 //! `serde_json::Value`, so every object's keys are in alphabetical order at every depth
 //! (fields are declared in that order too, to read like the file). A replay card has no
 //! `venue` or `fail_on` keys. The test below pins the text.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::diff::Tolerances;
 use crate::regress::FailOn;
-use crate::replay::{Plugin, Point, ReplayOptions};
+use crate::replay::{DataPin, Plugin, Point, ReplayOptions};
 use crate::runtime::{Budget, ModuleKind, RuntimeConfig};
 use crate::stats::StatsConfig;
 use crate::venue::VenueConfig;
 
 /// The run card of a replay or a regression.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RunCard {
     /// The guest ABI this harness speaks.
     pub abi_version: u32,
     pub batch: usize,
+    /// Per stream, by key: what the run read ([`RunCard::pin_data`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub data: Vec<DataPin>,
     /// Regression only: the rules the verdict applies.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fail_on: Option<Vec<FailOn>>,
     pub from: Option<Point>,
     /// In the order given (a regression: baseline, then candidate).
     pub modules: Vec<ModuleCard>,
     pub runtime: RuntimeCard,
     /// Backtest only: how returns are measured.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stats: Option<StatsConfig>,
     /// The store, as [`crate::store::StoreUri`] describes it (no password).
     pub store: String,
@@ -41,13 +45,13 @@ pub struct RunCard {
     pub tapedeck_version: String,
     pub to: Option<Point>,
     pub tolerances: Tolerances,
-    /// Regression only: the simulated venue.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    /// Regression and backtest: the simulated venue.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub venue: Option<VenueConfig>,
 }
 
 /// One module of a run.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ModuleCard {
     pub abi_version: u32,
     /// Its own budget, when it is not the runtime's (`RuntimeConfig::budgets`).
@@ -55,15 +59,29 @@ pub struct ModuleCard {
     pub budget: Option<Budget>,
     /// Its config JSON as given ("" for its defaults).
     pub config: String,
+    #[serde(deserialize_with = "module_kind")]
     pub kind: ModuleKind,
     pub name: String,
+    /// Where it was loaded from, as given (relative to the directory the run was made in).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub path: String,
     /// Of the module's bytes, hex.
     pub sha256: String,
     pub version: String,
 }
 
+fn module_kind<'de, D: serde::Deserializer<'de>>(d: D) -> Result<ModuleKind, D::Error> {
+    match String::deserialize(d)?.as_str() {
+        "strategy" => Ok(ModuleKind::Strategy),
+        "projector" => Ok(ModuleKind::Projector),
+        other => Err(serde::de::Error::custom(format!(
+            "module kind {other:?}: want strategy or projector"
+        ))),
+    }
+}
+
 /// The runtime limits that bear on results.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RuntimeCard {
     pub fuel: bool,
     pub fuel_per_call: u64,
@@ -75,6 +93,12 @@ impl RunCard {
     /// The card as `config.json` holds it (keys sorted at every depth).
     pub fn to_json(&self) -> Value {
         serde_json::to_value(self).expect("the run card serializes")
+    }
+
+    /// The card with what each stream gave the run.
+    pub fn pin_data(mut self, data: Vec<DataPin>) -> Self {
+        self.data = data;
+        self
     }
 
     /// The `i`th module, if there is one.
@@ -100,6 +124,7 @@ pub fn run_card(
     RunCard {
         abi_version: tapedeck_guest::ABI_VERSION,
         batch: opts.batch,
+        data: Vec::new(),
         fail_on: None,
         from: opts.from,
         modules: plugins
@@ -112,6 +137,7 @@ pub fn run_card(
                     config: p.config.clone(),
                     kind: m.kind(),
                     name: m.info().name.clone(),
+                    path: m.origin().to_string(),
                     sha256: m.hash().hex(),
                     version: m.info().version.clone(),
                 }
@@ -179,6 +205,7 @@ mod tests {
             config: r#"{"fast":5}"#.into(),
             kind,
             name: name.into(),
+            path: String::new(),
             sha256: "0123456789abcdef".into(),
             version: "0.2.0".into(),
         }
@@ -188,6 +215,7 @@ mod tests {
         RunCard {
             abi_version: 1,
             batch: 512,
+            data: Vec::new(),
             fail_on: Some(vec![
                 FailOn::Divergence,
                 FailOn::PnlDrop {
@@ -283,6 +311,33 @@ mod tests {
             serde_json::to_string_pretty(&c.to_json()).unwrap(),
             serde_json::to_string_pretty(&as_it_was(&c)).unwrap()
         );
+    }
+
+    #[test]
+    fn a_card_pins_data_and_module_paths_and_reads_back() {
+        let mut c = card();
+        c.modules[0].path = "strategies/ema.wasm".into();
+        let c = c.pin_data(vec![DataPin {
+            digest: "ab".into(),
+            events: 3,
+            first_seq: 1,
+            last_seq: 3,
+            stream: "md:x".into(),
+        }]);
+        let text = serde_json::to_string(&c.to_json()).unwrap();
+        assert!(
+            text.starts_with(concat!(
+                r#"{"abi_version":1,"batch":512,"#,
+                r#""data":[{"digest":"ab","events":3,"first_seq":1,"last_seq":3,"stream":"md:x"}],"#,
+            )),
+            "{text}"
+        );
+        assert!(text.contains(r#""name":"ema-cross","path":"strategies/ema.wasm","#));
+        let back: RunCard = serde_json::from_str(&text).unwrap();
+        assert_eq!(back, c);
+        // A card written before data and paths were pinned still reads.
+        let old: RunCard = serde_json::from_value(as_it_was(&card())).unwrap();
+        assert_eq!(old, card());
     }
 
     #[test]

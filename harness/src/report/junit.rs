@@ -107,6 +107,8 @@ mod tests {
             output_counts: Default::default(),
             outputs: Default::default(),
             final_states: Default::default(),
+            instruments: Default::default(),
+            digest: String::new(),
         }
     }
 

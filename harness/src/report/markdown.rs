@@ -172,12 +172,14 @@ mod tests {
             config: String::new(),
             kind: ModuleKind::Strategy,
             name: name.into(),
+            path: String::new(),
             sha256: "00112233445566778899".into(),
             version: "1.0.0".into(),
         };
         RunCard {
             abi_version: 1,
             batch: 1024,
+            data: Vec::new(),
             fail_on: None,
             from: None,
             modules: vec![module("ema-cross"), module("ema-cross-v2")],

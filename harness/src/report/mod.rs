@@ -10,12 +10,14 @@
 //! - [`card`]: the run card ([`RunCard`]), `config.json`.
 //! - [`markdown`] and [`junit`]: `report.md` and `junit.xml`.
 //! - [`html`]: the regression's `report.html`, with plots.
-//! - [`parquet`]: the Parquet artifacts of a regression or a backtest.
+//! - [`parquet`]: the Parquet artifacts of a regression or a backtest; [`artifacts`]: their
+//!   part files, written as rows are produced, and the assembly.
 //! - [`backtest`]: a backtest's whole run directory.
 //! - [`plot`]: line plots over time with axes ([`plot::line_plot`]), for any HTML report.
 //! - here: [`Timing`] and [`Stopwatch`] (the only wall clock), [`describe`], and the writers
 //!   of both directories.
 
+pub mod artifacts;
 pub mod backtest;
 mod card;
 pub mod html;

@@ -9,10 +9,13 @@
 //! - A limit order that is marketable on arrival fills at the opposite best (taker); otherwise
 //!   it rests and fills at its limit price once a recorded trade trades through it or the
 //!   opposite best crosses it (maker fee).
-//! - A cancel removes the resting order when it arrives.
+//! - A cancel arrives `latency_ns` after the event that caused it, like an order, and removes
+//!   the orders it names that were submitted before it; until then they can fill.
 //!
 //! Accounting is exact: prices and quantities at 9 decimals, cash at 18, in `i128`; positions,
-//! cash, fees and turnover per instrument. Equity is marked at the mid after every event, and
+//! cash, fees and turnover per instrument. Equity is marked after every event, each instrument
+//! at its mark: the mid of a two-sided top of book, else the last recorded trade's price, else
+//! the previous mark (never 0 for want of a quote); and
 //! the maximum drawdown is tracked on that curve; the curve kept for reports is sampled at
 //! every fill, at the last event, and either every `sample_every` events or (with
 //! `equity_interval_ns`) at the first event of each interval. Instruments are the guests' ids
@@ -25,6 +28,7 @@ use serde::{Deserialize, Serialize};
 use tapedeck_guest::codec::{EventBatch, Payload};
 
 use crate::decision::{Decision, Output};
+use crate::equity_log::EquityLogWriter;
 use crate::event::{OrderTypeName, SideName};
 use crate::stats::{InstrumentEnd, Stats, StatsConfig, StatsTracker, Totals};
 
@@ -121,6 +125,24 @@ struct Top {
     ask: Option<i128>,
 }
 
+/// One instrument's market as the venue knows it.
+#[derive(Debug, Clone, Copy, Default)]
+struct Market {
+    top: Top,
+    last_trade: Option<i128>,
+    /// What positions are marked at (see the module doc); `None` until a price is known.
+    mark: Option<i128>,
+}
+
+impl Market {
+    fn update_mark(&mut self) {
+        self.mark = match (self.top.bid, self.top.ask) {
+            (Some(b), Some(a)) => Some((b + a) / 2),
+            _ => self.last_trade.or(self.mark),
+        };
+    }
+}
+
 /// One instrument's account: position at scale 9, money at scale 18.
 #[derive(Debug, Default, Clone)]
 struct Account {
@@ -133,6 +155,7 @@ struct Account {
     /// Whether a position was open after the last event, and the time one was open.
     open: bool,
     exposed_ns: i64,
+    fills: u64,
 }
 
 fn to9(m: i64, s: u8) -> i128 {
@@ -155,10 +178,12 @@ pub struct Venue {
     cfg: VenueConfig,
     /// The stream's instruments: guest id to symbol.
     symbols: BTreeMap<u32, String>,
-    tops: Vec<(u32, Top)>,
+    markets: Vec<(u32, Market)>,
     /// By symbol (then id): the order equity is summed in.
     accounts: Vec<(String, u32, Account)>,
     resting: Vec<Resting>,
+    /// Cancels on their way: (arrival time, the cancel's seq, client order id).
+    cancels: Vec<(i64, u64, u64)>,
     /// Events seen.
     n: u64,
     peak: f64,
@@ -167,6 +192,8 @@ pub struct Venue {
     last_bucket: Option<i64>,
     stats: StatsTracker,
     perf: Performance,
+    /// Every event's equity, when logged ([`Venue::log_equity`]).
+    equity_log: Option<EquityLogWriter>,
 }
 
 impl Venue {
@@ -175,23 +202,36 @@ impl Venue {
         Venue {
             cfg: cfg.clone(),
             symbols,
-            tops: Vec::new(),
+            markets: Vec::new(),
             accounts: Vec::new(),
             resting: Vec::new(),
+            cancels: Vec::new(),
             n: 0,
             peak: 0.0,
             last: None,
             last_bucket: None,
             stats: StatsTracker::new(stats),
             perf: Performance::default(),
+            equity_log: None,
         }
     }
 
+    /// Logs the equity after every event to `log` (for the drawdown of several streams'
+    /// summed equity, [`crate::equity_log::combined_drawdown`]).
+    pub fn log_equity(&mut self, log: EquityLogWriter) {
+        self.equity_log = Some(log);
+    }
+
+    /// The equity log, to finish after the last batch.
+    pub fn take_equity_log(&mut self) -> Option<EquityLogWriter> {
+        self.equity_log.take()
+    }
+
     fn top(&self, id: u32) -> Top {
-        self.tops
+        self.markets
             .iter()
             .find(|t| t.0 == id)
-            .map_or(Top::default(), |t| t.1)
+            .map_or(Top::default(), |t| t.1.top)
     }
 
     fn account(&mut self, id: u32) -> &mut Account {
@@ -235,11 +275,22 @@ impl Venue {
                 }
                 _ => None,
             };
-            if let Some(top) = new_top {
-                match self.tops.iter_mut().find(|x| x.0 == id) {
-                    Some(x) => x.1 = top,
-                    None => self.tops.push((id, top)),
+            if new_top.is_some() || trade_px.is_some() {
+                let i = match self.markets.iter().position(|x| x.0 == id) {
+                    Some(i) => i,
+                    None => {
+                        self.markets.push((id, Market::default()));
+                        self.markets.len() - 1
+                    }
+                };
+                let m = &mut self.markets[i].1;
+                if let Some(top) = new_top {
+                    m.top = top;
                 }
+                if trade_px.is_some() {
+                    m.last_trade = trade_px;
+                }
+                m.update_mark();
             }
             // 2. This event's decisions go out; they arrive `latency_ns` later.
             while next < decisions.len() && decisions[next].seq <= seq {
@@ -296,8 +347,8 @@ impl Venue {
             Output::Cancel {
                 client_order_id, ..
             } => self
-                .resting
-                .retain(|r| r.client_order_id != *client_order_id),
+                .cancels
+                .push((d.time_ns + self.cfg.latency_ns, d.seq, *client_order_id)),
             Output::Log { .. } | Output::Metric { .. } => {}
         }
     }
@@ -305,6 +356,12 @@ impl Venue {
     /// Fills what can fill at this event; whether anything did. An order never fills against
     /// the trade that caused it: it was not there yet.
     fn match_orders(&mut self, id: u32, seq: u64, t: i64, trade_px: Option<i128>) -> bool {
+        // Cancels that have arrived go first (arrival times only grow: the latency is fixed).
+        let arrived = self.cancels.partition_point(|c| c.0 <= t);
+        for (_, cancel_seq, coid) in self.cancels.drain(..arrived) {
+            self.resting
+                .retain(|r| r.client_order_id != coid || r.order_seq > cancel_seq);
+        }
         if self.resting.is_empty() {
             return false;
         }
@@ -346,6 +403,11 @@ impl Venue {
             self.cfg.maker_fee_bps
         };
         let f = (notional as f64 * bps / 1e4).round() as i128;
+        if let Some(m) = self.markets.iter_mut().find(|m| m.0 == o.instrument)
+            && m.1.mark.is_none()
+        {
+            m.1.mark = Some(px);
+        }
         let acct = self.account(o.instrument);
         let sign = if o.buy { 1 } else { -1 };
         // The part that closes an open position realizes PnL against its average cost.
@@ -366,6 +428,7 @@ impl Venue {
         acct.cash -= sign * notional + f;
         acct.fees += f;
         acct.turnover += notional;
+        acct.fills += 1;
         let symbol = self.symbols.get(&o.instrument).cloned().unwrap_or_default();
         if let Some(r) = realized {
             self.stats.closed(&symbol, r as f64 / E18);
@@ -385,11 +448,13 @@ impl Venue {
         });
     }
 
-    fn mid(&self, id: u32) -> i128 {
-        self.tops
+    /// The instrument's mark; 0 before any price is known (no position is open then: a fill
+    /// with no mark yet sets it to its price).
+    fn mark_price(&self, id: u32) -> i128 {
+        self.markets
             .iter()
             .find(|x| x.0 == id)
-            .and_then(|x| Some((x.1.bid? + x.1.ask?) / 2))
+            .and_then(|x| x.1.mark)
             .unwrap_or(0)
     }
 
@@ -406,9 +471,12 @@ impl Venue {
         let equity: f64 = self
             .accounts
             .iter()
-            .map(|(_, id, a)| (a.cash + a.position * self.mid(*id)) as f64 / E18)
+            .map(|(_, id, a)| (a.cash + a.position * self.mark_price(*id)) as f64 / E18)
             .sum();
         self.stats.mark(t, equity, exposed, dt);
+        if let Some(log) = &mut self.equity_log {
+            log.push(t, equity);
+        }
         for a in self.accounts.iter_mut() {
             // Open after this event: the time until the next one is exposed.
             a.2.open = a.2.position != 0;
@@ -455,7 +523,14 @@ impl Venue {
         self.perf.pnl
     }
 
-    /// What the strategy did on the stream.
+    /// The equity samples since the last call (a backtest writes them as they come). The
+    /// last event's sample, if not taken yet, comes with [`Venue::finish`].
+    pub fn take_equity(&mut self) -> Vec<EquityPoint> {
+        std::mem::take(&mut self.perf.equity)
+    }
+
+    /// What the strategy did on the stream: the figures, and the fills and equity samples not
+    /// taken yet.
     pub fn finish(mut self) -> Performance {
         // The last event is always sampled.
         if let Some((p, false)) = self.last {
@@ -473,25 +548,20 @@ impl Venue {
             .iter()
             .map(|(sym, id, a)| InstrumentEnd {
                 symbol: sym.clone(),
-                pnl: (a.cash + a.position * self.mid(*id)) as f64 / E18,
+                pnl: (a.cash + a.position * self.mark_price(*id)) as f64 / E18,
                 fees: a.fees as f64 / E18,
                 turnover: a.turnover as f64 / E18,
                 position: a.position as f64 / E9,
                 exposure_ns: a.exposed_ns,
+                fills: a.fills,
             })
-            .collect();
-        let fills: Vec<&str> = self
-            .perf
-            .fills
-            .iter()
-            .map(|f| f.instrument.as_str())
             .collect();
         let totals = Totals {
             pnl: self.perf.pnl,
             fees: self.perf.fees,
             turnover: self.perf.turnover,
         };
-        self.perf.stats = self.stats.finish(&totals, &ends, &fills);
+        self.perf.stats = self.stats.finish(&totals, &ends);
         self.perf
     }
 }

@@ -231,3 +231,95 @@ fn closing_a_large_position_realizes_pnl_without_overflow() {
     assert_eq!(p.stats.closed.gross_win, 60_000.0);
     assert!((p.pnl - 85_000.0).abs() < 1e-6, "{}", p.pnl);
 }
+
+fn bids_only(seq: u64, bid: &str) -> Envelope {
+    Envelope::new(
+        "s",
+        seq,
+        seq as i64 * 1000,
+        Some("X"),
+        Body::BookSnapshot {
+            update_id: seq,
+            bids: vec![[bid.parse().unwrap(), "1".parse().unwrap()]],
+            asks: vec![],
+        },
+    )
+}
+
+// See: review of #15, "a position with no two-sided top of book is marked at 0".
+#[test]
+fn one_sided_book_marks_at_the_last_trade_else_the_previous_mark_not_zero() {
+    let events = [
+        quote(1, "100", "101"),
+        // One-sided, no trade yet: the previous mark (the mid 100.5) stands.
+        bids_only(2, "99"),
+        // A trade: the mark is its price while the book stays one-sided.
+        trade(3, "104"),
+        bids_only(4, "98"),
+        // Two-sided again: the mid.
+        quote(5, "106", "108"),
+    ];
+    let p = simulate(
+        &events,
+        &[order(1, "buy", "market", "0", "1")],
+        &ids(),
+        &VenueConfig {
+            taker_fee_bps: 0.0,
+            sample_every: 1,
+            ..Default::default()
+        },
+    );
+    let equity: Vec<f64> = p.equity.iter().map(|e| e.equity).collect();
+    // Bought 1 at 101.
+    assert_eq!(equity, [-0.5, -0.5, 3.0, 3.0, 6.0]);
+    assert_eq!(p.max_drawdown, 0.5, "the spread paid at the start, no more");
+    assert_eq!(p.pnl, 6.0);
+}
+
+fn cancel(seq: u64, of: u64) -> Decision {
+    Decision {
+        seq,
+        time_ns: seq as i64 * 1000,
+        output: Output::Cancel {
+            instrument: 1,
+            client_order_id: of << 8,
+        },
+    }
+}
+
+// See: review of #15, "a cancel takes effect when decided, not after its latency".
+#[test]
+fn a_cancel_arrives_after_the_latency_and_the_order_can_fill_meanwhile() {
+    let events = [
+        quote(1, "100", "101"),
+        quote(2, "100", "101"),
+        trade(3, "99.5"),
+        quote(4, "100", "101"),
+    ];
+    // A buy at 99.8 (seq 1), cancelled at seq 2 (t = 2000); the trade at t = 3000 goes
+    // through its price.
+    let run = |latency_ns| {
+        simulate(
+            &events,
+            &[order(1, "buy", "limit", "99.8", "1"), cancel(2, 1)],
+            &ids(),
+            &VenueConfig {
+                latency_ns,
+                ..Default::default()
+            },
+        )
+    };
+    // The cancel arrives at 2500, before the trade: no fill, nothing left resting.
+    let p = run(500);
+    assert_eq!((p.trades, p.open_orders), (0, 0));
+    // At 3500: after the trade, which fills the order (live since 2500).
+    let p = run(1500);
+    assert_eq!(p.trades, 1);
+    assert_eq!((p.fills[0].seq, p.fills[0].price), (3, 99.8));
+    // Arriving after the order was filled, the cancel finds nothing.
+    assert_eq!(p.open_orders, 0);
+    // At 5000, past the last event: the order is still resting at the end (nothing filled
+    // it), and counts as open.
+    let p = run(3000);
+    assert_eq!((p.trades, p.open_orders), (0, 1));
+}
