@@ -19,11 +19,13 @@ pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
 
 /// A directory of a run's temporary files (equity logs, artifact parts), removed with
 /// everything in it when dropped.
+#[cfg(feature = "wasm")]
 #[derive(Debug)]
 pub struct ScratchDir {
     path: std::path::PathBuf,
 }
 
+#[cfg(feature = "wasm")]
 impl ScratchDir {
     /// A new, empty directory `parent/.<name>-<pid>-<n>` (the system's temporary directory
     /// without a parent).
@@ -44,6 +46,7 @@ impl ScratchDir {
     }
 }
 
+#[cfg(feature = "wasm")]
 impl Drop for ScratchDir {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.path);

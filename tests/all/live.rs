@@ -302,6 +302,12 @@ fn swaps_shadow_promote_and_rollback_under_load_replay_as_a_backtest_order_for_o
     assert!(s["swap_pause"]["p99_us"].as_u64().is_some(), "{s:#}");
     let metrics = l.ctl(&["metrics"]).1;
     assert!(metrics.contains("tapedeck_live_swaps_total"), "{metrics}");
+    let batches: u64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("tapedeck_live_batches_total "))
+        .unwrap()
+        .parse()
+        .unwrap();
     assert!(metrics.contains("tapedeck_recorder_"), "{metrics}");
     let orders = st["orders"].as_u64().unwrap();
     let fills = st["fills"].as_u64().unwrap();
@@ -335,6 +341,13 @@ fn swaps_shadow_promote_and_rollback_under_load_replay_as_a_backtest_order_for_o
         kinds.iter().filter(|k| *k == "live_swap").count(),
         swaps + 1
     );
+    // Where every batch ended, for the replay to cut its batches there.
+    let ends: usize = audit(&l.store())
+        .iter()
+        .filter(|a| a.0 == "live_batches")
+        .map(|a| a.1["ends"].as_array().unwrap().len())
+        .sum();
+    assert_eq!(ends as u64, batches);
     // ...and replaying it along its timeline reproduces every order and cancel.
     let (ok, out) = replay_session(&l);
     assert!(ok, "{out}");

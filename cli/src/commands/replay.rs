@@ -141,8 +141,8 @@ pub struct Replay {
     /// difference per stream.
     #[arg(long, value_name = "live:SESSION", conflicts_with_all = ["strategies", "projectors", "out"])]
     pub timeline: Option<String>,
-    /// Where the session kept its modules (by sha256) [default: live.modules_dir of its
-    /// live.toml, `<wal.dir>/../live-modules`].
+    /// Where the session kept its modules, by sha256 (its live.toml's `live.modules_dir`,
+    /// by default `<wal.dir>/../live-modules`).
     #[arg(long, value_name = "DIR", requires = "timeline")]
     pub modules: Option<PathBuf>,
 }

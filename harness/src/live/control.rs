@@ -92,7 +92,10 @@ impl Control {
             .headers()
             .get(hyper::header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
+            .and_then(|v| {
+                let (scheme, token) = v.split_once(' ')?;
+                scheme.eq_ignore_ascii_case("bearer").then_some(token)
+            })
             .map(str::trim);
         let reason = match auth {
             None => Some("no bearer token"),
@@ -162,8 +165,11 @@ impl Control {
         self.commands
             .send(EngineRequest { command, reply })
             .map_err(|_| "the live engine has stopped".to_string())?;
-        rx.await
-            .map_err(|_| "the live engine stopped before answering".to_string())?
+        // The engine answers between two batches; a catch-up can hold it for a while.
+        match tokio::time::timeout(std::time::Duration::from_secs(60), rx).await {
+            Ok(r) => r.map_err(|_| "the live engine stopped before answering".to_string())?,
+            Err(_) => Err("the live engine did not answer within 60 s (a long catch-up?); GET /metrics says what it is doing".into()),
+        }
     }
 
     async fn status(&self) -> Resp {

@@ -111,7 +111,11 @@ pub fn exec_events(
                     continue;
                 };
                 let key = format!("exec:{venue}:{sym}");
-                ids.open.insert(*client_order_id, order_id.clone());
+                if paper_latency_ns.is_some() {
+                    // The paper venue's fills name the order they fill (an executor's come
+                    // back through the recorder).
+                    ids.open.insert(*client_order_id, order_id.clone());
+                }
                 let price = (*order_type == crate::event::OrderTypeName::Limit).then_some(*price);
                 out.push(incoming(
                     key.clone(),

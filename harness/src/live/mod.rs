@@ -184,6 +184,9 @@ pub fn start(cfg: LiveConfig, rt: Runtime) -> Result<RunningLive> {
         .local_addr()
         .map_err(|e| Error::message("starting the control API", e.to_string()))?;
     let control_tls = tls.is_some();
+    if !control_tls && !addr.ip().is_loopback() {
+        tracing::warn!(%addr, "the control API listens beyond loopback without TLS: the token crosses the network in clear; set control.tls_cert and control.tls_key");
+    }
     control_rt.spawn(serve(listener, control, tls));
     Ok(RunningLive {
         recorder,

@@ -4,10 +4,10 @@
 //! the engine did at each switch, and every order and cancel they decide compared with what
 //! the session recorded in its exec streams. Live == backtest when nothing differs.
 //!
-//! Batches are cut at every switch and otherwise every `batch` events (the live engine cut
-//! them where the durable events ran out): a module whose decisions depend on where batches
-//! end (one that runs out of fuel mid-batch) can differ, and that is reported like any
-//! other difference.
+//! Batches are cut where the session's were (it records their ends, `live_batches`) and at
+//! every switch; where it recorded none (the last batches of a process killed before it
+//! recorded them), every `batch` events. Catch-ups are cut every `batch` events, as the
+//! engine cuts them.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -59,6 +59,8 @@ pub struct Timeline {
     pub session: String,
     pub batch: usize,
     steps: BTreeMap<String, Vec<(u64, Step)>>,
+    /// Per stream, where the session's batches ended.
+    ends: BTreeMap<String, std::collections::BTreeSet<u64>>,
 }
 
 /// An order or cancel as the session recorded it (and as the replay's decisions become).
@@ -132,6 +134,7 @@ pub fn timeline(source: &dyn EventSource, session: &str) -> Result<Timeline> {
         session: session.to_string(),
         batch: 0,
         steps: BTreeMap::new(),
+        ends: BTreeMap::new(),
     };
     let key = |v: &Value, sha: &str, cfg: &str| Key {
         sha256: v[sha].as_str().unwrap_or_default().to_string(),
@@ -171,6 +174,9 @@ pub fn timeline(source: &dyn EventSource, session: &str) -> Result<Timeline> {
                 // was never recorded (it was killed before its orders were durable).
                 steps.retain(|(s, _)| *s <= seq);
                 steps.push((seq, step));
+                if let Some(ends) = t.ends.get_mut(data["stream"].as_str().unwrap_or_default()) {
+                    ends.retain(|e| *e <= seq);
+                }
             }
             "live_swap" | "live_rollback" => {
                 let module = key(&data, "to", "to_config");
@@ -193,6 +199,14 @@ pub fn timeline(source: &dyn EventSource, session: &str) -> Result<Timeline> {
                 })?;
             }
             "live_promote" => per_stream(&mut t, &|_| Ok(Step::Promote))?,
+            "live_batches" => {
+                let stream = data["stream"].as_str().unwrap_or_default().to_string();
+                let ends = data["ends"].as_array().cloned().unwrap_or_default();
+                t.ends
+                    .entry(stream)
+                    .or_default()
+                    .extend(ends.iter().filter_map(Value::as_u64));
+            }
             _ => {}
         }
         Ok(())
@@ -286,6 +300,8 @@ pub fn check_stream(
     stream: &str,
 ) -> Result<StreamCheck> {
     let steps = t.steps.get(stream).cloned().unwrap_or_default();
+    let no_ends = std::collections::BTreeSet::new();
+    let ends = t.ends.get(stream).unwrap_or(&no_ends);
     let symbols = source.instruments(stream)?;
     let table = instrument_table(&symbols);
     let mut r = Replayer {
@@ -364,7 +380,7 @@ pub fn check_stream(
         }
         times.push(time);
         events += 1;
-        if writer.count() as usize >= r.batch || next_step == Some(seq) {
+        if writer.count() as usize >= r.batch || next_step == Some(seq) || ends.contains(&seq) {
             let w = std::mem::replace(&mut writer, EventBatchWriter::new(Vec::new()));
             run(&mut r, w, &mut times, first)?;
             if next_step == Some(seq) {
