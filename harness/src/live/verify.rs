@@ -217,24 +217,36 @@ pub fn timeline(source: &dyn EventSource, session: &str) -> Result<Timeline> {
     Ok(t)
 }
 
-/// The orders and cancels a session recorded for `stream`, in decision order.
-fn recorded(source: &dyn EventSource, session: &str, stream: &str) -> Result<Vec<Order>> {
-    let prefix = format!("live:{session}:{stream}");
-    let mut out = Vec::new();
+/// The orders and cancels a session recorded, by the stream that decided them, each in
+/// decision order: every exec stream read once.
+fn recorded(source: &dyn EventSource, session: &str) -> Result<BTreeMap<String, Vec<Order>>> {
+    let prefix = format!("live:{session}:");
+    let mut out: BTreeMap<String, Vec<Order>> = BTreeMap::new();
     for s in source.streams()? {
         if !s.key.starts_with("exec:") {
             continue;
         }
         source.read(&s.key, SeqRange::ALL, &mut |e| {
-            out.extend(order_of(
-                &prefix,
-                e.correlation.command_id.as_deref(),
-                &e.body,
-            ));
+            let Some(id) = e.correlation.command_id.as_deref() else {
+                return Ok(());
+            };
+            // `live:<session>:<stream>:<seq>:<index>`
+            let Some(stream) = id
+                .strip_prefix(&prefix)
+                .and_then(|r| Some(r.rsplit_once(':')?.0.rsplit_once(':')?.0))
+            else {
+                return Ok(());
+            };
+            let head = &id[..prefix.len() + stream.len()];
+            if let Some(o) = order_of(head, Some(id), &e.body) {
+                out.entry(stream.to_string()).or_default().push(o);
+            }
             Ok(())
         })?;
     }
-    out.sort_by_key(|o| (o.seq, o.index));
+    for v in out.values_mut() {
+        v.sort_by_key(|o| (o.seq, o.index));
+    }
     Ok(out)
 }
 
@@ -292,12 +304,14 @@ impl<'a> Modules<'a> {
     }
 }
 
-/// Replays `stream` along the timeline and compares its orders with the recorded ones.
-pub fn check_stream(
+/// Replays `stream` along the timeline and compares its orders with `recorded` (the
+/// session's for that stream).
+fn check_stream(
     source: &dyn EventSource,
     t: &Timeline,
     modules: &mut Modules<'_>,
     stream: &str,
+    recorded: &[Order],
 ) -> Result<StreamCheck> {
     let steps = t.steps.get(stream).cloned().unwrap_or_default();
     let no_ends = std::collections::BTreeSet::new();
@@ -393,8 +407,7 @@ pub fn check_stream(
     if writer.count() > 0 {
         run(&mut r, writer, &mut times, first)?;
     }
-    let recorded = recorded(source, &t.session, stream)?;
-    let first_difference = match replayed.iter().zip(&recorded).position(|(a, b)| a != b) {
+    let first_difference = match replayed.iter().zip(recorded).position(|(a, b)| a != b) {
         Some(i) => Some(json!({ "replayed": replayed[i], "recorded": recorded[i] })),
         None if replayed.len() != recorded.len() => {
             let i = replayed.len().min(recorded.len());
@@ -425,9 +438,13 @@ pub fn check(
     t: &Timeline,
     modules: &mut Modules<'_>,
 ) -> Result<Vec<StreamCheck>> {
+    let recorded = recorded(source, &t.session)?;
     t.steps
         .keys()
-        .map(|s| check_stream(source, t, modules, s))
+        .map(|s| {
+            let r = recorded.get(s).map_or(&[][..], Vec::as_slice);
+            check_stream(source, t, modules, s, r)
+        })
         .collect()
 }
 
