@@ -27,7 +27,7 @@ use serde::Serialize;
 use super::dirs::is_snapshot_file;
 use super::file::FileStore;
 use super::index::{Manifest, day_file_problem, log_view, read_manifest};
-use super::index_state::state;
+use super::index_state::state_hashed;
 use super::log::{self, io};
 use super::{IndexState, StoredSnapshot};
 use crate::error::Result;
@@ -223,7 +223,7 @@ fn check_index(root: &Path, s: &mut Scan) -> Result<()> {
         .findings
         .iter()
         .all(|f| f.class != Class::IndexFile)
-        && matches!(state(root)?, IndexState::Stale)
+        && matches!(state_hashed(root)?, IndexState::Stale)
     {
         s.report
             .notes

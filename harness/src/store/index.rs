@@ -13,8 +13,10 @@
 //! index file is there with its checksum (a deleted or bit-flipped file makes it `Unusable`,
 //! and readers go to the log). A rebuild indexes complete lines only (an unterminated last
 //! line is a write in flight) and runs under the store's writer lock; a manifest it cannot
-//! read is rebuilt, never an error. Checking freshness reads every log part and index file
-//! once (sha256, hardware-assisted where the CPU has it): cheaper than parsing the log.
+//! read is rebuilt, never an error. Checking freshness hashes a log part or index file (sha256,
+//! hardware-assisted where the CPU has it) only when its verification stamp no longer holds
+//! (`verified.rs`: device, inode, size, mtime and ctime as they were when its checksum last
+//! matched); `fsck` hashes every byte.
 
 use std::collections::BTreeMap;
 use std::fs::File;

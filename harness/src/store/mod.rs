@@ -12,6 +12,7 @@ pub mod index;
 mod index_instruments;
 mod index_sort;
 pub mod index_state;
+mod verified;
 mod lock;
 mod log;
 mod memory;
