@@ -40,7 +40,10 @@ fn check(root: &Path, stamps: Stamps) -> Result<IndexState> {
         Err(e) => return Ok(IndexState::Unusable(e.to_string())),
     };
     if m.version != VERSION {
-        return Ok(IndexState::Stale);
+        return Ok(IndexState::Unusable(format!(
+            "it was built by another version of tapedeck (index format {}, this one reads {VERSION})",
+            m.version
+        )));
     }
     let log = log_days(root)?;
     let same_parts = log.len() == m.days.len()
@@ -62,7 +65,10 @@ fn check(root: &Path, stamps: Stamps) -> Result<IndexState> {
     for (day, e) in &m.days {
         let path = root.join(format!("index/day={day}.parquet"));
         if !path.is_file() {
-            return Ok(IndexState::Unusable(format!("{} is missing", path.display())));
+            return Ok(IndexState::Unusable(format!(
+                "{} is missing",
+                path.display()
+            )));
         }
         files.push((path, e.file_sha256.as_str(), true));
     }

@@ -109,7 +109,14 @@ impl Stamps {
     pub(super) fn check(&self, path: &Path, sha256: &str) -> Result<Outcome> {
         let Some(old) = &self.old else {
             let same = sha256_file(path)? == sha256;
-            return Ok((if same { Checked::Hashed } else { Checked::Differs }, None));
+            return Ok((
+                if same {
+                    Checked::Hashed
+                } else {
+                    Checked::Differs
+                },
+                None,
+            ));
         };
         let key = path
             .strip_prefix(&self.root)
@@ -176,25 +183,52 @@ mod tests {
         let sum = sha(&file);
         // Changed just now: hashed, and with the default settling time not stamped.
         assert_eq!(check_once(&root, &file, &sum, SETTLED), Checked::Hashed);
-        assert!(!Stamps::file(&root).exists(), "a file changed just now is not stamped");
+        assert!(
+            !Stamps::file(&root).exists(),
+            "a file changed just now is not stamped"
+        );
         // Settled: hashed once, then stamped.
-        assert_eq!(check_once(&root, &file, &sum, Duration::ZERO), Checked::Hashed);
-        assert_eq!(check_once(&root, &file, &sum, Duration::ZERO), Checked::Stamped);
+        assert_eq!(
+            check_once(&root, &file, &sum, Duration::ZERO),
+            Checked::Hashed
+        );
+        assert_eq!(
+            check_once(&root, &file, &sum, Duration::ZERO),
+            Checked::Stamped
+        );
         // Another checksum than the stamp's is hashed again.
-        assert_eq!(check_once(&root, &file, "00", Duration::ZERO), Checked::Differs);
+        assert_eq!(
+            check_once(&root, &file, "00", Duration::ZERO),
+            Checked::Differs
+        );
         // A same-size edit, then the original bytes back: both hashed (ctime moved).
         std::fs::write(&file, b"{\"a\":7}\n").unwrap();
-        assert_eq!(check_once(&root, &file, &sum, Duration::ZERO), Checked::Differs);
+        assert_eq!(
+            check_once(&root, &file, &sum, Duration::ZERO),
+            Checked::Differs
+        );
         std::fs::write(&file, b"{\"a\":1}\n").unwrap();
-        assert_eq!(check_once(&root, &file, &sum, Duration::ZERO), Checked::Hashed);
-        assert_eq!(check_once(&root, &file, &sum, Duration::ZERO), Checked::Stamped);
+        assert_eq!(
+            check_once(&root, &file, &sum, Duration::ZERO),
+            Checked::Hashed
+        );
+        assert_eq!(
+            check_once(&root, &file, &sum, Duration::ZERO),
+            Checked::Stamped
+        );
         // Without stamps (fsck) every check hashes, and writes nothing.
         let none = Stamps::none(&root);
         assert_eq!(none.check(&file, &sum).unwrap(), (Checked::Hashed, None));
         // A garbage stamps file is no stamps.
         std::fs::write(Stamps::file(&root), b"\x00garbage").unwrap();
-        assert_eq!(check_once(&root, &file, &sum, Duration::ZERO), Checked::Hashed);
-        assert_eq!(check_once(&root, &file, &sum, Duration::ZERO), Checked::Stamped);
+        assert_eq!(
+            check_once(&root, &file, &sum, Duration::ZERO),
+            Checked::Hashed
+        );
+        assert_eq!(
+            check_once(&root, &file, &sum, Duration::ZERO),
+            Checked::Stamped
+        );
         std::fs::remove_dir_all(&root).unwrap();
     }
 }
