@@ -395,31 +395,20 @@ pub fn read_records(
         let alone = groups
             .iter()
             .all(|&g| only_key(builder.metadata(), g, stream));
-        if alone {
-            let mut reader = projected_reader(&path, builder, groups, [1, 2, 5])?;
-            while let Some(batch) = decoding(&path, || Ok(reader.next()))? {
-                let batch = batch.map_err(engine(&path))?;
-                let seqs = col::<UInt64Array>(&batch, 0);
-                let times = col::<Int64Array>(&batch, 1);
-                let recs = col::<BinaryArray>(&batch, 2);
-                for i in 0..batch.num_rows() {
-                    let seq = seqs.value(i);
-                    if range.contains(seq) {
-                        f(seq, times.value(i), recs.value(i))?;
-                    }
-                }
-            }
-            continue;
-        }
-        let mut reader = projected_reader(&path, builder, groups, [0, 1, 2, 5])?;
+        // Without the key column, seq is the first column read.
+        let (first, columns) = match alone {
+            true => (0, &[1, 2, 5][..]),
+            false => (1, &[0, 1, 2, 5][..]),
+        };
+        let mut reader = projected_reader(&path, builder, groups, columns.iter().copied())?;
         while let Some(batch) = decoding(&path, || Ok(reader.next()))? {
             let batch = batch.map_err(engine(&path))?;
-            let keys = col::<StringArray>(&batch, 0);
-            let seqs = col::<UInt64Array>(&batch, 1);
-            let times = col::<Int64Array>(&batch, 2);
-            let recs = col::<BinaryArray>(&batch, 3);
+            let keys = (!alone).then(|| col::<StringArray>(&batch, 0));
+            let seqs = col::<UInt64Array>(&batch, first);
+            let times = col::<Int64Array>(&batch, first + 1);
+            let recs = col::<BinaryArray>(&batch, first + 2);
             for i in 0..batch.num_rows() {
-                if keys.value(i) != stream || keys.is_null(i) {
+                if keys.is_some_and(|k| k.is_null(i) || k.value(i) != stream) {
                     continue;
                 }
                 let seq = seqs.value(i);
@@ -433,11 +422,11 @@ pub fn read_records(
 }
 
 /// A reader of `groups` of an index file, only the columns `columns` (by schema position).
-pub(super) fn projected_reader<const N: usize>(
+pub(super) fn projected_reader(
     path: &Path,
     builder: ParquetRecordBatchReaderBuilder<File>,
     groups: Vec<usize>,
-    columns: [usize; N],
+    columns: impl IntoIterator<Item = usize>,
 ) -> Result<parquet::arrow::arrow_reader::ParquetRecordBatchReader> {
     let mask = ProjectionMask::roots(builder.parquet_schema(), columns);
     decoding(path, || {

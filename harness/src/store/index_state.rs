@@ -86,22 +86,18 @@ fn check(root: &Path, stamps: Stamps) -> Result<IndexState> {
             .collect::<Result<_>>()?
     };
     let mut kept = BTreeMap::new();
-    let mut state = IndexState::Fresh(m.clone());
     for ((path, _, is_index), (checked, stamp)) in files.iter().zip(outcomes) {
         kept.extend(stamp);
         if checked == Checked::Differs {
-            state = match is_index {
+            return Ok(match is_index {
                 true => IndexState::Unusable(format!(
                     "{} does not match its checksum in the manifest",
                     path.display()
                 )),
                 false => IndexState::Stale,
-            };
-            break;
+            });
         }
     }
-    if matches!(state, IndexState::Fresh(_)) {
-        stamps.save(kept);
-    }
-    Ok(state)
+    stamps.save(kept);
+    Ok(IndexState::Fresh(m))
 }

@@ -142,4 +142,69 @@ mod tests {
         assert!(e.contains("seq 5 follows seq 18446744073709551615"), "{e}");
         std::fs::remove_dir_all(root).unwrap();
     }
+
+    /// Index rows of `keys` (seq counting per key from 1, record = [seq]).
+    fn rows(keys: &[&str]) -> Vec<u8> {
+        let mut next = BTreeMap::new();
+        let seqs: Vec<u64> = keys
+            .iter()
+            .map(|k| {
+                let n = next.entry(*k).or_insert(0u64);
+                *n += 1;
+                *n
+            })
+            .collect();
+        let n = keys.len();
+        parquet(vec![
+            (
+                "stream_key",
+                Arc::new(StringArray::from(keys.to_vec())) as ArrayRef,
+            ),
+            ("seq", Arc::new(UInt64Array::from(seqs.clone()))),
+            ("occurred_at", Arc::new(Int64Array::from(vec![7; n]))),
+            ("event_type", Arc::new(StringArray::from(vec!["quote"; n]))),
+            (
+                "instrument",
+                Arc::new(StringArray::from(vec![None::<&str>; n])),
+            ),
+            (
+                "record",
+                Arc::new(BinaryArray::from_iter_values(
+                    seqs.iter().map(|s| [*s as u8]),
+                )),
+            ),
+        ])
+    }
+
+    fn records_of(name: &str, bytes: &[u8], stream: &str, range: SeqRange) -> Vec<(u64, u8)> {
+        let (root, m) = root_with(name, bytes);
+        let mut got = Vec::new();
+        read_records(&root, &m, stream, range, &mut |seq, _, rec| {
+            got.push((seq, rec[0]));
+            Ok(())
+        })
+        .unwrap();
+        std::fs::remove_dir_all(root).unwrap();
+        got
+    }
+
+    #[test]
+    fn a_stream_alone_in_its_row_groups_reads_as_one_among_others() {
+        // Alone: the key column is not read. Among others: keys compared per row. A key that
+        // only starts with the stream's is another stream.
+        let range = SeqRange { from: 2, to: 4 };
+        let alone = records_of("alone", &rows(&["s"; 5]), "s", range);
+        let mixed = records_of(
+            "mixed",
+            &rows(&["a", "s", "s", "sx", "s", "s", "s"]),
+            "s",
+            range,
+        );
+        assert_eq!(alone, [(2, 2), (3, 3), (4, 4)]);
+        assert_eq!(mixed, alone);
+        assert_eq!(
+            records_of("other", &rows(&["sx"; 3]), "s", SeqRange::ALL),
+            []
+        );
+    }
 }
