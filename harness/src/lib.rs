@@ -58,6 +58,7 @@ pub mod rerun;
 pub mod runtime;
 #[cfg(feature = "wasm")]
 pub mod snapshot;
+pub mod shard;
 pub mod stats;
 pub mod store;
 #[cfg(feature = "testing")]

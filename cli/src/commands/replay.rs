@@ -46,6 +46,14 @@ pub struct RunArgs {
     /// guest may need more than the defaults: 256M, 100000, 1000000000). Part of the run card.
     #[arg(long = "budget", value_name = "NAME:KEY=VALUE,...")]
     pub budgets: Vec<String>,
+    /// Run one shard of the work: `I/N` (shard I of N, from 0), or `env` (a Slurm array
+    /// task's SLURM_ARRAY_TASK_ID and SLURM_ARRAY_TASK_COUNT, else a Kubernetes Indexed Job's
+    /// JOB_COMPLETION_INDEX with the count in TAPEDECK_SHARDS). Streams go to shards by a hash
+    /// of their key. With --out the directory is a partial run (its run card names the shard
+    /// and the whole work) for `tapedeck merge`, and the exit code is 0 once it is written:
+    /// findings are the merge's verdict.
+    #[arg(long, value_name = "I/N|env")]
+    pub shard: Option<tapedeck::shard::Shard>,
 }
 
 impl RunArgs {
@@ -91,7 +99,7 @@ impl RunArgs {
         }
         let store = self.store.open()?;
         let all = store.streams()?;
-        let selected: Vec<_> = all
+        let mut selected: Vec<_> = all
             .iter()
             .filter(|s| glob_match(&self.streams, &s.key))
             .collect();
@@ -101,6 +109,15 @@ impl RunArgs {
                 store.describe(),
                 self.streams,
                 all.len()
+            );
+        }
+        if let Some(shard) = self.shard {
+            selected.retain(|s| shard.takes_stream(&s.key));
+            eprintln!(
+                "shard {shard}: {} of the {} streams matching {:?}",
+                selected.len(),
+                all.iter().filter(|s| glob_match(&self.streams, &s.key)).count(),
+                self.streams
             );
         }
         let total: u64 = selected.iter().map(|s| s.events()).sum();
@@ -115,6 +132,7 @@ impl RunArgs {
             keep_outputs,
             progress: Some(progress.counter.clone()),
             check_stored: true,
+            shard: self.shard,
         };
         Ok((store, opts, progress))
     }

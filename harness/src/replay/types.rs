@@ -86,6 +86,9 @@ pub struct ReplayOptions {
     /// Diff projector state against the store's snapshots (off for snapshot tests, which
     /// compare against their own files).
     pub check_stored: bool,
+    /// Replay only this shard's streams ([`crate::shard::Shard::takes_stream`]); each keeps
+    /// the number it has in the whole selection, so a shard replays exactly as the whole run.
+    pub shard: Option<crate::shard::Shard>,
 }
 
 impl Default for ReplayOptions {
@@ -100,6 +103,7 @@ impl Default for ReplayOptions {
             keep_outputs: false,
             progress: None,
             check_stored: true,
+            shard: None,
         }
     }
 }
