@@ -56,9 +56,9 @@ pub mod report;
 pub mod rerun;
 #[cfg(feature = "wasm")]
 pub mod runtime;
+pub mod shard;
 #[cfg(feature = "wasm")]
 pub mod snapshot;
-pub mod shard;
 pub mod stats;
 pub mod store;
 #[cfg(feature = "testing")]

@@ -55,7 +55,10 @@ impl Shard {
         if index >= count {
             return Err(bad(
                 &spec,
-                format!("shard {index} of {count} does not exist: shards are numbered 0 to {}", count - 1),
+                format!(
+                    "shard {index} of {count} does not exist: shards are numbered 0 to {}",
+                    count - 1
+                ),
             ));
         }
         Ok(Shard { index, count })
@@ -71,7 +74,10 @@ impl Shard {
             .ok_or_else(|| bad(spec, "want I/N (shard I of N, from 0), or env"))?;
         let num = |s: &str, what: &str| {
             s.trim().parse::<u32>().map_err(|_| {
-                bad(spec, format!("{what} {s:?} is not a whole number: want I/N, or env"))
+                bad(
+                    spec,
+                    format!("{what} {s:?} is not a whole number: want I/N, or env"),
+                )
             })
         };
         Shard::new(num(i, "the index")?, num(n, "the count")?)
@@ -85,9 +91,11 @@ impl Shard {
         let get = |name: &str| -> Result<Option<u32>> {
             match var(name) {
                 None => Ok(None),
-                Some(v) => v.trim().parse::<u32>().map(Some).map_err(|_| {
-                    bad("env", format!("{name}={v:?} is not a whole number"))
-                }),
+                Some(v) => v
+                    .trim()
+                    .parse::<u32>()
+                    .map(Some)
+                    .map_err(|_| bad("env", format!("{name}={v:?} is not a whole number"))),
             }
         };
         let need = |name: &str, because: &str| -> Result<u32> {
@@ -100,7 +108,10 @@ impl Shard {
             )?;
             let min = get("SLURM_ARRAY_TASK_MIN")?.unwrap_or(0);
             let index = id.checked_sub(min).ok_or_else(|| {
-                bad("env", format!("SLURM_ARRAY_TASK_ID={id} is below SLURM_ARRAY_TASK_MIN={min}"))
+                bad(
+                    "env",
+                    format!("SLURM_ARRAY_TASK_ID={id} is below SLURM_ARRAY_TASK_MIN={min}"),
+                )
             })?;
             return Shard::new(index, count).map_err(|e| match e {
                 Error::BadShard { reason, .. } => bad(
@@ -163,7 +174,11 @@ mod tests {
     use super::*;
 
     fn env<'a>(vars: &'a [(&'a str, &'a str)]) -> impl Fn(&str) -> Option<String> + 'a {
-        move |k| vars.iter().find(|(n, _)| *n == k).map(|(_, v)| v.to_string())
+        move |k| {
+            vars.iter()
+                .find(|(n, _)| *n == k)
+                .map(|(_, v)| v.to_string())
+        }
     }
 
     #[test]
@@ -171,7 +186,10 @@ mod tests {
         assert_eq!(Shard::parse("2/4").unwrap(), Shard { index: 2, count: 4 });
         assert_eq!(Shard::parse("0/1").unwrap().to_string(), "0/1");
         for (spec, says) in [
-            ("4/4", "shard 4 of 4 does not exist: shards are numbered 0 to 3"),
+            (
+                "4/4",
+                "shard 4 of 4 does not exist: shards are numbered 0 to 3",
+            ),
             ("0/0", "the shard count is 0"),
             ("1", "want I/N"),
             ("a/3", "the index \"a\" is not a whole number"),
@@ -195,13 +213,25 @@ mod tests {
             ("SLURM_ARRAY_TASK_COUNT", "2"),
         ]));
         assert_eq!(s.unwrap(), Shard { index: 1, count: 2 });
-        let s = Shard::from_env(env(&[("JOB_COMPLETION_INDEX", "1"), ("TAPEDECK_SHARDS", "8")]));
+        let s = Shard::from_env(env(&[
+            ("JOB_COMPLETION_INDEX", "1"),
+            ("TAPEDECK_SHARDS", "8"),
+        ]));
         assert_eq!(s.unwrap(), Shard { index: 1, count: 8 });
         for (vars, says) in [
             (&[][..], "neither SLURM_ARRAY_TASK_ID"),
-            (&[("SLURM_ARRAY_TASK_ID", "1")][..], "SLURM_ARRAY_TASK_COUNT is not set"),
-            (&[("SLURM_ARRAY_TASK_ID", "x1")][..], "SLURM_ARRAY_TASK_ID=\"x1\" is not a whole number"),
-            (&[("JOB_COMPLETION_INDEX", "1")][..], "TAPEDECK_SHARDS is not set"),
+            (
+                &[("SLURM_ARRAY_TASK_ID", "1")][..],
+                "SLURM_ARRAY_TASK_COUNT is not set",
+            ),
+            (
+                &[("SLURM_ARRAY_TASK_ID", "x1")][..],
+                "SLURM_ARRAY_TASK_ID=\"x1\" is not a whole number",
+            ),
+            (
+                &[("JOB_COMPLETION_INDEX", "1")][..],
+                "TAPEDECK_SHARDS is not set",
+            ),
             (
                 &[("JOB_COMPLETION_INDEX", "1"), ("TAPEDECK_SHARDS", "four")][..],
                 "TAPEDECK_SHARDS=\"four\" is not a whole number",

@@ -116,7 +116,9 @@ impl RunArgs {
             eprintln!(
                 "shard {shard}: {} of the {} streams matching {:?}",
                 selected.len(),
-                all.iter().filter(|s| glob_match(&self.streams, &s.key)).count(),
+                all.iter()
+                    .filter(|s| glob_match(&self.streams, &s.key))
+                    .count(),
                 self.streams
             );
         }
@@ -221,6 +223,16 @@ impl Replay {
             let card = run_card(&store.describe(), &all, &opts, rt.config())
                 .pin_data(report.streams.iter().map(|s| s.pin()).collect());
             let timing = clock.timing(opts.jobs);
+            if let Some(shard) = opts.shard {
+                tapedeck::report::shard::write_replay_shard(
+                    out,
+                    &card.for_shard(shard),
+                    &report,
+                    &timing,
+                )?;
+                eprintln!("shard {shard}: {} (for `tapedeck merge`)", out.display());
+                return Ok(ExitCode::SUCCESS);
+            }
             write_run_dir(out, &card, &report, &timing)?;
             eprintln!("report: {}", out.join("report.md").display());
         }

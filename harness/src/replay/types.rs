@@ -109,7 +109,7 @@ impl Default for ReplayOptions {
 }
 
 /// Something a replay found. Data, not an error.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
 #[serde(tag = "kind")]
 pub enum Finding {
     StateMismatch {
@@ -137,7 +137,7 @@ impl Finding {
     }
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct StreamReport {
     pub stream: String,
     /// The first seq replayed (after the anchor, if one was used).
