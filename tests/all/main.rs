@@ -24,6 +24,7 @@ mod replay;
 mod rerun;
 mod runtime;
 mod sdk;
+mod shard;
 mod snapshots;
 mod tutorial;
 
