@@ -9,6 +9,7 @@ mod binance_resume;
 mod cli;
 mod clickhouse;
 mod conformance;
+mod deploy;
 mod feed;
 mod filestore;
 mod index;

@@ -15,8 +15,12 @@ use anyhow::Result;
 #[derive(clap::Args, Debug)]
 pub struct Merge {
     /// The shards' run directories (any order; each shard exactly once).
-    #[arg(required = true, value_name = "RUN_DIR")]
+    #[arg(required_unless_present = "from", value_name = "RUN_DIR")]
     pub dirs: Vec<PathBuf>,
+    /// Also every shard's run directory directly under DIR (one holding a `shard.json`):
+    /// for images without a shell to expand `DIR/shard-*`.
+    #[arg(long, value_name = "DIR")]
+    pub from: Option<PathBuf>,
     /// Write the merged run directory here.
     #[arg(long)]
     pub out: PathBuf,
@@ -24,7 +28,15 @@ pub struct Merge {
 
 impl Merge {
     pub fn run(self) -> Result<ExitCode> {
-        let m = tapedeck::report::merge::merge(&self.dirs, &self.out)?;
+        let mut dirs = self.dirs.clone();
+        if let Some(from) = &self.from {
+            let found = tapedeck::report::merge::shard_dirs(from)?;
+            if found.is_empty() {
+                anyhow::bail!("--from {}: no shard's run directory in it", from.display());
+            }
+            dirs.extend(found);
+        }
+        let m = tapedeck::report::merge::merge(&dirs, &self.out)?;
         outln!(
             "merged {} shards of a {}: {} streams, {}",
             m.shards,

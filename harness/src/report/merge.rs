@@ -198,6 +198,19 @@ fn check(mut shards: Vec<Loaded>) -> Result<Vec<Loaded>> {
     Ok(shards)
 }
 
+/// The shards' run directories directly under `dir` (those holding a `shard.json`), sorted.
+pub fn shard_dirs(dir: &Path) -> Result<Vec<PathBuf>> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).map_err(|e| Error::io(dir, e))? {
+        let p = e.map_err(|e| Error::io(dir, e))?.path();
+        if p.join(SHARD_FILE).is_file() {
+            out.push(p);
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
 /// Merges the shards' directories `dirs` into `out`.
 pub fn merge(dirs: &[PathBuf], out: &Path) -> Result<Merged> {
     for d in dirs {
