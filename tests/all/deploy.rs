@@ -144,12 +144,7 @@ fn the_manifest_check_refuses_what_is_not_a_job() {
             "- image:",
             ".spec.template.spec.containers[0]",
         ),
-        (
-            "another kind",
-            "kind: Job",
-            "kind: CronJob",
-            "expected Job",
-        ),
+        ("another kind", "kind: Job", "kind: CronJob", "expected Job"),
         (
             "an unknown pod field",
             "restartPolicy: Never",

@@ -275,6 +275,7 @@ mod tests {
                 fuel_per_event: 20,
                 memory_limit: 1 << 20,
             },
+            shard: None,
             store: "file:fixtures/store".into(),
             streams: "md:*".into(),
             tapedeck_version: "9.9.9".into(),
