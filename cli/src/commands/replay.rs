@@ -159,7 +159,7 @@ pub struct Replay {
     /// switched where it switched them, every order and cancel compared with what the session
     /// recorded in its exec streams. Exit 0 when all are reproduced, 1 naming the first
     /// difference per stream.
-    #[arg(long, value_name = "live:SESSION", conflicts_with_all = ["strategies", "projectors", "out"])]
+    #[arg(long, value_name = "live:SESSION", conflicts_with_all = ["strategies", "projectors", "out", "shard"])]
     pub timeline: Option<String>,
     /// Where the session kept its modules, by sha256 (its live.toml's `live.modules_dir`,
     /// by default `<wal.dir>/../live-modules`).
