@@ -4,8 +4,9 @@
 # process and as 1, 2 and 4 shard processes at once (`--shard I/N --out`), each followed by
 # `tapedeck merge`, whose output is compared with the single run's (byte for byte, but
 # summary.json's timing). Also an empty shard (a process that gets no stream): what every
-# shard pays whatever its share. Rounds are interleaved; the table gives each round's wall
-# times in seconds.
+# shard pays whatever its share; and the single process with `--jobs 2` (both cores in one
+# process, for comparison). Rounds are interleaved; the table gives each round's wall times
+# in seconds.
 #
 #   scripts/bench-shards.sh [WORKDIR]
 #
@@ -48,16 +49,20 @@ same() {
         cmp -s "$W/whole/$f" "$W/merged/$f" || { echo "DIFFERENT: $f" >&2; exit 1; }
     done
 }
-printf '| round | command | 1 process | 1 shard + merge | 2 shards + merge | 4 shards + merge | merge of 4 | empty shard |\n'
-printf '| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |\n'
+printf '| round | command | 1 process | 1 process, --jobs 2 | 1 shard + merge | 2 shards + merge | 4 shards + merge | merge of 4 | empty shard |\n'
+printf '| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n'
 for round in $(seq 1 "$ROUNDS"); do
-    for kind in replay backtest; do
+    for kind in ${KINDS:-replay backtest}; do
         # shellcheck disable=SC2046
         a=($(args $kind))
         rm -rf "$W/whole"
         t0=$(now)
         "${T}" "${a[@]}" --out "$W/whole" >/dev/null 2>&1 || [ $? -eq 1 ]
         row="| $round | $kind | $(secs "$t0" "$(now)")"
+        rm -rf "$W/jobs2"
+        t0=$(now)
+        "${T}" "${a[@]}" --jobs 2 --out "$W/jobs2" >/dev/null 2>&1 || [ $? -eq 1 ]
+        row="$row | $(secs "$t0" "$(now)")"
         for n in 1 2 4; do
             rm -rf "$W"/shard-* "$W/merged"
             t0=$(now)
@@ -83,4 +88,4 @@ for round in $(seq 1 "$ROUNDS"); do
     done
 done
 echo "($events events; $(nproc) cores; load average before: $(cut -d' ' -f1-3 /proc/loadavg))" >&2
-rm -rf "$W"/shard-* "$W/merged" "$W/whole" "$W/empty"
+rm -rf "$W"/shard-* "$W/merged" "$W/whole" "$W/jobs2" "$W/empty"
