@@ -1,5 +1,5 @@
 //! Index files (`index/day=*.parquet`) as the file store reads them: stream summaries
-//! (`stream_infos`), then each stream's packed records (`read_records`) pushed into a guest
+//! (`index_view::day_streams_from_rows`), then each stream's packed records (`read_records`) pushed into a guest
 //! batch as replay pushes them. The first byte picks what the rest is:
 //! - 0 or 3: the file's bytes, as found on disk (a bit-flipped or foreign file);
 //! - 1: rows of the index schema built from the bytes (keys, seqs, times, types, records), so
@@ -25,6 +25,7 @@ use parquet::arrow::ArrowWriter;
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use tapedeck::store::SeqRange;
 use tapedeck::store::index::{self, DayEntry, Manifest};
+use tapedeck::store::index_view;
 use tapedeck_guest::codec::{EventBatch, EventBatchWriter};
 
 const NAMES: [&str; 6] = [
@@ -223,8 +224,8 @@ fn foreign_rows(u: &mut Unstructured<'_>) -> Result<(Vec<(Field, ArrayRef)>, usi
 
 fn read_back(f: &Fixture) {
     let mut keys: Vec<String> = KEYS.iter().map(|k| k.to_string()).collect();
-    if let Ok(infos) = index::stream_infos(&f.root, &f.manifest) {
-        keys.extend(infos.into_keys());
+    if let Ok(streams) = index_view::day_streams_from_rows(&f.root, &f.manifest, "fuzz") {
+        keys.extend(streams.into_keys());
     }
     let mut buf = Vec::new();
     for key in keys {

@@ -67,6 +67,9 @@ pub(super) fn read_batches(
     })
 }
 
+/// Bytes gathered before they are fed to the digest.
+const DIGEST_CHUNK: usize = 64 << 10;
+
 fn read(
     source: &dyn EventSource,
     plan: &ReadPlan<'_>,
@@ -82,6 +85,9 @@ fn read(
     let mut writer = EventBatchWriter::new(std::mem::take(&mut next.bytes));
     let mut cuts = plan.cut_after.iter().peekable();
     let mut digest = XxHash3_128::new();
+    // What the digest is fed, gathered into long writes (a streaming hash pays per write; the
+    // digest is the same however its input is split).
+    let mut digested = Vec::with_capacity(DIGEST_CHUNK + 4096);
     let mut done = false;
     // The caller hung up: nothing more to read for.
     let mut gone = false;
@@ -94,8 +100,12 @@ fn read(
         head[..8].copy_from_slice(&seq.to_le_bytes());
         head[8..16].copy_from_slice(&time.to_le_bytes());
         head[16..].copy_from_slice(&(record.len() as u64).to_le_bytes());
-        digest.write(&head);
-        digest.write(record);
+        digested.extend_from_slice(&head);
+        digested.extend_from_slice(record);
+        if digested.len() >= DIGEST_CHUNK {
+            digest.write(&digested);
+            digested.clear();
+        }
         writer
             .push_record(record, plan.stream_id)
             .map_err(|err| Error::BadEvent {
@@ -131,5 +141,6 @@ fn read(
         next.at_cut = false;
         let _ = tx.send(next);
     }
+    digest.write(&digested);
     Ok(format!("{:032x}", digest.finish_128()))
 }

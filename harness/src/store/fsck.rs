@@ -26,8 +26,9 @@ use serde::Serialize;
 
 use super::dirs::is_snapshot_file;
 use super::file::FileStore;
-use super::index::{Manifest, day_file_problem, log_view, read_manifest};
-use super::index_state::state;
+use super::index::{day_file_problem, day_streams, read_manifest};
+use super::index_state::state_hashed;
+use super::index_view::day_streams_from_rows;
 use super::log::{self, io};
 use super::{IndexState, StoredSnapshot};
 use crate::error::Result;
@@ -206,11 +207,14 @@ fn check_index(root: &Path, s: &mut Scan) -> Result<()> {
         let path = dir.join(format!("day={day}.parquet"));
         let problem = match day_file_problem(root, &m, day)? {
             Some(p) => Some(p),
-            None => {
-                let mut one = Manifest::default();
-                one.days.insert(day.clone(), m.days[day].clone());
-                log_view(root, &one).err().map(|e| e.to_string())
-            }
+            None => match day_streams_from_rows(root, &m, day) {
+                Err(e) => Some(e.to_string()),
+                Ok(rows) if rows != day_streams(root, day)? => Some(format!(
+                    "{}: its rows do not match the manifest's stream summaries",
+                    path.display()
+                )),
+                Ok(_) => None,
+            },
         };
         if let Some(p) = problem {
             s.find(root, Class::IndexFile, &path, None, p);
@@ -223,7 +227,7 @@ fn check_index(root: &Path, s: &mut Scan) -> Result<()> {
         .findings
         .iter()
         .all(|f| f.class != Class::IndexFile)
-        && matches!(state(root)?, IndexState::Stale)
+        && matches!(state_hashed(root)?, IndexState::Stale)
     {
         s.report
             .notes

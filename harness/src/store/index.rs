@@ -13,8 +13,10 @@
 //! index file is there with its checksum (a deleted or bit-flipped file makes it `Unusable`,
 //! and readers go to the log). A rebuild indexes complete lines only (an unterminated last
 //! line is a write in flight) and runs under the store's writer lock; a manifest it cannot
-//! read is rebuilt, never an error. Checking freshness reads every log part and index file
-//! once (sha256, hardware-assisted where the CPU has it): cheaper than parsing the log.
+//! read is rebuilt, never an error. Checking freshness hashes a log part or index file (sha256,
+//! hardware-assisted where the CPU has it) only when its verification stamp no longer holds
+//! (`verified.rs`: device, inode, size, mtime and ctime as they were when its checksum last
+//! matched); `fsck` hashes every byte.
 
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -28,6 +30,7 @@ use parquet::arrow::ProjectionMask;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::basic::Compression;
 use parquet::data_type::AsBytes;
+use parquet::file::metadata::KeyValue;
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use parquet::file::statistics::Statistics;
 use serde::{Deserialize, Serialize};
@@ -60,8 +63,69 @@ pub struct DayEntry {
     pub file_sha256: String,
 }
 
-/// The manifest version this build writes; older manifests are stale.
-pub(super) const VERSION: u32 = 2;
+/// The key of a day file's Parquet key-value metadata that holds its streams (JSON of
+/// `BTreeMap<String, DayStream>`): readers learn the streams from the footer, covered by the
+/// file's checksum, without reading the rows (`fsck` checks the rows against it).
+const STREAMS_KEY: &str = "tapedeck.streams";
+
+/// One stream's events in one day file of the index.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct DayStream {
+    pub first_seq: u64,
+    pub last_seq: u64,
+    pub first_time: i64,
+    pub last_time: i64,
+    /// Events by `event_type`.
+    pub counts: BTreeMap<String, u64>,
+}
+
+impl DayStream {
+    /// Adds the day file's next event of the stream (rows come in seq order): an error names
+    /// a seq that does not follow the stream's last (an index must not hide a gap).
+    pub(super) fn add(
+        streams: &mut BTreeMap<String, DayStream>,
+        key: &str,
+        seq: u64,
+        time: i64,
+        ty: &str,
+        path: &Path,
+    ) -> Result<()> {
+        let s = match streams.get_mut(key) {
+            Some(s) => s,
+            None => streams.entry(key.to_string()).or_insert(DayStream {
+                first_seq: seq,
+                last_seq: seq.wrapping_sub(1),
+                first_time: time,
+                last_time: time,
+                counts: BTreeMap::new(),
+            }),
+        };
+        if Some(seq) != s.last_seq.checked_add(1) {
+            return Err(Error::Corrupt {
+                path: path.to_path_buf(),
+                line: 0,
+                message: format!(
+                    "index: stream {key} seq {seq} follows seq {}; rebuild the index",
+                    s.last_seq
+                ),
+            });
+        }
+        s.last_seq = seq;
+        s.first_time = s.first_time.min(time);
+        s.last_time = s.last_time.max(time);
+        match s.counts.get_mut(ty) {
+            Some(n) => *n += 1,
+            None => {
+                s.counts.insert(ty.to_string(), 1);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The manifest version this build writes; older manifests are stale. 3: each day file holds
+/// its stream summaries ([`STREAMS_KEY`]).
+pub(super) const VERSION: u32 = 3;
 
 /// What a rebuild did.
 #[derive(Debug, Clone, Default, Serialize)]
@@ -220,16 +284,26 @@ fn rebuild_day(out: &Path, parts: &[LogPart]) -> Result<(u64, Vec<Indexed>)> {
     }
     let tmp = out.with_extension("parquet.tmp");
     let file = File::create(&tmp).map_err(|e| Error::io(&tmp, e))?;
+    // The packed records are stored plain: decompressing them was half of a backtest's
+    // reading (snappy at ~1 GB/s); the other columns are small and compress well.
+    let record = parquet::schema::types::ColumnPath::from("record");
     let props = WriterProperties::builder()
         .set_compression(Compression::SNAPPY)
+        .set_column_compression(record.clone(), Compression::UNCOMPRESSED)
+        .set_column_dictionary_enabled(record, false)
         .set_max_row_group_row_count(Some(ROW_GROUP))
         .set_statistics_enabled(EnabledStatistics::Chunk)
         .build();
     let schema = Arc::new(index_schema());
     let w = ArrowWriter::try_new(file, schema.clone(), Some(props)).map_err(engine(out))?;
     let mut groups = GroupWriter::new(w, schema, ROW_GROUP, out);
-    let n = sorter.finish(&mut |row| groups.push(row))?;
-    groups.close()?;
+    let mut streams = BTreeMap::new();
+    let n = sorter.finish(&mut |row| {
+        DayStream::add(&mut streams, &row.key, row.seq, row.time, &row.ty, out)?;
+        groups.push(row)
+    })?;
+    let streams = serde_json::to_string(&streams).expect("stream summaries serialize");
+    groups.close(KeyValue::new(STREAMS_KEY.to_string(), streams))?;
     std::fs::rename(&tmp, out).map_err(|e| Error::io(out, e))?;
     Ok((n, indexed))
 }
@@ -316,6 +390,27 @@ pub fn read_records(
         if groups.is_empty() {
             continue;
         }
+        // Row groups of this stream alone (the usual case for a long stream) need no key
+        // column read and no key compared per row.
+        let alone = groups
+            .iter()
+            .all(|&g| only_key(builder.metadata(), g, stream));
+        if alone {
+            let mut reader = projected_reader(&path, builder, groups, [1, 2, 5])?;
+            while let Some(batch) = decoding(&path, || Ok(reader.next()))? {
+                let batch = batch.map_err(engine(&path))?;
+                let seqs = col::<UInt64Array>(&batch, 0);
+                let times = col::<Int64Array>(&batch, 1);
+                let recs = col::<BinaryArray>(&batch, 2);
+                for i in 0..batch.num_rows() {
+                    let seq = seqs.value(i);
+                    if range.contains(seq) {
+                        f(seq, times.value(i), recs.value(i))?;
+                    }
+                }
+            }
+            continue;
+        }
         let mut reader = projected_reader(&path, builder, groups, [0, 1, 2, 5])?;
         while let Some(batch) = decoding(&path, || Ok(reader.next()))? {
             let batch = batch.map_err(engine(&path))?;
@@ -361,16 +456,37 @@ pub(super) fn groups_holding(
     stream: &str,
 ) -> Vec<usize> {
     (0..meta.num_row_groups())
-        .filter(|&g| match meta.row_group(g).column(0).statistics() {
-            Some(Statistics::ByteArray(s)) => match (s.min_opt(), s.max_opt()) {
-                (Some(lo), Some(hi)) => {
-                    lo.as_bytes() <= stream.as_bytes() && stream.as_bytes() <= hi.as_bytes()
-                }
-                _ => true,
-            },
-            _ => true,
+        .filter(|&g| match key_range(meta, g) {
+            Some((lo, hi)) => lo <= stream.as_bytes() && stream.as_bytes() <= hi,
+            None => true,
         })
         .collect()
+}
+
+/// Whether every row of row group `g` has stream key `stream`, by its exact (not truncated)
+/// statistics.
+fn only_key(meta: &parquet::file::metadata::ParquetMetaData, g: usize, stream: &str) -> bool {
+    match meta.row_group(g).column(0).statistics() {
+        Some(Statistics::ByteArray(s)) => {
+            s.min_is_exact()
+                && s.max_is_exact()
+                && s.min_opt().map(AsBytes::as_bytes) == Some(stream.as_bytes())
+                && s.max_opt().map(AsBytes::as_bytes) == Some(stream.as_bytes())
+        }
+        _ => false,
+    }
+}
+
+/// The smallest and largest stream key in row group `g`, from its statistics (`None`: not
+/// known, so it may hold any stream).
+fn key_range(meta: &parquet::file::metadata::ParquetMetaData, g: usize) -> Option<(&[u8], &[u8])> {
+    match meta.row_group(g).column(0).statistics() {
+        Some(Statistics::ByteArray(s)) => match (s.min_opt(), s.max_opt()) {
+            (Some(lo), Some(hi)) => Some((lo.as_bytes(), hi.as_bytes())),
+            _ => None,
+        },
+        _ => None,
+    }
 }
 
 /// Column `i` of an index batch, as the array type the schema gives it (checked when the file
@@ -383,163 +499,60 @@ pub(super) fn col<T: 'static>(batch: &RecordBatch, i: usize) -> &T {
         .expect("the index schema, checked by open_index_file")
 }
 
-/// Stream summaries from the index alone (key, seq and time range, counts by event type).
-/// (Public for the `index_reader` fuzz target, as `read_records`.)
-pub fn stream_infos(
-    root: &Path,
-    manifest: &Manifest,
-) -> Result<BTreeMap<String, super::StreamInfo>> {
-    Ok(log_view(root, manifest)?.infos)
+/// The stream summaries a day's index file holds in its footer.
+pub(super) fn day_streams(root: &Path, day: &str) -> Result<BTreeMap<String, DayStream>> {
+    let path = root.join(format!("index/day={day}.parquet"));
+    let builder = open_index_file(&path)?;
+    let found = builder
+        .metadata()
+        .file_metadata()
+        .key_value_metadata()
+        .and_then(|kv| kv.iter().find(|kv| kv.key == STREAMS_KEY))
+        .and_then(|kv| kv.value.as_deref());
+    let corrupt = |why: String| Error::Corrupt {
+        path: path.clone(),
+        line: 0,
+        message: format!("index file without its stream summaries ({why}); rebuild the index"),
+    };
+    let json = found.ok_or_else(|| corrupt(format!("no {STREAMS_KEY}")))?;
+    serde_json::from_str(json).map_err(|e| corrupt(e.to_string()))
 }
 
-/// Stream summaries and each stream's last day partition, from the index alone.
+/// Stream summaries and each stream's last day partition, from the day files' footers (their
+/// stream summaries, joined across days).
 pub(super) fn log_view(root: &Path, manifest: &Manifest) -> Result<super::log::LogView> {
     let mut view = super::log::LogView::default();
-    let out = &mut view.infos;
     for day in manifest.days.keys() {
-        let path = root.join(format!("index/day={day}.parquet"));
-        let builder = open_index_file(&path)?;
-        let mask = ProjectionMask::roots(builder.parquet_schema(), [0, 1, 2, 3]);
-        let mut reader = decoding(&path, || {
-            builder
-                .with_projection(mask)
-                .with_batch_size(65_536)
-                .build()
-                .map_err(engine(&path))
-        })?;
-        while let Some(batch) = decoding(&path, || Ok(reader.next()))? {
-            let batch = batch.map_err(engine(&path))?;
-            let keys = col::<StringArray>(&batch, 0);
-            let seqs = col::<UInt64Array>(&batch, 1);
-            let times = col::<Int64Array>(&batch, 2);
-            let types = col::<StringArray>(&batch, 3);
-            for i in 0..batch.num_rows() {
-                let (key, seq, t) = (keys.value(i), seqs.value(i), times.value(i));
-                let info = out
-                    .entry(key.to_string())
-                    .or_insert_with(|| super::StreamInfo {
-                        key: key.to_string(),
-                        first_seq: seq,
-                        last_seq: seq,
-                        first_time: t,
-                        last_time: t,
-                        counts: BTreeMap::new(),
-                    });
-                if Some(seq) != info.last_seq.checked_add(1) && seq != info.first_seq {
-                    return Err(Error::Corrupt {
-                        path: path.clone(),
-                        line: 0,
-                        message: format!(
-                            "index: stream {key} seq {seq} follows seq {}; rebuild the index",
-                            info.last_seq
-                        ),
-                    });
-                }
-                info.last_seq = seq;
-                info.first_time = info.first_time.min(t);
-                info.last_time = info.last_time.max(t);
-                *info.counts.entry(types.value(i).to_string()).or_default() += 1;
-                if view.last_day.get(key) != Some(day) {
-                    view.last_day.insert(key.to_string(), day.clone());
-                }
+        for (key, d) in day_streams(root, day)? {
+            let info = view
+                .infos
+                .entry(key.clone())
+                .or_insert_with(|| super::StreamInfo {
+                    key: key.clone(),
+                    first_seq: d.first_seq,
+                    last_seq: d.first_seq.wrapping_sub(1),
+                    first_time: d.first_time,
+                    last_time: d.last_time,
+                    counts: BTreeMap::new(),
+                });
+            if Some(d.first_seq) != info.last_seq.checked_add(1) {
+                return Err(Error::Corrupt {
+                    path: root.join(format!("index/day={day}.parquet")),
+                    line: 0,
+                    message: format!(
+                        "index: stream {key} seq {} (day {day}) follows seq {}; rebuild the index",
+                        d.first_seq, info.last_seq
+                    ),
+                });
             }
+            info.last_seq = d.last_seq;
+            info.first_time = info.first_time.min(d.first_time);
+            info.last_time = info.last_time.max(d.last_time);
+            for (ty, n) in d.counts {
+                *info.counts.entry(ty).or_default() += n;
+            }
+            view.last_day.insert(key, day.clone());
         }
     }
     Ok(view)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use arrow_array::ArrayRef;
-
-    /// A store root whose only index day, `x`, holds `bytes`, and a manifest naming it.
-    fn root_with(name: &str, bytes: &[u8]) -> (PathBuf, Manifest) {
-        let root = std::env::temp_dir().join(format!("tapedeck-ix-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&root);
-        std::fs::create_dir_all(root.join("index")).unwrap();
-        std::fs::write(root.join("index/day=x.parquet"), bytes).unwrap();
-        let mut m = Manifest::default();
-        m.days.insert("x".into(), DayEntry::default());
-        (root, m)
-    }
-
-    fn parquet(cols: Vec<(&str, ArrayRef)>) -> Vec<u8> {
-        let batch = RecordBatch::try_from_iter(cols).unwrap();
-        let mut out = Vec::new();
-        let mut w = ArrowWriter::try_new(&mut out, batch.schema(), None).unwrap();
-        w.write(&batch).unwrap();
-        w.close().unwrap();
-        out
-    }
-
-    /// Both readers on the index of `root` (`read_records` of `stream`): the error of each.
-    fn read_errors(root: &Path, m: &Manifest, stream: &str) -> (String, String) {
-        let infos = stream_infos(root, m).map(drop).unwrap_err().to_string();
-        let records = read_records(root, m, stream, SeqRange::ALL, &mut |_, _, _| Ok(()))
-            .unwrap_err()
-            .to_string();
-        (infos, records)
-    }
-
-    #[test]
-    fn a_damaged_index_file_is_an_error_not_a_panic() {
-        // See: fuzz target index_reader, fuzz/corpus/index_reader/crash-parquet-decoder-panic
-        // (a changed byte in a dictionary page: the Parquet decoder panicked "Decoder for dict
-        // should have been set", which aborted replay and `streams`).
-        let input = include_bytes!("../../../fuzz/corpus/index_reader/crash-parquet-decoder-panic");
-        let (root, m) = root_with("damaged", &input[1..]);
-        let (infos, records) = read_errors(&root, &m, "exec:sim:SYM1");
-        for e in [infos, records] {
-            assert!(e.contains("rebuild the index"), "{e}");
-        }
-        std::fs::remove_dir_all(root).unwrap();
-    }
-
-    #[test]
-    fn an_index_file_with_other_columns_is_an_error_not_a_panic() {
-        // See: fuzz target index_reader (mode 2, foreign column types): the readers cast
-        // columns with `expect("the index schema")` and panicked on any other file.
-        let bytes = parquet(vec![
-            (
-                "stream_key",
-                Arc::new(Int64Array::from(vec![1])) as ArrayRef,
-            ),
-            ("seq", Arc::new(UInt64Array::from(vec![1]))),
-        ]);
-        let (root, m) = root_with("foreign", &bytes);
-        let (infos, records) = read_errors(&root, &m, "s");
-        for e in [infos, records] {
-            assert!(e.contains("not an index file"), "{e}");
-        }
-        std::fs::remove_dir_all(root).unwrap();
-    }
-
-    #[test]
-    fn a_seq_of_u64_max_in_the_index_is_corrupt_not_an_overflow() {
-        // See: fuzz target index_reader (mode 1, rows of the index schema): `last_seq + 1`
-        // overflowed on a row after seq u64::MAX.
-        let n = 2;
-        let bytes = parquet(vec![
-            (
-                "stream_key",
-                Arc::new(StringArray::from(vec!["s"; n])) as ArrayRef,
-            ),
-            ("seq", Arc::new(UInt64Array::from(vec![u64::MAX, 5]))),
-            ("occurred_at", Arc::new(Int64Array::from(vec![0; n]))),
-            ("event_type", Arc::new(StringArray::from(vec!["quote"; n]))),
-            (
-                "instrument",
-                Arc::new(StringArray::from(vec![None::<&str>; n])),
-            ),
-            (
-                "record",
-                Arc::new(BinaryArray::from_iter_values([[0u8; 4]; 2])),
-            ),
-        ]);
-        let (root, m) = root_with("seq-max", &bytes);
-        let e = stream_infos(&root, &m).map(drop).unwrap_err().to_string();
-        assert!(e.contains("seq 5 follows seq 18446744073709551615"), "{e}");
-        std::fs::remove_dir_all(root).unwrap();
-    }
 }

@@ -253,8 +253,10 @@ impl GroupWriter {
         self.writer.flush().map_err(|e| engine(&e))
     }
 
-    pub(super) fn close(mut self) -> Result<()> {
+    /// Writes the last row group and the footer, with `meta` in its key-value metadata.
+    pub(super) fn close(mut self, meta: parquet::file::metadata::KeyValue) -> Result<()> {
         self.flush()?;
+        self.writer.append_key_value_metadata(meta);
         let path = self.path.clone();
         self.writer.close().map(|_| ()).map_err(|e| Error::Corrupt {
             path,

@@ -12,12 +12,14 @@ pub mod index;
 mod index_instruments;
 mod index_sort;
 pub mod index_state;
+pub mod index_view;
 mod lock;
 mod log;
 mod memory;
 #[cfg(feature = "databases")]
 pub mod postgres;
 pub mod uri;
+mod verified;
 
 use std::collections::BTreeMap;
 
