@@ -13,6 +13,9 @@ export TAPEDECK_PG_URL
 # A real ClickHouse (Debian's 18.16) for the ClickHouse store tests, the same way.
 TAPEDECK_CH_URL="$(./scripts/ch.sh start)"
 export TAPEDECK_CH_URL
+# A one-node Slurm cluster (slurm-wlm + munge) for the sharded-run tests, the same way.
+TAPEDECK_SLURM_CONF="$(./scripts/slurm.sh start)"
+export TAPEDECK_SLURM_CONF
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --quiet -- -D warnings
 # A short bounded fuzz run of every target from the committed corpus (a crash fails the run).

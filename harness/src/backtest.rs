@@ -122,6 +122,20 @@ impl BatchObserver for StreamRun {
     }
 }
 
+/// One backtest's streams before they are summed: what a shard writes and `tapedeck merge`
+/// reads back ([`crate::report::shard`]), and what [`summarize`] turns into the report.
+#[derive(Debug)]
+pub struct StreamsRun {
+    /// By stream key.
+    pub streams: Vec<StreamBacktest>,
+    /// Each stream's equity log, in stream order, when the whole run has several streams.
+    pub logs: Vec<EquityLog>,
+    /// Each stream's artifact parts, in stream order, when the run was asked for artifacts.
+    pub sides: Vec<SideFiles>,
+    /// Where the parts and logs are (removed with it).
+    pub scratch: Option<Arc<ScratchDir>>,
+}
+
 /// Runs `strategy` on the streams `opts.streams` matches. With `artifacts`, the directory
 /// the run directory is written to, the decisions, trades and equity samples are written
 /// there as they come (to part files in a scratch directory that
@@ -135,6 +149,30 @@ pub fn backtest(
     stats: &StatsConfig,
     artifacts: Option<&Path>,
 ) -> Result<BacktestReport> {
+    let run = backtest_streams(rt, source, strategy, opts, venue, stats, artifacts)?;
+    let paths: Vec<&Path> = run.logs.iter().map(EquityLog::path).collect();
+    summarize(
+        run.streams,
+        &paths,
+        run.sides,
+        run.scratch.clone(),
+        artifacts.is_some(),
+        stats,
+    )
+}
+
+/// [`backtest`]'s replay pass: each stream's figures, equity log and artifact parts. With
+/// `opts.shard`, only that shard's streams, logged as the whole run logs them (an equity log
+/// for each stream when the whole selection has several).
+pub fn backtest_streams(
+    rt: &Runtime,
+    source: &dyn EventSource,
+    strategy: &Plugin,
+    opts: &ReplayOptions,
+    venue: &VenueConfig,
+    stats: &StatsConfig,
+    artifacts: Option<&Path>,
+) -> Result<StreamsRun> {
     let plugin = Plugin {
         label: Some(STRATEGY.into()),
         ..strategy.clone()
@@ -188,7 +226,6 @@ pub fn backtest(
             })
         },
     )?;
-    let mut totals = Totals::default();
     let mut streams = Vec::with_capacity(run.len());
     let mut logs: Vec<EquityLog> = Vec::new();
     let mut sides = Vec::new();
@@ -206,7 +243,6 @@ pub fn backtest(
         if let Some(parts) = out.parts.take() {
             sides.push(parts.finish()?);
         }
-        totals.add(&performance);
         streams.push(StreamBacktest {
             instruments: crate::event::instrument_table(&s.instruments),
             data: s.pin(),
@@ -218,17 +254,38 @@ pub fn backtest(
             position_curve: out.position,
         });
     }
+    Ok(StreamsRun {
+        streams,
+        logs,
+        sides,
+        scratch,
+    })
+}
+
+/// The report of a backtest's streams (all of the run's, by stream key): totals, and the
+/// statistics over all streams with the drawdown of the summed equity from the streams'
+/// equity `logs` (in stream order; unused with one stream). `sides` are the artifact parts
+/// (with `artifacts`); `scratch` holds the merge's temporary files and lives as long as the
+/// report's parts.
+pub fn summarize(
+    streams: Vec<StreamBacktest>,
+    logs: &[&Path],
+    sides: Vec<SideFiles>,
+    scratch: Option<Arc<ScratchDir>>,
+    artifacts: bool,
+    stats: &StatsConfig,
+) -> Result<BacktestReport> {
+    let mut totals = Totals::default();
+    for s in &streams {
+        totals.add(&s.performance);
+    }
     let all: Vec<&Stats> = streams.iter().map(|s| &s.performance.stats).collect();
     let drawdown = match (&all[..], &scratch) {
         ([], _) => (0.0, 0),
         ([one], _) => (one.max_drawdown, one.max_drawdown_duration_ns),
-        (_, Some(dir)) => {
-            let paths: Vec<&Path> = logs.iter().map(EquityLog::path).collect();
-            combined_drawdown(&paths, dir.path())?
-        }
+        (_, Some(dir)) => combined_drawdown(logs, dir.path())?,
         (_, None) => unreachable!("several streams have a scratch directory"),
     };
-    drop(logs);
     // The run's drawdown is the summed curve's, in the totals as in the statistics.
     totals.max_drawdown = drawdown.0;
     Ok(BacktestReport {
@@ -237,7 +294,7 @@ pub fn backtest(
         totals,
         streams,
         artifacts: match (artifacts, scratch) {
-            (Some(_), Some(scratch)) => Some(Arc::new(ArtifactParts {
+            (true, Some(scratch)) => Some(Arc::new(ArtifactParts {
                 sides,
                 _scratch: scratch,
             })),

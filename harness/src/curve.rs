@@ -8,7 +8,7 @@ use serde::Serialize;
 /// Points held at most (before the last one).
 pub const CAPACITY: usize = 2048;
 
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, serde::Deserialize)]
 pub struct Curve {
     points: Vec<(i64, f64)>,
     /// Keep one point in `stride`.

@@ -106,6 +106,13 @@ impl EquityLog {
     pub fn path(&self) -> &Path {
         &self.path
     }
+
+    /// Moves the log to `to` (same file system), where it stays: a shard keeps its streams'
+    /// logs for the merge's summed drawdown.
+    pub fn keep(self, to: &Path) -> Result<()> {
+        std::fs::rename(&self.path, to).map_err(|e| Error::io(to, e))
+        // Dropping `self` now removes nothing: the file is no longer at its path.
+    }
 }
 
 impl Drop for EquityLog {

@@ -108,6 +108,14 @@ pub enum Error {
         seq: u64,
         message: String,
     },
+
+    /// A `--shard` that names no shard, or an environment that does not say which one.
+    #[error("--shard {spec}: {reason}")]
+    BadShard { spec: String, reason: String },
+
+    /// Shard run directories that do not make one run.
+    #[error("merge: {reason}")]
+    Merge { reason: String },
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -56,6 +56,7 @@ pub mod report;
 pub mod rerun;
 #[cfg(feature = "wasm")]
 pub mod runtime;
+pub mod shard;
 #[cfg(feature = "wasm")]
 pub mod snapshot;
 pub mod stats;

@@ -21,7 +21,7 @@ pub const BASELINE: &str = "baseline";
 pub const CANDIDATE: &str = "candidate";
 
 /// Where the two strategies first decide differently on a stream.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
 pub struct Divergence {
     pub seq: u64,
     pub time_ns: i64,
@@ -292,19 +292,26 @@ pub fn regress(
             data,
         });
     }
-    let mut report = RegressReport {
-        baseline: Totals::default(),
-        candidate: Totals::default(),
-        diverged_streams: 0,
-        streams: Vec::new(),
-    };
-    for s in &streams {
-        report.baseline.add(&s.baseline);
-        report.candidate.add(&s.candidate);
-        report.diverged_streams += s.first_divergence.is_some() as u64;
+    Ok(RegressReport::sum(streams))
+}
+
+impl RegressReport {
+    /// The report of these streams (by stream key): the sums over them, in their order.
+    pub fn sum(streams: Vec<StreamRegress>) -> RegressReport {
+        let mut report = RegressReport {
+            baseline: Totals::default(),
+            candidate: Totals::default(),
+            diverged_streams: 0,
+            streams: Vec::new(),
+        };
+        for s in &streams {
+            report.baseline.add(&s.baseline);
+            report.candidate.add(&s.candidate);
+            report.diverged_streams += s.first_divergence.is_some() as u64;
+        }
+        report.streams = streams;
+        report
     }
-    report.streams = streams;
-    Ok(report)
 }
 
 /// The first seq at which the two decision logs differ, with both sides' outputs there (their

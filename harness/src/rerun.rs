@@ -63,6 +63,12 @@ fn rerun_error(message: String) -> Error {
 pub fn rerun(card: &RunCard, out: &Path, jobs: usize) -> Result<RunKind> {
     let clock = Stopwatch::start();
     let kind = RunKind::of(card);
+    if let Some(s) = &card.shard {
+        return Err(rerun_error(format!(
+            "the card is shard {}/{}'s, a partial run: rerun the merged run directory (`tapedeck merge`)",
+            s.index, s.count
+        )));
+    }
     let uri: StoreUri = card
         .store
         .parse()
@@ -116,6 +122,7 @@ pub fn rerun(card: &RunCard, out: &Path, jobs: usize) -> Result<RunKind> {
         keep_outputs: false,
         progress: None,
         check_stored: true,
+        shard: None,
     };
     let desc = store.describe();
     let wrong_modules = |n: usize| {

@@ -43,7 +43,7 @@ impl Default for StatsConfig {
 }
 
 /// Wins and losses of closed trades.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, serde::Deserialize)]
 pub struct Closed {
     pub trades: u64,
     pub wins: u64,
@@ -88,7 +88,7 @@ impl Closed {
 }
 
 /// One instrument's figures.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, serde::Deserialize)]
 pub struct InstrumentStats {
     pub pnl: f64,
     pub fees: f64,
@@ -105,7 +105,7 @@ pub struct InstrumentStats {
 }
 
 /// The statistics of one strategy on one stream, or over streams.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, serde::Deserialize)]
 pub struct Stats {
     pub pnl: f64,
     /// PnL / capital.

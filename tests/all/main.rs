@@ -9,6 +9,7 @@ mod binance_resume;
 mod cli;
 mod clickhouse;
 mod conformance;
+mod deploy;
 mod feed;
 mod filestore;
 mod index;
@@ -24,6 +25,7 @@ mod replay;
 mod rerun;
 mod runtime;
 mod sdk;
+mod shard;
 mod snapshots;
 mod tutorial;
 

@@ -75,6 +75,44 @@ impl Backtest {
             period_ns: self.period,
             capital: self.capital,
         };
+        if let (Some(shard), Some(out)) = (opts.shard, &self.out) {
+            let run = tapedeck::backtest::backtest_streams(
+                &rt,
+                store.as_ref(),
+                &mods[0],
+                &opts,
+                &venue,
+                &stats,
+                Some(out),
+            )
+            .context("backtest run")?;
+            drop(progress);
+            let card = backtest_card(
+                &store.describe(),
+                &mods[0],
+                &opts,
+                rt.config(),
+                &venue,
+                &stats,
+            )
+            .pin_data(run.streams.iter().map(|s| s.data.clone()).collect());
+            let events: u64 = run.streams.iter().map(|s| s.events).sum();
+            outln!(
+                "shard {shard}: streams {}, events {events}",
+                run.streams.len()
+            );
+            for f in run.streams.iter().flat_map(|s| &s.findings) {
+                outln!("{}", describe(f));
+            }
+            tapedeck::report::shard::write_backtest_shard(
+                out,
+                &card.for_shard(shard),
+                run,
+                &clock.timing(opts.jobs),
+            )?;
+            outln!("shard {shard}: {} (for `tapedeck merge`)", out.display());
+            return Ok(ExitCode::SUCCESS);
+        }
         let report = backtest(
             &rt,
             store.as_ref(),

@@ -15,6 +15,7 @@ pub mod import;
 pub mod index;
 pub mod inspect;
 pub mod live;
+pub mod merge;
 pub mod new;
 pub mod postgres;
 pub mod progress;

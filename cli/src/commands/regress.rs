@@ -138,6 +138,16 @@ impl Regress {
             )
             .pin_data(report.streams.iter().map(|s| s.data.clone()).collect());
             let timing = clock.timing(opts.jobs);
+            if let Some(shard) = opts.shard {
+                tapedeck::report::shard::write_regress_shard(
+                    out,
+                    &card.for_shard(shard),
+                    &report,
+                    &timing,
+                )?;
+                outln!("shard {shard}: {} (for `tapedeck merge`)", out.display());
+                return Ok(ExitCode::SUCCESS);
+            }
             write_regress_dir(out, &card, &report, &verdict, &timing)?;
             outln!("report: {}", out.join("report.html").display());
         }

@@ -46,6 +46,14 @@ pub struct RunArgs {
     /// guest may need more than the defaults: 256M, 100000, 1000000000). Part of the run card.
     #[arg(long = "budget", value_name = "NAME:KEY=VALUE,...")]
     pub budgets: Vec<String>,
+    /// Run one shard of the work: `I/N` (shard I of N, from 0), or `env` (a Slurm array
+    /// task's SLURM_ARRAY_TASK_ID and SLURM_ARRAY_TASK_COUNT, else a Kubernetes Indexed Job's
+    /// JOB_COMPLETION_INDEX with the count in TAPEDECK_SHARDS). Streams go to shards by a hash
+    /// of their key. With --out the directory is a partial run (its run card names the shard
+    /// and the whole work) for `tapedeck merge`, and the exit code is 0 once it is written:
+    /// findings are the merge's verdict.
+    #[arg(long, value_name = "I/N|env")]
+    pub shard: Option<tapedeck::shard::Shard>,
 }
 
 impl RunArgs {
@@ -91,7 +99,7 @@ impl RunArgs {
         }
         let store = self.store.open()?;
         let all = store.streams()?;
-        let selected: Vec<_> = all
+        let mut selected: Vec<_> = all
             .iter()
             .filter(|s| glob_match(&self.streams, &s.key))
             .collect();
@@ -101,6 +109,17 @@ impl RunArgs {
                 store.describe(),
                 self.streams,
                 all.len()
+            );
+        }
+        if let Some(shard) = self.shard {
+            selected.retain(|s| shard.takes_stream(&s.key));
+            eprintln!(
+                "shard {shard}: {} of the {} streams matching {:?}",
+                selected.len(),
+                all.iter()
+                    .filter(|s| glob_match(&self.streams, &s.key))
+                    .count(),
+                self.streams
             );
         }
         let total: u64 = selected.iter().map(|s| s.events()).sum();
@@ -115,6 +134,7 @@ impl RunArgs {
             keep_outputs,
             progress: Some(progress.counter.clone()),
             check_stored: true,
+            shard: self.shard,
         };
         Ok((store, opts, progress))
     }
@@ -139,7 +159,7 @@ pub struct Replay {
     /// switched where it switched them, every order and cancel compared with what the session
     /// recorded in its exec streams. Exit 0 when all are reproduced, 1 naming the first
     /// difference per stream.
-    #[arg(long, value_name = "live:SESSION", conflicts_with_all = ["strategies", "projectors", "out"])]
+    #[arg(long, value_name = "live:SESSION", conflicts_with_all = ["strategies", "projectors", "out", "shard"])]
     pub timeline: Option<String>,
     /// Where the session kept its modules, by sha256 (its live.toml's `live.modules_dir`,
     /// by default `<wal.dir>/../live-modules`).
@@ -203,6 +223,16 @@ impl Replay {
             let card = run_card(&store.describe(), &all, &opts, rt.config())
                 .pin_data(report.streams.iter().map(|s| s.pin()).collect());
             let timing = clock.timing(opts.jobs);
+            if let Some(shard) = opts.shard {
+                tapedeck::report::shard::write_replay_shard(
+                    out,
+                    &card.for_shard(shard),
+                    &report,
+                    &timing,
+                )?;
+                eprintln!("shard {shard}: {} (for `tapedeck merge`)", out.display());
+                return Ok(ExitCode::SUCCESS);
+            }
             write_run_dir(out, &card, &report, &timing)?;
             eprintln!("report: {}", out.join("report.md").display());
         }

@@ -8,7 +8,7 @@ use tapedeck::store::StoreUri;
 use anyhow::{Context, Result, bail};
 
 use tapedeck::runtime::{ModuleKind, Runtime, RuntimeConfig};
-use tapedeck::snapshot::{Points, check_or_accept, rename_legacy, take};
+use tapedeck::snapshot::{Points, check_or_accept, rename_legacy, take_shard};
 
 /// Snapshot-test a projector: its state per stream and point, as insta `.snap` files.
 /// With --check (the default) a difference or a missing snapshot is written beside it as
@@ -54,6 +54,10 @@ pub struct Snapshot {
     pub redact: Vec<String>,
     #[arg(long, default_value_t = 1)]
     pub jobs: usize,
+    /// Take and check only one shard's streams: `I/N` or `env` (as for `replay`). Each
+    /// stream's .snap files are its own, so the shards need no merge.
+    #[arg(long, value_name = "I/N|env")]
+    pub shard: Option<tapedeck::shard::Shard>,
 }
 
 #[derive(clap::Subcommand, Debug)]
@@ -156,7 +160,7 @@ impl Snapshot {
             (true, Some(n)) => Points::Every(n),
             (true, None) => Points::End,
         };
-        let taken = take(
+        let taken = take_shard(
             &rt,
             store.as_ref(),
             &plugins[0],
@@ -164,8 +168,9 @@ impl Snapshot {
             &points,
             &self.redact,
             self.jobs,
+            self.shard,
         )?;
-        if taken.is_empty() {
+        if taken.is_empty() && self.shard.is_none() {
             bail!(
                 "no stream of {} matches {:?}",
                 store.describe(),

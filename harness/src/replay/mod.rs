@@ -76,10 +76,18 @@ pub fn replay_observed<O: BatchObserver>(
     only: Option<&[String]>,
     observer: &MakeObserver<'_, O>,
 ) -> Result<Vec<(StreamReport, O)>> {
-    let keys: Vec<String> = match only {
+    let all: Vec<String> = match only {
         Some(k) => k.to_vec(),
         None => matching_streams(source, &opts.streams)?,
     };
+    // Numbered in the whole selection, then cut to the shard: a stream's number (its id in
+    // the guest batches) is the same in every shard and in the single run.
+    let keys: Vec<(u32, String)> = all
+        .into_iter()
+        .enumerate()
+        .map(|(i, k)| (i as u32 + 1, k))
+        .filter(|(_, k)| opts.shard.is_none_or(|s| s.takes_stream(k)))
+        .collect();
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(opts.jobs.max(1))
         .build()
@@ -87,8 +95,7 @@ pub fn replay_observed<O: BatchObserver>(
     let results: Vec<Result<(StreamReport, O)>> = pool.install(|| {
         use rayon::prelude::*;
         keys.par_iter()
-            .enumerate()
-            .map(|(i, key)| replay_stream(rt, source, plugins, opts, key, i as u32 + 1, observer))
+            .map(|(id, key)| replay_stream(rt, source, plugins, opts, key, *id, observer))
             .collect()
     });
     let mut streams = results.into_iter().collect::<Result<Vec<_>>>()?;

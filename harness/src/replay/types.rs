@@ -86,6 +86,9 @@ pub struct ReplayOptions {
     /// Diff projector state against the store's snapshots (off for snapshot tests, which
     /// compare against their own files).
     pub check_stored: bool,
+    /// Replay only this shard's streams ([`crate::shard::Shard::takes_stream`]); each keeps
+    /// the number it has in the whole selection, so a shard replays exactly as the whole run.
+    pub shard: Option<crate::shard::Shard>,
 }
 
 impl Default for ReplayOptions {
@@ -100,12 +103,13 @@ impl Default for ReplayOptions {
             keep_outputs: false,
             progress: None,
             check_stored: true,
+            shard: None,
         }
     }
 }
 
 /// Something a replay found. Data, not an error.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
 #[serde(tag = "kind")]
 pub enum Finding {
     StateMismatch {
@@ -133,7 +137,7 @@ impl Finding {
     }
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct StreamReport {
     pub stream: String,
     /// The first seq replayed (after the anchor, if one was used).

@@ -35,6 +35,10 @@ pub struct RunCard {
     /// In the order given (a regression: baseline, then candidate).
     pub modules: Vec<ModuleCard>,
     pub runtime: RuntimeCard,
+    /// A shard's partial run only: which shard, and the identity of the whole work
+    /// ([`RunCard::work`]); `tapedeck merge` checks it and drops it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shard: Option<ShardCard>,
     /// Backtest only: how returns are measured.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stats: Option<StatsConfig>,
@@ -48,6 +52,15 @@ pub struct RunCard {
     /// Regression and backtest: the simulated venue.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub venue: Option<VenueConfig>,
+}
+
+/// The shard a partial run directory holds, of which work.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ShardCard {
+    pub count: u32,
+    pub index: u32,
+    /// [`RunCard::work`] of the whole run.
+    pub work: String,
 }
 
 /// One module of a run.
@@ -99,6 +112,33 @@ impl RunCard {
     pub fn pin_data(mut self, data: Vec<DataPin>) -> Self {
         self.data = data;
         self
+    }
+
+    /// The identity of the work this card describes, whatever part of it a process ran:
+    /// XXH3-128 (hex) of the card's JSON without its data pins and shard. Shards of one run
+    /// share it; any other difference (store, streams, range, modules, configs, limits)
+    /// changes it.
+    pub fn work(&self) -> String {
+        let whole = RunCard {
+            data: Vec::new(),
+            shard: None,
+            ..self.clone()
+        };
+        let bytes = serde_json::to_vec(&whole.to_json()).expect("the run card serializes");
+        format!("{:032x}", twox_hash::XxHash3_128::oneshot(&bytes))
+    }
+
+    /// The card of `shard` of this card's work.
+    pub fn for_shard(self, shard: crate::shard::Shard) -> Self {
+        let work = self.work();
+        RunCard {
+            shard: Some(ShardCard {
+                count: shard.count,
+                index: shard.index,
+                work,
+            }),
+            ..self
+        }
     }
 
     /// The `i`th module, if there is one.
@@ -156,6 +196,7 @@ pub fn run_card(
         tolerances: opts.tolerances.clone(),
         venue: None,
         stats: None,
+        shard: None,
     }
 }
 
@@ -234,6 +275,7 @@ mod tests {
                 fuel_per_event: 20,
                 memory_limit: 1 << 20,
             },
+            shard: None,
             store: "file:fixtures/store".into(),
             streams: "md:*".into(),
             tapedeck_version: "9.9.9".into(),

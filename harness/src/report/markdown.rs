@@ -189,6 +189,7 @@ mod tests {
                 fuel_per_event: 1,
                 memory_limit: 1,
             },
+            shard: None,
             store: "fixtures".into(),
             streams: "*".into(),
             tapedeck_version: "0".into(),

@@ -14,6 +14,8 @@
 //!   part files, written as rows are produced, and the assembly.
 //! - [`backtest`]: a backtest's whole run directory.
 //! - [`plot`]: line plots over time with axes ([`plot::line_plot`]), for any HTML report.
+//! - [`shard`]: a shard's partial run directory; [`merge`]: shards' directories into the
+//!   single run's.
 //! - here: [`Timing`] and [`Stopwatch`] (the only wall clock), [`describe`], and the writers
 //!   of both directories.
 
@@ -23,8 +25,10 @@ mod card;
 pub mod html;
 mod junit;
 mod markdown;
+pub mod merge;
 pub mod parquet;
 pub mod plot;
+pub mod shard;
 
 use std::path::Path;
 
@@ -35,10 +39,12 @@ use crate::error::Result;
 use crate::regress::RegressReport;
 use crate::replay::{Finding, ReplayReport};
 
-pub use card::{ModuleCard, RunCard, RuntimeCard, backtest_card, regress_card, run_card};
+pub use card::{
+    ModuleCard, RunCard, RuntimeCard, ShardCard, backtest_card, regress_card, run_card,
+};
 
 /// Wall-clock facts of a run: the only fields allowed to differ between identical runs.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Timing {
     pub started_at_unix_ms: u128,
     pub elapsed_ms: u128,
@@ -168,6 +174,19 @@ pub fn write_regress_dir(
     verdict: &[String],
     timing: &Timing,
 ) -> Result<()> {
+    write_regress_reports(dir, card, r, verdict, timing)?;
+    parquet::write_regress_artifacts(dir, r)
+}
+
+/// [`write_regress_dir`] but for the Parquet artifacts (a merge assembles them from the
+/// shards' parts).
+pub fn write_regress_reports(
+    dir: &Path,
+    card: &RunCard,
+    r: &RegressReport,
+    verdict: &[String],
+    timing: &Timing,
+) -> Result<()> {
     let w = |name: &str, bytes: Vec<u8>| crate::fs::write_atomic(&dir.join(name), &bytes);
     let streams: Vec<Value> = r
         .streams
@@ -202,6 +221,5 @@ pub fn write_regress_dir(
         "report.html",
         html::regress_html(card, r, verdict).into_bytes(),
     )?;
-    w("junit.xml", junit::regress(r).into_bytes())?;
-    parquet::write_regress_artifacts(dir, r)
+    w("junit.xml", junit::regress(r).into_bytes())
 }

@@ -102,11 +102,30 @@ pub fn take(
     redactions: &[String],
     jobs: usize,
 ) -> Result<Vec<Taken>> {
+    take_shard(
+        rt, source, projector, streams, points, redactions, jobs, None,
+    )
+}
+
+/// [`take`] for one shard's streams (each stream's `.snap` files are its own: a sharded
+/// snapshot run needs no merge).
+#[allow(clippy::too_many_arguments)]
+pub fn take_shard(
+    rt: &Runtime,
+    source: &dyn EventSource,
+    projector: &Plugin,
+    streams: &str,
+    points: &Points,
+    redactions: &[String],
+    jobs: usize,
+    shard: Option<crate::shard::Shard>,
+) -> Result<Vec<Taken>> {
     let mut seqs_by_stream: BTreeMap<String, Vec<u64>> = BTreeMap::new();
     for s in source
         .streams()?
         .into_iter()
         .filter(|s| glob_match(streams, &s.key))
+        .filter(|s| shard.is_none_or(|sh| sh.takes_stream(&s.key)))
     {
         let seqs = match points {
             Points::End => vec![s.last_seq],
@@ -137,6 +156,7 @@ pub fn take(
             to: Some(Point::Seq(seq)),
             check_stored: false,
             jobs,
+            shard,
             ..ReplayOptions::default()
         };
         let report = replay(rt, source, std::slice::from_ref(projector), &opts)?;

@@ -78,7 +78,7 @@ pub struct Trade {
     pub liquidity: &'static str,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct EquityPoint {
     pub seq: u64,
     pub time_ns: i64,
@@ -87,7 +87,7 @@ pub struct EquityPoint {
 }
 
 /// What one strategy did on one stream.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Performance {
     pub decisions: u64,
     pub orders: u64,
