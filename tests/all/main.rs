@@ -26,6 +26,7 @@ mod runtime;
 mod sdk;
 mod snapshots;
 mod tutorial;
+mod venue_hft;
 
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;

@@ -66,10 +66,11 @@ impl Backtest {
             ModuleKind::Strategy,
         )?;
         mods[0].config = self.config.clone();
+        self.venue.config()?;
         let (store, opts, progress) = self.run.open("backtest", true)?;
         let venue = tapedeck::venue::VenueConfig {
             equity_interval_ns: Some(self.equity_interval),
-            ..self.venue.config()
+            ..self.venue.resolved(store.as_ref(), &opts.streams)?
         };
         let stats = StatsConfig {
             period_ns: self.period,
