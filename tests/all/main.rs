@@ -26,6 +26,7 @@ mod runtime;
 mod sdk;
 mod snapshots;
 mod tutorial;
+mod venue;
 mod venue_hft;
 
 use std::path::{Path, PathBuf};
