@@ -64,6 +64,7 @@ pub mod store;
 pub mod testing;
 pub mod time;
 pub mod venue;
+pub mod warmup;
 
 pub use error::{Error, Result};
 

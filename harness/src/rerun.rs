@@ -116,6 +116,7 @@ pub fn rerun(card: &RunCard, out: &Path, jobs: usize) -> Result<RunKind> {
         keep_outputs: false,
         progress: None,
         check_stored: true,
+        cold_start: None,
     };
     let desc = store.describe();
     let wrong_modules = |n: usize| {

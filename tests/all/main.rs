@@ -28,6 +28,7 @@ mod snapshots;
 mod tutorial;
 mod venue;
 mod venue_hft;
+mod warmup;
 
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;

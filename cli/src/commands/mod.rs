@@ -25,6 +25,7 @@ pub mod rerun;
 pub mod retention;
 pub mod snapshot;
 pub mod streams;
+pub mod warmup;
 
 use std::path::PathBuf;
 

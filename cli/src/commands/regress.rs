@@ -33,6 +33,11 @@ pub struct Regress {
     /// Findings (a guest trap) always fail the run.
     #[arg(long, default_value = "")]
     pub fail_on: String,
+    /// Warm-up sensitivity: replay each strategy fresh from N start points spread over the
+    /// first half of each stream and report the first seq from which every start point's
+    /// decisions equal the full run's (also `warmup.json` in the run directory).
+    #[arg(long, value_name = "N", value_parser = super::warmup::points)]
+    pub warmup_check: Option<usize>,
     /// Write the run directory here.
     #[arg(long)]
     pub out: Option<PathBuf>,
@@ -178,6 +183,9 @@ impl Regress {
             let timing = clock.timing(opts.jobs);
             write_regress_dir(out, &card, &report, &verdict, &timing)?;
             outln!("report: {}", out.join("report.html").display());
+        }
+        if let Some(n) = self.warmup_check {
+            super::warmup::run(&rt, store.as_ref(), &mods, &opts, n, self.out.as_deref())?;
         }
         Ok(if verdict.is_empty() {
             ExitCode::SUCCESS

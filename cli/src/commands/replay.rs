@@ -115,6 +115,7 @@ impl RunArgs {
             keep_outputs,
             progress: Some(progress.counter.clone()),
             check_stored: true,
+            cold_start: None,
         };
         Ok((store, opts, progress))
     }

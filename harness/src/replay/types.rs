@@ -86,6 +86,9 @@ pub struct ReplayOptions {
     /// Diff projector state against the store's snapshots (off for snapshot tests, which
     /// compare against their own files).
     pub check_stored: bool,
+    /// Strategies start fresh at this seq, with no earlier event (a warm-up check's start
+    /// points; ignored when projectors restore from a stored snapshot).
+    pub cold_start: Option<u64>,
 }
 
 impl Default for ReplayOptions {
@@ -100,6 +103,7 @@ impl Default for ReplayOptions {
             keep_outputs: false,
             progress: None,
             check_stored: true,
+            cold_start: None,
         }
     }
 }
