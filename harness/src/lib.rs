@@ -45,6 +45,7 @@ pub mod names;
 #[cfg(feature = "recorder")]
 pub mod net;
 #[cfg(feature = "recorder")]
+pub mod reconcile;
 pub mod recorder;
 #[cfg(feature = "wasm")]
 pub mod regress;

@@ -18,6 +18,7 @@ mod live;
 mod parity;
 mod postgres;
 mod projectors;
+mod reconcile;
 mod record;
 mod regress;
 mod replay;

@@ -18,6 +18,7 @@ pub mod live;
 pub mod new;
 pub mod postgres;
 pub mod progress;
+pub mod reconcile;
 pub mod record;
 pub mod regress;
 pub mod replay;
