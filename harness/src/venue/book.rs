@@ -6,21 +6,106 @@
 //!   best ask moves to the first ask level above it (crossed ask levels stay in the map, below
 //!   the best, until the data removes them); the same the other way round for asks.
 //!
-//! With own impact on, fills take quantity off a level; the taken quantity stays off that
+//! Each side is a sorted ring buffer, best level last. With own impact on, fills take quantity off
+//! a level; the taken quantity stays off that
 //! level's recorded updates until the data removes the level.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 
+/// One side's levels as a sorted ring buffer with the best level last (bids ascending, asks
+/// descending): an insert or removal moves the shorter part, so updates near the touch and
+/// deep in the book are both cheap.
 #[derive(Debug, Clone, Default)]
+struct Side {
+    levels: VecDeque<(i128, i128)>,
+    /// Asks: descending prices.
+    desc: bool,
+}
+
+impl Side {
+    /// Whether price `a` sorts before `b` on this side.
+    #[inline]
+    fn before(&self, a: i128, b: i128) -> bool {
+        if self.desc { a > b } else { a < b }
+    }
+
+    #[inline]
+    fn find(&self, px: i128) -> Result<usize, usize> {
+        if self.desc {
+            self.levels.binary_search_by(|l| px.cmp(&l.0))
+        } else {
+            self.levels.binary_search_by(|l| l.0.cmp(&px))
+        }
+    }
+
+    fn get(&self, px: i128) -> Option<i128> {
+        self.find(px).ok().map(|i| self.levels[i].1)
+    }
+
+    /// Sets a level (0 removes it); the quantity before.
+    fn set(&mut self, px: i128, qty: i128) -> i128 {
+        match self.find(px) {
+            Ok(i) => {
+                let prev = self.levels[i].1;
+                if qty > 0 {
+                    self.levels[i].1 = qty;
+                } else {
+                    self.levels.remove(i);
+                }
+                prev
+            }
+            Err(i) => {
+                if qty > 0 {
+                    self.levels.insert(i, (px, qty));
+                }
+                0
+            }
+        }
+    }
+
+    /// The next level beyond `px` away from the touch (lower bids, higher asks).
+    fn behind(&self, px: i128) -> Option<i128> {
+        let n = self.levels.partition_point(|l| self.before(l.0, px));
+        n.checked_sub(1).map(|i| self.levels[i].0)
+    }
+
+    /// The levels at or behind `from`, best first.
+    fn from(&self, from: i128) -> impl Iterator<Item = &(i128, i128)> {
+        let n = self.levels.partition_point(|l| !self.before(from, l.0));
+        self.levels.range(..n).rev()
+    }
+
+    fn clear(&mut self) {
+        self.levels.clear();
+    }
+}
+
+#[derive(Debug, Clone)]
 pub(crate) struct Book {
-    bids: BTreeMap<i128, i128>,
-    asks: BTreeMap<i128, i128>,
+    bids: Side,
+    asks: Side,
     best_bid: Option<i128>,
     best_ask: Option<i128>,
     /// Quantity own fills took, by (bid side, price); only with own impact.
     taken: BTreeMap<(bool, i128), i128>,
     /// Whether depth data (a snapshot or delta) has been seen: quotes then no longer set it.
     pub depth: bool,
+}
+
+impl Default for Book {
+    fn default() -> Self {
+        Book {
+            bids: Side::default(),
+            asks: Side {
+                levels: VecDeque::new(),
+                desc: true,
+            },
+            best_bid: None,
+            best_ask: None,
+            taken: BTreeMap::new(),
+            depth: false,
+        }
+    }
 }
 
 impl Book {
@@ -35,7 +120,7 @@ impl Book {
     /// The quantity at `px` on the bid (`bid`) or ask side.
     pub fn qty_at(&self, bid: bool, px: i128) -> i128 {
         let side = if bid { &self.bids } else { &self.asks };
-        side.get(&px).copied().unwrap_or(0)
+        side.get(px).unwrap_or(0)
     }
 
     /// Empties the book (a snapshot follows).
@@ -69,63 +154,50 @@ impl Book {
     }
 
     fn set(&mut self, bid: bool, px: i128, qty: i128) -> (i128, i128) {
-        let (side, other) = if bid {
-            (&mut self.bids, &self.asks)
-        } else {
-            (&mut self.asks, &self.bids)
-        };
-        let prev = if qty > 0 {
-            side.insert(px, qty).unwrap_or(0)
-        } else {
-            side.remove(&px).unwrap_or(0)
-        };
         if bid {
+            let prev = self.bids.set(px, qty);
             if qty <= 0 {
                 if self.best_bid == Some(px) {
-                    self.best_bid = side.range(..px).next_back().map(|l| *l.0);
+                    self.best_bid = self.bids.behind(px);
                 }
             } else if self.best_bid.is_none_or(|b| px > b) {
                 self.best_bid = Some(px);
                 if self.best_ask.is_some_and(|a| px >= a) {
-                    self.best_ask = other.range(px + 1..).next().map(|l| *l.0);
+                    self.best_ask = self.asks.behind(px);
                 }
             }
-        } else if qty <= 0 {
-            if self.best_ask == Some(px) {
-                self.best_ask = side.range(px + 1..).next().map(|l| *l.0);
+            (prev, qty.max(0))
+        } else {
+            let prev = self.asks.set(px, qty);
+            if qty <= 0 {
+                if self.best_ask == Some(px) {
+                    self.best_ask = self.asks.behind(px);
+                }
+            } else if self.best_ask.is_none_or(|a| px < a) {
+                self.best_ask = Some(px);
+                if self.best_bid.is_some_and(|b| b >= px) {
+                    self.best_bid = self.bids.behind(px);
+                }
             }
-        } else if self.best_ask.is_none_or(|a| px < a) {
-            self.best_ask = Some(px);
-            if self.best_bid.is_some_and(|b| b >= px) {
-                self.best_bid = other.range(..px).next_back().map(|l| *l.0);
-            }
+            (prev, qty.max(0))
         }
-        (prev, qty.max(0))
     }
 
     /// The levels a taker on the `buy` side meets, best first, from the touch (levels left
     /// behind the touch by a crossing are skipped), up to `limit` inclusive.
     pub fn levels(&self, buy: bool, limit: Option<i128>) -> Vec<(i128, i128)> {
-        if buy {
-            let Some(from) = self.best_ask else {
-                return Vec::new();
-            };
-            self.asks
-                .range(from..)
-                .take_while(|l| limit.is_none_or(|p| *l.0 <= p))
-                .map(|(p, q)| (*p, *q))
-                .collect()
+        let (side, from) = if buy {
+            (&self.asks, self.best_ask)
         } else {
-            let Some(from) = self.best_bid else {
-                return Vec::new();
-            };
-            self.bids
-                .range(..=from)
-                .rev()
-                .take_while(|l| limit.is_none_or(|p| *l.0 >= p))
-                .map(|(p, q)| (*p, *q))
-                .collect()
-        }
+            (&self.bids, self.best_bid)
+        };
+        let Some(from) = from else {
+            return Vec::new();
+        };
+        side.from(from)
+            .take_while(|l| limit.is_none_or(|p| if buy { l.0 <= p } else { l.0 >= p }))
+            .copied()
+            .collect()
     }
 }
 
@@ -162,5 +234,66 @@ mod tests {
         b.update(false, 101, 0);
         b.update(false, 101, 5);
         assert_eq!(b.qty_at(false, 101), 5);
+    }
+
+    /// The ring-buffer sides against a plain ordered map under the same rules, on random
+    /// updates near and far from the touch.
+    #[test]
+    fn sides_agree_with_an_ordered_map() {
+        let mut b = Book::default();
+        let (mut bids, mut asks) = (BTreeMap::new(), BTreeMap::new());
+        let (mut bb, mut ba): (Option<i128>, Option<i128>) = (None, None);
+        let mut x: u64 = 12345;
+        for _ in 0..20_000 {
+            x = x
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            let bid = x >> 63 == 1;
+            let px = 1000 + ((x >> 20) % 200) as i128;
+            let qty = if (x >> 40).is_multiple_of(3) {
+                0
+            } else {
+                ((x >> 44) % 9) as i128
+            };
+            b.update(bid, px, qty);
+            let (side, other) = if bid {
+                (&mut bids, &asks)
+            } else {
+                (&mut asks, &bids)
+            };
+            if qty > 0 {
+                side.insert(px, qty);
+            } else {
+                side.remove(&px);
+            }
+            if bid {
+                if qty == 0 {
+                    if bb == Some(px) {
+                        bb = bids.range(..px).next_back().map(|l| *l.0);
+                    }
+                } else if bb.is_none_or(|v| px > v) {
+                    bb = Some(px);
+                    if ba.is_some_and(|a| px >= a) {
+                        ba = other.range(px + 1..).next().map(|l| *l.0);
+                    }
+                }
+            } else if qty == 0 {
+                if ba == Some(px) {
+                    ba = asks.range(px + 1..).next().map(|l| *l.0);
+                }
+            } else if ba.is_none_or(|v| px < v) {
+                ba = Some(px);
+                if bb.is_some_and(|v| v >= px) {
+                    bb = other.range(..px).next_back().map(|l| *l.0);
+                }
+            }
+            assert_eq!((b.best_bid(), b.best_ask()), (bb, ba));
+            assert_eq!(b.qty_at(bid, px), qty.max(0));
+        }
+        let walk: Vec<(i128, i128)> = match ba {
+            Some(a) => asks.range(a..).map(|(p, q)| (*p, *q)).collect(),
+            None => vec![],
+        };
+        assert_eq!(b.levels(true, None), walk);
     }
 }
