@@ -105,3 +105,42 @@ fn a_bad_venue_config_names_the_field() {
     }
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn regress_runs_through_the_venue_model_too() {
+    let dir = tmp("regress");
+    std::fs::create_dir_all(&dir).unwrap();
+    let cfg = dir.join("venue.json");
+    std::fs::write(
+        &cfg,
+        r#"{"queue": {"model": "prob_log"}, "own_impact": true}"#,
+    )
+    .unwrap();
+    let out = dir.join("out");
+    let o = tapedeck(&[
+        "regress",
+        "--store",
+        &fixtures_uri(),
+        "--streams",
+        "md:*",
+        "--baseline",
+        guests::EMA_CROSS,
+        "--candidate",
+        guests::EMA_CROSS,
+        "--venue",
+        cfg.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let card: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("config.json")).unwrap()).unwrap();
+    assert_eq!(card["venue"]["model"]["queue"]["model"], "prob_log");
+    assert_eq!(card["venue"]["model"]["own_impact"], true);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
