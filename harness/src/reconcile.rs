@@ -1,6 +1,7 @@
 //! Reconciliation of a live session with its replay (`tapedeck reconcile`): the strategy the
 //! session ran is replayed on the market data stream of each live exec stream
-//! (`exec:<venue>:<symbol>` ↔ `md:<venue>:<symbol>`) through the venue model, and each live
+//! (`exec:<venue>:<symbol>` ↔ `md:<venue>:<symbol>`, else the one `md:*:<symbol>`) through
+//! the venue model, and each live
 //! fill is paired with its simulated counterpart by client order id (a guest's ids come from
 //! the seq of the event that caused the order, so the replay names its orders as the session
 //! did). Fills of one order are taken together (total quantity, average price, first time,
@@ -210,6 +211,24 @@ pub fn market_stream(exec: &str) -> String {
     }
 }
 
+/// The market data stream of an exec stream in `keys` (the store's streams): `md:<rest>` if
+/// there is one, else the one `md:*:<symbol>` (a live session's paper venue records
+/// `exec:paper:<symbol>` beside the feed's `md:<feed>:<symbol>`); `None` if neither is.
+pub fn find_market_stream(exec: &str, keys: &[String]) -> Option<String> {
+    let same = market_stream(exec);
+    if keys.contains(&same) {
+        return Some(same);
+    }
+    let symbol = exec.rsplit(':').next()?;
+    let mut it = keys
+        .iter()
+        .filter(|k| k.starts_with("md:") && k.rsplit(':').next() == Some(symbol));
+    match (it.next(), it.next()) {
+        (Some(k), None) => Some(k.clone()),
+        _ => None,
+    }
+}
+
 struct Sim {
     venue: Venue,
     fills: Vec<Trade>,
@@ -310,9 +329,16 @@ pub fn reconcile(
     let mut latency = Vec::new();
     let (mut live_rate, mut sim_rate) = (FillRate::default(), FillRate::default());
     let mut gap = PnlGap::default();
+    let all: Vec<String> = source.streams()?.into_iter().map(|s| s.key).collect();
     for key in exec_keys {
         let live = read_live(source, key)?;
         latency.extend(live.ack_latency_ns.iter().copied());
+        let market = find_market_stream(key, &all).ok_or_else(|| {
+            crate::error::Error::message(
+                format!("reconcile {key}"),
+                "no market data stream for it (want md:<venue>:<symbol>, or one md:*:<symbol>)",
+            )
+        })?;
         live_rate.limit_orders += live.limit_orders;
         live_rate.filled += live.limit_filled;
         let (sim, rate) = simulate_window(
@@ -320,7 +346,7 @@ pub fn reconcile(
             source,
             strategy,
             venue,
-            &market_stream(key),
+            &market,
             (live.first_ns, live.last_ns),
         )?;
         sim_rate.limit_orders += rate.limit_orders;
@@ -398,12 +424,14 @@ pub fn fit(
     let mut acks = Vec::new();
     let (mut live_orders, mut live_filled) = (0u64, 0u64);
     let mut sessions = Vec::new();
+    let all: Vec<String> = source.streams()?.into_iter().map(|s| s.key).collect();
     for key in exec_keys {
         let live = read_live(source, key)?;
         acks.extend(live.ack_latency_ns.iter().copied());
         live_orders += live.limit_orders;
         live_filled += live.limit_filled;
-        sessions.push((market_stream(key), (live.first_ns, live.last_ns)));
+        let market = find_market_stream(key, &all).unwrap_or_else(|| market_stream(key));
+        sessions.push((market, (live.first_ns, live.last_ns)));
     }
     let q = quantiles(acks);
     if !q.is_empty() {
@@ -439,4 +467,28 @@ pub fn fit(
         model.queue = q;
     }
     Ok(model)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_market_stream_of_an_exec_stream() {
+        let keys: Vec<String> = ["md:sim:X", "md:feed:Y", "md:a:Z", "md:b:Z", "exec:paper:Y"]
+            .map(String::from)
+            .to_vec();
+        assert_eq!(
+            find_market_stream("exec:sim:X", &keys).as_deref(),
+            Some("md:sim:X")
+        );
+        // A paper venue's exec stream beside the feed's market data.
+        assert_eq!(
+            find_market_stream("exec:paper:Y", &keys).as_deref(),
+            Some("md:feed:Y")
+        );
+        // Two candidates: none chosen.
+        assert_eq!(find_market_stream("exec:paper:Z", &keys), None);
+        assert_eq!(find_market_stream("exec:paper:W", &keys), None);
+    }
 }

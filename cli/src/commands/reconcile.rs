@@ -11,7 +11,7 @@ use tapedeck::store::StoreUri;
 use tapedeck::venue::QueueModelConfig;
 
 /// Replay the live window of each exec stream (`exec:<venue>:<symbol>`, its market data in
-/// `md:<venue>:<symbol>`) through the venue model with the module the live session ran, pair
+/// `md:<venue>:<symbol>`, else the one `md:*:<symbol>`) through the venue model with the module the live session ran, pair
 /// each live fill with its simulated counterpart (by client order id), and report per trade
 /// the time, price, quantity and fee differences, the slippage distribution, the fill rate of
 /// limit orders live and simulated, the order latency recorded, and the PnL gap split into
@@ -63,9 +63,10 @@ impl Reconcile {
                 self.live
             );
         }
+        let all: Vec<String> = store.streams()?.into_iter().map(|s| s.key).collect();
         let markets: Vec<String> = keys
             .iter()
-            .map(|k| tapedeck::reconcile::market_stream(k))
+            .filter_map(|k| tapedeck::reconcile::find_market_stream(k, &all))
             .collect();
         let cfg = self.venue.config()?;
         let venue = if cfg.model.as_ref().is_some_and(|m| m.needs_tape()) {
