@@ -16,6 +16,11 @@ export TAPEDECK_CH_URL
 # A one-node Slurm cluster (slurm-wlm + munge) for the sharded-run tests, the same way.
 TAPEDECK_SLURM_CONF="$(./scripts/slurm.sh start)"
 export TAPEDECK_SLURM_CONF
+# hftbacktest (PyPI 2.4.x) in a venv under ~/.cache, for the venue's comparison test
+# (tests/all/venue_hft.rs); made once (~22 s, ~0.9 GB with numba and its plotting deps), then
+# reused.
+TAPEDECK_HFT_PYTHON="$(./scripts/hftbacktest-venv.sh)"
+export TAPEDECK_HFT_PYTHON
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --quiet -- -D warnings
 # A short bounded fuzz run of every target from the committed corpus (a crash fails the run).

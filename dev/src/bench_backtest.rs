@@ -140,6 +140,82 @@ pub fn backtest_bench(o: &BacktestBenchOptions) -> Result<BacktestBench> {
     })
 }
 
+/// The realistic venue's cost: the same backtest with the plain venue and with a venue model
+/// (`venue` file), interleaved rounds, medians.
+#[derive(Debug, Clone, Serialize)]
+pub struct VenueBench {
+    pub events: u64,
+    pub rounds: usize,
+    pub plain_orders: u64,
+    pub plain_trades: u64,
+    pub model_trades: u64,
+    pub plain_secs: f64,
+    pub plain_events_per_sec: f64,
+    pub plain_peak_rss_bytes: u64,
+    pub model_secs: f64,
+    pub model_events_per_sec: f64,
+    pub model_peak_rss_bytes: u64,
+    /// model time / plain time.
+    pub slowdown: f64,
+}
+
+pub fn venue_bench(o: &BacktestBenchOptions, venue: &Path) -> Result<VenueBench> {
+    let s = |p: &Path| p.display().to_string();
+    let args = |out: &Path, model: bool| {
+        let mut v = vec![
+            "backtest".to_string(),
+            "--strategy".into(),
+            s(&o.strategy),
+            "--store".into(),
+            s(&o.store),
+            "--config".into(),
+            o.config.clone(),
+            "--latency-us".into(),
+            "1000".into(),
+            "--out".into(),
+            s(out),
+        ];
+        if model {
+            v.extend(["--venue".into(), s(venue)]);
+        }
+        v
+    };
+    let (plain_out, model_out) = (o.out.join("plain"), o.out.join("model"));
+    let (plain, model) = (args(&plain_out, false), args(&model_out, true));
+    let (mut ps, mut ms, mut prss, mut mrss) = (Vec::new(), Vec::new(), 0, 0);
+    for _ in 0..o.rounds.max(1) {
+        let (t, rss) = measure(&o.exe, &plain)?;
+        ps.push(t);
+        prss = prss.max(rss);
+        let (t, rss) = measure(&o.exe, &model)?;
+        ms.push(t);
+        mrss = mrss.max(rss);
+    }
+    let totals = |dir: &Path| -> Result<serde_json::Value> {
+        let p = dir.join("summary.json");
+        let v: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&p).map_err(|e| Error::io(&p, e))?)
+                .map_err(|e| Error::engine("bench backtest: reading a summary", e))?;
+        Ok(v["totals"].clone())
+    };
+    let (pt, mt) = (totals(&plain_out)?, totals(&model_out)?);
+    let (p, m) = (median(ps), median(ms));
+    Ok(VenueBench {
+        events: o.quotes,
+        rounds: o.rounds.max(1),
+        plain_orders: pt["orders"].as_u64().unwrap_or(0),
+        plain_trades: pt["trades"].as_u64().unwrap_or(0),
+        model_trades: mt["trades"].as_u64().unwrap_or(0),
+        plain_secs: p,
+        plain_events_per_sec: o.quotes as f64 / p,
+        plain_peak_rss_bytes: prss,
+        model_secs: m,
+        model_events_per_sec: o.quotes as f64 / m,
+        model_peak_rss_bytes: mrss,
+        slowdown: m / p,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

@@ -63,10 +63,60 @@ pub fn capture_quotes(capture: &Path) -> Result<(String, Vec<Envelope>)> {
     })
 }
 
+/// The L2 block: every event of the capture's depth stream (depth snapshot and diffs, trades,
+/// quotes), in seq order, each at its receive time made non-decreasing (the capture mixes the
+/// exchange's clock and the receiver's).
+pub fn capture_l2(capture: &Path) -> Result<(String, Vec<Envelope>)> {
+    let mut mem = MemoryStore::new();
+    let mut importer = Importer::new(&mut mem, None, None);
+    importer.import_file(capture)?;
+    importer.finish()?;
+    let mut best: Option<(String, Vec<Envelope>)> = None;
+    for info in mem.streams()? {
+        if info.counts.get("book_delta").copied().unwrap_or(0) == 0 {
+            continue;
+        }
+        let (mut events, mut t) = (Vec::new(), i64::MIN);
+        mem.read(&info.key, SeqRange::ALL, &mut |mut e| {
+            t = t.max(e.ingested_at);
+            e.occurred_at = t;
+            events.push(e);
+            Ok(())
+        })?;
+        if best.as_ref().is_none_or(|b| b.1.len() < events.len()) {
+            best = Some((info.key.clone(), events));
+        }
+    }
+    best.ok_or_else(|| {
+        tapedeck::Error::engine(
+            "workload",
+            format!("{}: the capture holds no depth diffs", capture.display()),
+        )
+    })
+}
+
+/// Writes (or reuses) the L2 workload store at `out`: the capture's depth, trade and quote
+/// events (see [`capture_l2`]) repeated to `events`, as [`quote_workload`] repeats quotes.
+pub fn l2_workload(capture: &Path, events: u64, out: &Path) -> Result<Workload> {
+    let (stream, block) = capture_l2(capture)?;
+    repeated(capture, "l2", stream, block, events, out)
+}
+
 /// Writes (or reuses) the workload store at `out`: `quotes` quotes from `capture`.
 pub fn quote_workload(capture: &Path, quotes: u64, out: &Path) -> Result<Workload> {
-    let t0 = std::time::Instant::now();
     let (stream, block) = capture_quotes(capture)?;
+    repeated(capture, "quotes", stream, block, quotes, out)
+}
+
+fn repeated(
+    capture: &Path,
+    kind: &str,
+    stream: String,
+    block: Vec<Envelope>,
+    quotes: u64,
+    out: &Path,
+) -> Result<Workload> {
+    let t0 = std::time::Instant::now();
     let n = block.len() as i64;
     let (first, last) = (block[0].occurred_at, block[block.len() - 1].occurred_at);
     let span_ns = (last - first) + (last - first) / (n - 1).max(1);
@@ -83,6 +133,14 @@ pub fn quote_workload(capture: &Path, quotes: u64, out: &Path) -> Result<Workloa
         "capture": capture.file_name().map(|n| n.to_string_lossy().to_string()),
         "quotes": quotes, "block": w.block, "span_ns": span_ns, "stream": stream, "version": 1,
     });
+    // The quote workload's spec is as it was (its stores are reused); others name their kind.
+    let spec = if kind == "quotes" {
+        spec
+    } else {
+        let mut s = spec;
+        s["kind"] = kind.into();
+        s
+    };
     let fresh = std::fs::read(&spec_path)
         .ok()
         .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())

@@ -45,6 +45,7 @@ pub mod names;
 #[cfg(feature = "recorder")]
 pub mod net;
 #[cfg(feature = "recorder")]
+pub mod reconcile;
 pub mod recorder;
 #[cfg(feature = "wasm")]
 pub mod regress;
@@ -65,6 +66,7 @@ pub mod store;
 pub mod testing;
 pub mod time;
 pub mod venue;
+pub mod warmup;
 
 pub use error::{Error, Result};
 

@@ -123,6 +123,7 @@ pub fn rerun(card: &RunCard, out: &Path, jobs: usize) -> Result<RunKind> {
         progress: None,
         check_stored: true,
         shard: None,
+        cold_start: None,
     };
     let desc = store.describe();
     let wrong_modules = |n: usize| {

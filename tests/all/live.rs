@@ -743,3 +743,52 @@ fn a_session_stops_on_sigterm_while_quotes_still_arrive() {
     assert!(md.last_seq >= acked);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Reconciliation of a live paper session whose paper venue waited 5 ms with a replay that
+/// waits 0: every fill pairs, and the fills' time difference is the paper venue's latency
+/// (the quotes are 1 ms apart, so each paper fill comes five quotes after the simulated one).
+#[test]
+fn reconcile_finds_the_paper_venues_latency_in_a_live_session() {
+    let dir = tmp("reconcile");
+    let mut l = Live::start_with(
+        &dir,
+        guests::EMA_CROSS,
+        "",
+        "",
+        "[venue]\nlatency_ms = 5.0\n",
+    );
+    const N: u64 = 3_000;
+    assert_eq!(send(l.tcp, 0, N), N);
+    l.wait_applied(N);
+    l.stop();
+    let out = dir.join("reconcile");
+    let o = super::tapedeck(&[
+        "reconcile",
+        "--store",
+        &l.store(),
+        "--live",
+        "exec:*",
+        "--strategy",
+        guests::EMA_CROSS,
+        "--latency-us",
+        "0",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let r: Value =
+        serde_json::from_slice(&std::fs::read(out.join("reconcile.json")).unwrap()).unwrap();
+    let trades = r["trades"].as_array().unwrap().len();
+    assert!(trades >= 5, "{trades} paired trades");
+    assert_eq!(r["pnl_gap"]["live_only_orders"], 0, "{}", r["pnl_gap"]);
+    let d = &r["fill_time_diff_ns"];
+    for q in ["p5", "p50", "p95"] {
+        assert_eq!(d[q].as_f64().unwrap(), 5_000_000.0, "{d}");
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -19,6 +19,7 @@ mod live;
 mod parity;
 mod postgres;
 mod projectors;
+mod reconcile;
 mod record;
 mod regress;
 mod replay;
@@ -28,6 +29,9 @@ mod sdk;
 mod shard;
 mod snapshots;
 mod tutorial;
+mod venue;
+mod venue_hft;
+mod warmup;
 
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;

@@ -38,6 +38,11 @@ pub struct Backtest {
     /// Equity curve resolution: every fill plus at most one point per this span (event time).
     #[arg(long, default_value = "1m", value_parser = span)]
     pub equity_interval: i64,
+    /// Warm-up sensitivity: replay each strategy fresh from N start points spread over the
+    /// first half of each stream and report the first seq from which every start point's
+    /// decisions equal the full run's (also `warmup.json` in the run directory).
+    #[arg(long, value_name = "N", value_parser = super::warmup::points)]
+    pub warmup_check: Option<usize>,
     /// Write the run directory here.
     #[arg(long)]
     pub out: Option<PathBuf>,
@@ -66,10 +71,11 @@ impl Backtest {
             ModuleKind::Strategy,
         )?;
         mods[0].config = self.config.clone();
+        self.venue.config()?;
         let (store, opts, progress) = self.run.open("backtest", true)?;
         let venue = tapedeck::venue::VenueConfig {
             equity_interval_ns: Some(self.equity_interval),
-            ..self.venue.config()
+            ..self.venue.resolved(store.as_ref(), &opts.streams)?
         };
         let stats = StatsConfig {
             period_ns: self.period,
@@ -143,6 +149,16 @@ impl Backtest {
             .pin_data(report.streams.iter().map(|s| s.data.clone()).collect());
             write_backtest_dir(out, &card, &report, &clock.timing(opts.jobs))?;
             outln!("report: {}", out.join("report.html").display());
+        }
+        if let Some(n) = self.warmup_check {
+            super::warmup::run(
+                &rt,
+                store.as_ref(),
+                &mods[..1],
+                &opts,
+                n,
+                self.out.as_deref(),
+            )?;
         }
         Ok(if report.is_clean() {
             ExitCode::SUCCESS

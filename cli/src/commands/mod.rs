@@ -19,6 +19,7 @@ pub mod merge;
 pub mod new;
 pub mod postgres;
 pub mod progress;
+pub mod reconcile;
 pub mod record;
 pub mod regress;
 pub mod replay;
@@ -26,6 +27,7 @@ pub mod rerun;
 pub mod retention;
 pub mod snapshot;
 pub mod streams;
+pub mod warmup;
 
 use std::path::PathBuf;
 

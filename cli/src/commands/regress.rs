@@ -33,6 +33,11 @@ pub struct Regress {
     /// Findings (a guest trap) always fail the run.
     #[arg(long, default_value = "")]
     pub fail_on: String,
+    /// Warm-up sensitivity: replay each strategy fresh from N start points spread over the
+    /// first half of each stream and report the first seq from which every start point's
+    /// decisions equal the full run's (also `warmup.json` in the run directory).
+    #[arg(long, value_name = "N", value_parser = super::warmup::points)]
+    pub warmup_check: Option<usize>,
     /// Write the run directory here.
     #[arg(long)]
     pub out: Option<PathBuf>,
@@ -50,16 +55,53 @@ pub struct VenueArgs {
     /// Fee for market orders and marketable limits, basis points of notional.
     #[arg(long, default_value_t = 5.0, allow_negative_numbers = true, value_parser = bps)]
     pub taker_fee_bps: f64,
+    /// The realistic venue model, a JSON file (see the README's "Venue model"): latency
+    /// models (constant, empirical, fitted from the tape), queue position on L2 data
+    /// (risk_averse, prob_power, prob_log, ..), book walking with partial fills and time in
+    /// force, own impact, fee schedules per instrument with tiers and rebates, funding. The
+    /// run card records it, with tape latencies as the distributions fitted. Without it the
+    /// plain venue runs: fills at the touch, one latency, flat fees.
+    #[arg(long, value_name = "CONFIG")]
+    pub venue: Option<std::path::PathBuf>,
 }
 
 impl VenueArgs {
-    pub fn config(&self) -> VenueConfig {
-        VenueConfig {
+    /// The settings, with the model file read and checked (its tape latencies not fitted
+    /// yet: [`VenueArgs::resolved`]).
+    pub fn config(&self) -> Result<VenueConfig> {
+        let model = match &self.venue {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .with_context(|| format!("reading venue config {}", path.display()))?;
+                Some(
+                    tapedeck::venue::VenueModel::from_json(&text)
+                        .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?,
+                )
+            }
+            None => None,
+        };
+        Ok(VenueConfig {
             latency_ns: self.latency_us * 1000,
             maker_fee_bps: self.maker_fee_bps,
             taker_fee_bps: self.taker_fee_bps,
+            model,
             ..VenueConfig::default()
+        })
+    }
+
+    /// [`VenueArgs::config`] with tape latencies fitted from `store` (the run's streams
+    /// `glob`).
+    pub fn resolved(
+        &self,
+        store: &dyn tapedeck::store::EventSource,
+        glob: &str,
+    ) -> Result<VenueConfig> {
+        let cfg = self.config()?;
+        if !cfg.model.as_ref().is_some_and(|m| m.needs_tape()) {
+            return Ok(cfg);
         }
+        let keys = tapedeck::replay::matching_streams(store, glob)?;
+        Ok(tapedeck::venue::latency::resolve(&cfg, store, &keys)?)
     }
 }
 
@@ -87,8 +129,9 @@ impl Regress {
         for m in &mut mods {
             m.config = self.config.clone();
         }
+        self.venue.config()?;
         let (store, opts, progress) = self.run.open("regress", true)?;
-        let venue = self.venue.config();
+        let venue = self.venue.resolved(store.as_ref(), &opts.streams)?;
         let report = regress(&rt, store.as_ref(), &mods[0], &mods[1], &opts, &venue)
             .context("regression run")?;
         drop(progress);
@@ -150,6 +193,9 @@ impl Regress {
             }
             write_regress_dir(out, &card, &report, &verdict, &timing)?;
             outln!("report: {}", out.join("report.html").display());
+        }
+        if let Some(n) = self.warmup_check {
+            super::warmup::run(&rt, store.as_ref(), &mods, &opts, n, self.out.as_deref())?;
         }
         Ok(if verdict.is_empty() {
             ExitCode::SUCCESS

@@ -135,6 +135,7 @@ impl RunArgs {
             progress: Some(progress.counter.clone()),
             check_stored: true,
             shard: self.shard,
+            cold_start: None,
         };
         Ok((store, opts, progress))
     }

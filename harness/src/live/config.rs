@@ -104,6 +104,7 @@ impl PaperVenue {
             // Live keeps no equity curve: one sample per million events at most.
             sample_every: 1_000_000,
             equity_interval_ns: None,
+            model: None,
         }
     }
 }

@@ -177,7 +177,9 @@ fn replay_stream<O: BatchObserver>(
             }
         }
     }
-    let first = report.anchor_seq.map_or(1, |s| s + 1);
+    let first = report
+        .anchor_seq
+        .map_or(opts.cold_start.unwrap_or(1).max(1), |s| s + 1);
     report.start_seq = first;
     let to = match opts.to {
         Some(Point::Seq(s)) => s,

@@ -89,6 +89,9 @@ pub struct ReplayOptions {
     /// Replay only this shard's streams ([`crate::shard::Shard::takes_stream`]); each keeps
     /// the number it has in the whole selection, so a shard replays exactly as the whole run.
     pub shard: Option<crate::shard::Shard>,
+    /// Strategies start fresh at this seq, with no earlier event (a warm-up check's start
+    /// points; ignored when projectors restore from a stored snapshot).
+    pub cold_start: Option<u64>,
 }
 
 impl Default for ReplayOptions {
@@ -104,6 +107,7 @@ impl Default for ReplayOptions {
             progress: None,
             check_stored: true,
             shard: None,
+            cold_start: None,
         }
     }
 }

@@ -21,6 +21,8 @@
 //! `equity_interval_ns`) at the first event of each interval. Instruments are the guests' ids
 //! ([`crate::event::instrument_id`]); the table of the stream's symbols, read before the pass,
 //! names them and orders the accounts (by symbol) so sums do not depend on ids.
+//! With a [`VenueModel`] in the config, orders go through the realistic model (`exec.rs`,
+//! `model.rs`) into the same accounts; without one, the plain venue is as it was.
 
 use std::collections::BTreeMap;
 
@@ -31,35 +33,19 @@ use crate::decision::{Decision, Output};
 use crate::equity_log::EquityLogWriter;
 use crate::event::{OrderTypeName, SideName};
 use crate::stats::{InstrumentEnd, Stats, StatsConfig, StatsTracker, Totals};
+use exec::{Matcher, Order};
+
+mod book;
+mod exec;
+pub mod latency;
+mod model;
+mod queue;
+mod types;
+pub use types::{FeeSchedule, FeeTier, Latency, QueueModelConfig, VenueConfig, VenueModel};
 
 const SCALE: u8 = 9;
 const E9: f64 = 1e9;
 const E18: f64 = 1e18;
-
-/// Venue settings; part of the run card.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct VenueConfig {
-    pub latency_ns: i64,
-    pub maker_fee_bps: f64,
-    pub taker_fee_bps: f64,
-    /// Keep an equity sample every this many events (and at every fill).
-    pub sample_every: u64,
-    /// Instead of `sample_every`: at most one equity sample per this many ns (and every fill).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub equity_interval_ns: Option<i64>,
-}
-
-impl Default for VenueConfig {
-    fn default() -> Self {
-        VenueConfig {
-            latency_ns: 0,
-            maker_fee_bps: 1.0,
-            taker_fee_bps: 5.0,
-            sample_every: 1000,
-            equity_interval_ns: None,
-        }
-    }
-}
 
 /// A simulated execution.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -98,6 +84,9 @@ pub struct Performance {
     pub turnover: f64,
     /// Orders still resting at the end.
     pub open_orders: u64,
+    /// Funding received (negative: paid), with the model's `funding` on.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub funding: f64,
     #[serde(skip)]
     pub fills: Vec<Trade>,
     #[serde(skip)]
@@ -107,6 +96,9 @@ pub struct Performance {
     pub stats: Stats,
 }
 
+fn is_zero(v: &f64) -> bool {
+    *v == 0.0
+}
 #[derive(Debug, Clone)]
 struct Resting {
     order_seq: u64,
@@ -156,6 +148,8 @@ struct Account {
     open: bool,
     exposed_ns: i64,
     fills: u64,
+    /// Funding received, scale 18.
+    funding: i128,
 }
 
 fn to9(m: i64, s: u8) -> i128 {
@@ -194,6 +188,8 @@ pub struct Venue {
     perf: Performance,
     /// Every event's equity, when logged ([`Venue::log_equity`]).
     equity_log: Option<EquityLogWriter>,
+    /// The realistic model, when the config has one.
+    model: Option<Box<Matcher>>,
 }
 
 impl Venue {
@@ -213,6 +209,10 @@ impl Venue {
             stats: StatsTracker::new(stats),
             perf: Performance::default(),
             equity_log: None,
+            model: cfg
+                .model
+                .as_ref()
+                .map(|m| Box::new(Matcher::new(m, cfg.latency_ns))),
         }
     }
 
@@ -254,6 +254,9 @@ impl Venue {
         let Ok(events) = EventBatch::new(batch) else {
             return;
         };
+        if self.model.is_some() {
+            return self.on_batch_model(events, decisions);
+        }
         let mut next = 0;
         let _ = events.for_each_event(|e| {
             let (id, seq, t) = (e.header.instrument, e.header.seq, e.header.time_ns);
@@ -319,9 +322,9 @@ impl Venue {
                 client_order_id,
                 side,
                 order_type,
+                tif,
                 price,
                 qty,
-                ..
             } => {
                 self.perf.orders += 1;
                 // Decimals the store could not hold (more than 18 places) are not placed.
@@ -333,6 +336,20 @@ impl Venue {
                 } else {
                     event_instrument
                 };
+                if let Some(m) = self.model.as_mut() {
+                    let o = Order::new(
+                        d.seq,
+                        *client_order_id,
+                        instrument,
+                        *side == SideName::Buy,
+                        price,
+                        qty,
+                        *order_type == OrderTypeName::Market,
+                        *tif,
+                    );
+                    m.send(o, d.time_ns);
+                    return;
+                }
                 self.resting.push(Resting {
                     order_seq: d.seq,
                     client_order_id: *client_order_id,
@@ -346,9 +363,13 @@ impl Venue {
             }
             Output::Cancel {
                 client_order_id, ..
-            } => self
-                .cancels
-                .push((d.time_ns + self.cfg.latency_ns, d.seq, *client_order_id)),
+            } => match self.model.as_mut() {
+                Some(m) => m.send_cancel(d.seq, *client_order_id, d.time_ns),
+                None => {
+                    self.cancels
+                        .push((d.time_ns + self.cfg.latency_ns, d.seq, *client_order_id))
+                }
+            },
             Output::Log { .. } | Output::Metric { .. } => {}
         }
     }
@@ -397,11 +418,7 @@ impl Venue {
 
     fn fill(&mut self, o: Resting, px: i128, liquidity: &'static str, seq: u64, t: i64) {
         let notional = px * o.qty; // scale 18
-        let bps = if liquidity == "taker" {
-            self.cfg.taker_fee_bps
-        } else {
-            self.cfg.maker_fee_bps
-        };
+        let bps = self.fee_bps(o.instrument, liquidity == "maker");
         let f = (notional as f64 * bps / 1e4).round() as i128;
         if let Some(m) = self.markets.iter_mut().find(|m| m.0 == o.instrument)
             && m.1.mark.is_none()
@@ -542,7 +559,11 @@ impl Venue {
             .iter()
             .map(|a| a.2.turnover as f64 / E18)
             .sum();
-        self.perf.open_orders = self.resting.len() as u64;
+        self.perf.open_orders = match &self.model {
+            Some(m) => m.open_orders() as u64,
+            None => self.resting.len() as u64,
+        };
+        self.perf.funding = self.accounts.iter().map(|a| a.2.funding as f64 / E18).sum();
         let ends: Vec<InstrumentEnd> = self
             .accounts
             .iter()
@@ -571,3 +592,6 @@ pub use simulate::simulate;
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod tests_model;

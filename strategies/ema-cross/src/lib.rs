@@ -12,6 +12,14 @@ pub struct Config {
     pub qty: f64,
     /// Quotes to see before trading an instrument.
     pub warmup: u32,
+    /// Trade with limit orders joining the touch (a buy at the bid, a sell at the ask)
+    /// instead of market orders, cancelling the previous one first.
+    #[serde(skip_serializing_if = "is_false")]
+    pub join: bool,
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
 }
 
 impl Default for Config {
@@ -21,6 +29,7 @@ impl Default for Config {
             slow: 0.05,
             qty: 1.0,
             warmup: 32,
+            join: false,
         }
     }
 }
@@ -32,6 +41,9 @@ struct Leg {
     seen: u32,
     /// +1 long, -1 short, 0 flat.
     side: i8,
+    /// The resting limit order, with `join`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    open: Option<u64>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -72,7 +84,16 @@ impl Strategy for EmaCross {
         if leg.seen > c.warmup && want != leg.side {
             // Flip (or open): trade enough to go from the current side to the wanted one.
             let qty = c.qty * (want - leg.side).abs() as f64;
-            ctx.market(ev, if want > 0 { Side::Buy } else { Side::Sell }, qty);
+            let side = if want > 0 { Side::Buy } else { Side::Sell };
+            if c.join {
+                if let Some(id) = leg.open.take() {
+                    ctx.cancel(ev.header.instrument, id);
+                }
+                let px = if want > 0 { q.bid_px } else { q.ask_px };
+                leg.open = Some(ctx.limit(ev, side, ev.px(px), qty));
+            } else {
+                ctx.market(ev, side, qty);
+            }
             leg.side = want;
         }
     }
