@@ -85,7 +85,7 @@ pub struct Performance {
     /// Orders still resting at the end.
     pub open_orders: u64,
     /// Funding received (negative: paid), with the model's `funding` on.
-    #[serde(skip_serializing_if = "is_zero")]
+    #[serde(default, skip_serializing_if = "is_zero")]
     pub funding: f64,
     #[serde(skip)]
     pub fills: Vec<Trade>,
