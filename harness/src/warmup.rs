@@ -128,6 +128,10 @@ pub fn warmup_check(
 ) -> Result<WarmupReport> {
     let mut streams = Vec::new();
     for key in matching_streams(source, &opts.streams)? {
+        // A shard checks its own streams (the others replay to nothing in it).
+        if opts.shard.is_some_and(|s| !s.takes_stream(&key)) {
+            continue;
+        }
         let (full, first, last) = decisions(rt, source, strategy, opts, &key)?;
         let mut starts = Vec::new();
         for s in start_points(first, last, n) {

@@ -85,3 +85,29 @@ fn the_backtest_command_reports_the_warm_up() {
     assert_eq!(o.status.code(), Some(2));
     std::fs::remove_dir_all(&out).unwrap();
 }
+
+// A shard checks only its own streams (each stream's answer as in the whole run); it panicked
+// on the first stream outside it.
+#[test]
+fn a_shard_checks_its_own_streams() {
+    let store = tapedeck::store::FileStore::open(fixtures()).unwrap();
+    let plugin = Plugin::new(load(guests::EMA_CROSS), "");
+    let whole = warmup_check(rt(), &store, &plugin, &ReplayOptions::default(), 2).unwrap();
+    let mut keys = Vec::new();
+    for i in 0..2 {
+        let opts = ReplayOptions {
+            shard: Some(tapedeck::shard::Shard::new(i, 2).unwrap()),
+            ..Default::default()
+        };
+        let r = warmup_check(rt(), &store, &plugin, &opts, 2).unwrap();
+        for s in &r.streams {
+            let w = whole.streams.iter().find(|w| w.stream == s.stream).unwrap();
+            assert_eq!(s.converged_from, w.converged_from, "{}", s.stream);
+            keys.push(s.stream.clone());
+        }
+    }
+    keys.sort();
+    let mut all: Vec<String> = whole.streams.iter().map(|s| s.stream.clone()).collect();
+    all.sort();
+    assert_eq!(keys, all);
+}

@@ -11,6 +11,9 @@
 
 use super::types::QueueModelConfig;
 
+/// One unit of the instrument in the venue's scale-9 quantities.
+const UNIT: f64 = 1e9;
+
 #[derive(Debug, Clone, Copy, Default)]
 pub(crate) struct QueuePos {
     pub front: i128,
@@ -50,17 +53,22 @@ impl QueueModel {
             q.front = q.front.min(new);
             return;
         }
-        let front = q.front as f64;
-        let back = (prev - q.front) as f64;
+        // In units of the instrument, as hftbacktest computes them: the log models are not
+        // scale-free (ln(1 + x)), and powers of scale-9 integers overflow.
+        let front = q.front as f64 / UNIT;
+        let back = (prev - q.front) as f64 / UNIT;
         let mut prob = self.prob(front, back);
         if prob.is_infinite() {
             prob = 1.0;
         }
-        let chg = chg as f64;
+        let chg = chg as f64 / UNIT;
         let est = front - (1.0 - prob) * chg + (back - prob * chg).min(0.0);
-        // NaN (0/0 at an empty level) keeps the order where it is, as f64::min does.
-        let est = if est.is_nan() { front } else { est };
-        q.front = (est.round() as i128).min(new);
+        // hftbacktest takes `est.min(new)`, and f64::min of NaN (0/0 at an empty level, or
+        // after a partial fill) and `new` is `new`.
+        q.front = match est.is_nan() {
+            true => new,
+            false => ((est * UNIT).round() as i128).min(new),
+        };
     }
 
     fn prob(&self, front: f64, back: f64) -> f64 {
@@ -123,12 +131,49 @@ mod tests {
         assert_eq!(q.front, 1);
     }
 
+    /// The order's queue ahead after: 1 unit ahead, the level grows to 4 (3 behind), then 1
+    /// unit is cancelled.
+    fn after_one_cancelled(cfg: QueueModelConfig) -> i128 {
+        const U: i128 = 1_000_000_000;
+        let m = QueueModel::new(&cfg);
+        let mut q = m.new_order(U);
+        m.depth(&mut q, U, 4 * U);
+        m.depth(&mut q, 4 * U, 3 * U);
+        q.front
+    }
+
     #[test]
-    fn prob_log_is_between() {
-        let m = QueueModel::new(&QueueModelConfig::ProbLog);
-        let mut q = m.new_order(1_000_000_000);
-        m.depth(&mut q, 1_000_000_000, 3_000_000_000);
-        m.depth(&mut q, 3_000_000_000, 2_000_000_000);
-        assert!(q.front > 0 && q.front < 1_000_000_000, "{}", q.front);
+    fn prob_models_split_as_hftbacktest_computes_in_units() {
+        // hftbacktest: est = front - (1 - p) * chg + min(back - p * chg, 0), front 1, back 3,
+        // chg 1, in units (the log models are not scale-free).
+        let want = |p: f64| ((1.0 - (1.0 - p)) * 1e9_f64).round() as i128;
+        let (ln2, ln4, ln5) = (2f64.ln(), 4f64.ln(), 5f64.ln());
+        let cases = [
+            (QueueModelConfig::ProbLog, ln4 / (ln4 + ln2)),
+            (QueueModelConfig::ProbLog2, ln4 / ln5),
+            (QueueModelConfig::ProbPower { n: 3.0 }, 27.0 / 28.0),
+            (QueueModelConfig::ProbPower2 { n: 2.0 }, 9.0 / 16.0),
+            (QueueModelConfig::ProbPower3 { n: 2.0 }, 1.0 - 1.0 / 16.0),
+        ];
+        for (cfg, p) in cases {
+            assert_eq!(after_one_cancelled(cfg.clone()), want(p), "{cfg:?}");
+        }
+        // ProbLog: 0.667 of the cancel behind, not ~0.5 as with scale-9 integers.
+        assert_eq!(want(ln4 / (ln4 + ln2)), 666_666_667);
+        // Large powers stay finite in units (they overflowed to inf/inf with integers).
+        assert!(after_one_cancelled(QueueModelConfig::ProbPower { n: 40.0 }) > 0);
+    }
+
+    #[test]
+    fn a_nan_estimate_takes_the_level_as_hftbacktest_does() {
+        // A partial fill leaves front below 0: (-1)^0.5 is NaN, so the estimate is NaN and
+        // hftbacktest's `est.min(new)` is the level's new quantity (here 0, not -1 unit).
+        let m = QueueModel::new(&QueueModelConfig::ProbPower { n: 0.5 });
+        let mut q = QueuePos {
+            front: -1_000_000_000,
+            cum_trade: 0,
+        };
+        m.depth(&mut q, 1_000_000_000, 0);
+        assert_eq!(q.front, 0);
     }
 }
