@@ -44,8 +44,9 @@ pub mod live;
 pub mod names;
 #[cfg(feature = "recorder")]
 pub mod net;
-#[cfg(feature = "recorder")]
+#[cfg(feature = "wasm")]
 pub mod reconcile;
+#[cfg(feature = "recorder")]
 pub mod recorder;
 #[cfg(feature = "wasm")]
 pub mod regress;
@@ -66,6 +67,7 @@ pub mod store;
 pub mod testing;
 pub mod time;
 pub mod venue;
+#[cfg(feature = "wasm")]
 pub mod warmup;
 
 pub use error::{Error, Result};

@@ -13,7 +13,6 @@ use serde_json::Value;
 
 use crate::decision::Decision;
 use crate::error::{Error, Result};
-use crate::glob::glob_match;
 use crate::runtime::{ModuleKind, Runtime};
 use crate::store::{EventSource, SeqRange, StoredSnapshot};
 
@@ -54,15 +53,7 @@ pub fn replay(
     })
 }
 
-/// The keys of the streams `glob` matches, as a replay takes them.
-pub fn matching_streams(source: &dyn EventSource, glob: &str) -> Result<Vec<String>> {
-    Ok(source
-        .streams()?
-        .into_iter()
-        .map(|s| s.key)
-        .filter(|k| glob_match(glob, k))
-        .collect())
-}
+pub use crate::store::matching_streams;
 
 /// [`replay`] with an observer per stream, made by `observer(stream key, its instrument
 /// table)` when the stream starts (the table is read once per stream, and is the report's

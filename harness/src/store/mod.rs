@@ -440,3 +440,13 @@ pub fn open(uri: &str) -> Result<Box<dyn EventSource>> {
 pub fn open_writable(uri: &str) -> Result<Box<dyn Store>> {
     uri.parse::<StoreUri>()?.open_writable()
 }
+
+/// The keys of the streams `glob` matches, as a replay takes them.
+pub fn matching_streams(source: &dyn EventSource, glob: &str) -> Result<Vec<String>> {
+    Ok(source
+        .streams()?
+        .into_iter()
+        .map(|s| s.key)
+        .filter(|k| crate::glob::glob_match(glob, k))
+        .collect())
+}

@@ -157,7 +157,7 @@ pub fn resolve(
     };
     if let Some(Latency::Tape { streams: glob }) = &m.feed_latency {
         let keys = match glob {
-            Some(g) => crate::replay::matching_streams(source, g)?,
+            Some(g) => crate::store::matching_streams(source, g)?,
             None => streams.to_vec(),
         };
         let q = quantiles(feed_samples(source, &keys)?);
@@ -167,7 +167,7 @@ pub fn resolve(
         m.feed_latency = Some(Latency::Empirical { quantiles_ns: q });
     }
     if let Some(Latency::Tape { streams: glob }) = &m.order_latency {
-        let keys = crate::replay::matching_streams(source, glob.as_deref().unwrap_or(""))?;
+        let keys = crate::store::matching_streams(source, glob.as_deref().unwrap_or(""))?;
         let q = quantiles(order_samples(source, &keys)?);
         if q.is_empty() {
             return Err(no_samples("order_latency"));
