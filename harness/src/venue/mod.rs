@@ -278,7 +278,23 @@ impl Venue {
                 }
                 _ => None,
             };
-            self.move_market(id, new_top, trade_px);
+            if new_top.is_some() || trade_px.is_some() {
+                let i = match self.markets.iter().position(|x| x.0 == id) {
+                    Some(i) => i,
+                    None => {
+                        self.markets.push((id, Market::default()));
+                        self.markets.len() - 1
+                    }
+                };
+                let m = &mut self.markets[i].1;
+                if let Some(top) = new_top {
+                    m.top = top;
+                }
+                if trade_px.is_some() {
+                    m.last_trade = trade_px;
+                }
+                m.update_mark();
+            }
             // 2. This event's decisions go out; they arrive `latency_ns` later.
             while next < decisions.len() && decisions[next].seq <= seq {
                 self.place(&decisions[next], id);
@@ -296,29 +312,6 @@ impl Venue {
                 self.perf.orders += 1;
             }
         }
-    }
-
-    /// The market of instrument `id` takes the event's new top of book and trade price (if
-    /// any), and marks again.
-    fn move_market(&mut self, id: u32, new_top: Option<Top>, trade_px: Option<i128>) {
-        if new_top.is_none() && trade_px.is_none() {
-            return;
-        }
-        let i = match self.markets.iter().position(|x| x.0 == id) {
-            Some(i) => i,
-            None => {
-                self.markets.push((id, Market::default()));
-                self.markets.len() - 1
-            }
-        };
-        let m = &mut self.markets[i].1;
-        if let Some(top) = new_top {
-            m.top = top;
-        }
-        if trade_px.is_some() {
-            m.last_trade = trade_px;
-        }
-        m.update_mark();
     }
 
     fn place(&mut self, d: &Decision, event_instrument: u32) {

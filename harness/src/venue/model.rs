@@ -5,7 +5,7 @@
 use tapedeck_guest::codec::{EventBatch, Payload};
 
 use super::exec::Exec;
-use super::{E18, Resting, Top, Venue, to9};
+use super::{E18, Market, Resting, Top, Venue, to9};
 use crate::decision::{Decision, Output};
 
 impl Venue {
@@ -40,7 +40,23 @@ impl Venue {
                 }
                 _ => None,
             };
-            self.move_market(id, new_top, trade_px);
+            if new_top.is_some() || trade_px.is_some() {
+                let i = match self.markets.iter().position(|x| x.0 == id) {
+                    Some(i) => i,
+                    None => {
+                        self.markets.push((id, Market::default()));
+                        self.markets.len() - 1
+                    }
+                };
+                let m = &mut self.markets[i].1;
+                if let Some(top) = new_top {
+                    m.top = top;
+                }
+                if trade_px.is_some() {
+                    m.last_trade = trade_px;
+                }
+                m.update_mark();
+            }
             // 2. This event's decisions go out.
             while next < decisions.len() && decisions[next].seq <= seq {
                 self.place(&decisions[next], id);
