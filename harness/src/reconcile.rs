@@ -10,22 +10,31 @@
 //! Reported: per trade the time, price, quantity and fee differences; the signed slippage
 //! (live worse than simulated is positive: paid more on a buy, got less on a sell) and its
 //! distribution; the fill rate of limit orders live and simulated; the order latency
-//! (submitted → acked) the exec streams recorded; and the PnL gap (live − simulated) over the
-//! paired trades split into fees, latency (the slippage of taker fills) and queue (the
-//! slippage of maker fills). Orders that filled on one side only are counted (an unfilled
-//! order has no price to compare).
+//! (submitted → acked) the exec streams recorded; and the PnL gap.
+//!
+//! The PnL gap is the live session's PnL less the replay's over the window: each side's fills
+//! marked at the market's mark at the window's end (the venue's: the mid, else the last
+//! trade), less fees. Per order, with `q` the quantity both sides filled, it splits exactly
+//! into
+//! - fees: the simulated fees less the live ones;
+//! - latency: `q` at the simulated price rather than the live one (where the order met the
+//!   market), and for market orders the quantity filled on one side only (the book it met);
+//! - queue: for limit orders, the quantity filled on one side only (a limit order fills at its
+//!   price either way; whether and how much it fills is the queue's doing),
+//!
+//! so `latency + queue + fees = live − sim`. Orders filled on one side only are counted.
 //!
 //! Only the live window counts: simulated fills between the first and last event of the exec
-//! stream.
+//! stream (the replay stops there).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde::Serialize;
 
 use crate::decision::Decision;
 use crate::error::Result;
 use crate::event::{Body, LiquidityName, OrderTypeName, SideName};
-use crate::replay::{BatchObserver, Plugin, ReplayOptions, replay_observed};
+use crate::replay::{BatchObserver, Plugin, Point, ReplayOptions, replay_observed};
 use crate::runtime::Runtime;
 use crate::stats::StatsConfig;
 use crate::store::{EventSource, SeqRange};
@@ -96,16 +105,22 @@ pub struct FillRate {
     pub rate: f64,
 }
 
-/// The PnL gap (live − simulated) and where it comes from.
+/// The PnL gap (live − simulated) and where it comes from (see the module doc).
 #[derive(Debug, Clone, Serialize, PartialEq, Default)]
 pub struct PnlGap {
-    /// −(live fees − simulated fees) over paired trades.
-    pub fees: f64,
-    /// −Σ slippage × qty over paired taker fills.
-    pub latency: f64,
-    /// −Σ slippage × qty over paired maker fills.
-    pub queue: f64,
+    /// The live session's PnL over the window: its fills marked at the window's end, less fees.
+    pub live: f64,
+    /// The replay's, the same way.
+    pub sim: f64,
+    /// `live − sim` = `fees + latency + queue`.
     pub total: f64,
+    /// Simulated fees less live fees.
+    pub fees: f64,
+    /// Paired quantity at the live price rather than the simulated one, and market orders'
+    /// quantity filled on one side only.
+    pub latency: f64,
+    /// Limit orders' quantity filled on one side only.
+    pub queue: f64,
     /// Orders filled live only / in the replay only.
     pub live_only_orders: u64,
     pub sim_only_orders: u64,
@@ -114,6 +129,8 @@ pub struct PnlGap {
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct ReconcileReport {
     pub exec_streams: Vec<String>,
+    /// The mark each exec stream's fills are valued at: its market's at the window's end.
+    pub marks: BTreeMap<String, f64>,
     pub trades: Vec<PairedTrade>,
     pub slippage: Distribution,
     pub slippage_bps: Distribution,
@@ -137,6 +154,8 @@ pub struct LiveSession {
     pub first_ns: i64,
     pub last_ns: i64,
     pub fills: FillsByOrder,
+    /// The client order ids of its limit orders.
+    pub limits: BTreeSet<u64>,
     pub limit_orders: u64,
     pub limit_filled: u64,
     pub ack_latency_ns: Vec<i64>,
@@ -163,6 +182,7 @@ pub fn read_live(source: &dyn EventSource, key: &str) -> Result<LiveSession> {
                 sent.insert(*client_order_id, (e.occurred_at, limit));
                 if limit {
                     s.limit_orders += 1;
+                    s.limits.insert(*client_order_id);
                 }
             }
             Body::OrderAcked {
@@ -232,19 +252,21 @@ pub fn find_market_stream(exec: &str, keys: &[String]) -> Option<String> {
 struct Sim {
     venue: Venue,
     fills: Vec<Trade>,
-    limits: Vec<(u64, i64)>,
+    /// Every order: (client order id, sent at, limit).
+    orders: Vec<(u64, i64, bool)>,
 }
 
 impl BatchObserver for Sim {
     fn on_batch(&mut self, batch: &[u8], decisions: &[Vec<Decision>]) {
         for d in &decisions[0] {
             if let crate::decision::Output::NewOrder {
-                order_type: OrderTypeName::Limit,
+                order_type,
                 client_order_id,
                 ..
             } = d.output
             {
-                self.limits.push((client_order_id, d.time_ns));
+                let limit = order_type == OrderTypeName::Limit;
+                self.orders.push((client_order_id, d.time_ns, limit));
             }
         }
         self.venue.on_batch(batch, &decisions[0]);
@@ -264,7 +286,19 @@ fn together(fills: &[FillRow]) -> OrderFills {
     }
 }
 
-/// Simulated fills and limit orders of `strategy` on `market` in `[from, to]` (event time).
+/// A replay of a live window.
+#[derive(Debug, Default)]
+pub struct SimWindow {
+    pub fills: FillsByOrder,
+    pub fill_rate: FillRate,
+    /// The orders sent in the window: client order id → (sent at, limit).
+    pub orders: BTreeMap<u64, (i64, bool)>,
+    /// Each instrument's mark at the window's end, by symbol.
+    pub marks: BTreeMap<String, f64>,
+}
+
+/// The replay of `strategy` on `market` up to `window.1` (event time, inclusive), with the
+/// fills and orders in `[window.0, window.1]`.
 pub fn simulate_window(
     rt: &Runtime,
     source: &dyn EventSource,
@@ -272,49 +306,73 @@ pub fn simulate_window(
     venue: &VenueConfig,
     market: &str,
     window: (i64, i64),
-) -> Result<(FillsByOrder, FillRate)> {
+) -> Result<SimWindow> {
     let keys = [market.to_string()];
+    let opts = ReplayOptions {
+        to: Some(Point::Time(window.1)),
+        ..ReplayOptions::default()
+    };
     let run = replay_observed(
         rt,
         source,
         std::slice::from_ref(strategy),
-        &ReplayOptions::default(),
+        &opts,
         Some(&keys),
         &|_, symbols| {
             Ok(Sim {
                 venue: Venue::new(venue, symbols.clone(), StatsConfig::default()),
                 fills: Vec::new(),
-                limits: Vec::new(),
+                orders: Vec::new(),
             })
         },
     )?;
-    let mut out = FillsByOrder::new();
-    let mut rate = FillRate::default();
+    let mut out = SimWindow::default();
+    let in_window = |t: i64| t >= window.0 && t <= window.1;
     for (_, mut sim) in run {
         sim.fills.extend(sim.venue.take_fills());
-        for f in &sim.fills {
-            if f.time_ns < window.0 || f.time_ns > window.1 {
-                continue;
-            }
+        for f in sim.fills.iter().filter(|f| in_window(f.time_ns)) {
             let side = if f.side == "buy" {
                 SideName::Buy
             } else {
                 SideName::Sell
             };
-            out.entry(f.client_order_id)
+            out.fills
+                .entry(f.client_order_id)
                 .or_insert_with(|| (side, Vec::new()))
                 .1
                 .push((f.time_ns, f.price, f.qty, f.fee, f.liquidity == "maker"));
         }
-        for (coid, t) in &sim.limits {
-            if *t >= window.0 && *t <= window.1 {
-                rate.limit_orders += 1;
-                rate.filled += u64::from(out.contains_key(coid));
+        for (coid, t, limit) in sim.orders.into_iter().filter(|o| in_window(o.1)) {
+            out.orders.insert(coid, (t, limit));
+            if limit {
+                out.fill_rate.limit_orders += 1;
+                out.fill_rate.filled += u64::from(out.fills.contains_key(&coid));
             }
         }
+        out.marks.extend(sim.venue.marks());
     }
-    rate.rate = rate.filled as f64 / rate.limit_orders.max(1) as f64;
-    Ok((out, rate))
+    out.fill_rate.rate = out.fill_rate.filled as f64 / out.fill_rate.limit_orders.max(1) as f64;
+    Ok(out)
+}
+
+/// What one order made over the window, marked at `mark`: `sign × qty × (mark − price) − fee`.
+fn order_pnl(sign: f64, f: &OrderFills, mark: f64) -> f64 {
+    sign * f.qty * (mark - f.price) - f.fee
+}
+
+/// Adds one order's part of the gap (`l`, `s`: its live and simulated fills, zero if none).
+fn attribute(gap: &mut PnlGap, sign: f64, limit: bool, l: &OrderFills, s: &OrderFills, mark: f64) {
+    let q = l.qty.min(s.qty);
+    gap.live += order_pnl(sign, l, mark);
+    gap.sim += order_pnl(sign, s, mark);
+    gap.fees -= l.fee - s.fee;
+    gap.latency += sign * q * (s.price - l.price);
+    let one_side = sign * (l.qty - q) * (mark - l.price) - sign * (s.qty - q) * (mark - s.price);
+    if limit {
+        gap.queue += one_side;
+    } else {
+        gap.latency += one_side;
+    }
 }
 
 /// Reconciles the exec streams `exec_keys` with replays of `strategy` through `venue`.
@@ -329,6 +387,7 @@ pub fn reconcile(
     let mut latency = Vec::new();
     let (mut live_rate, mut sim_rate) = (FillRate::default(), FillRate::default());
     let mut gap = PnlGap::default();
+    let mut marks = BTreeMap::new();
     let all: Vec<String> = source.streams()?.into_iter().map(|s| s.key).collect();
     for key in exec_keys {
         let live = read_live(source, key)?;
@@ -341,7 +400,7 @@ pub fn reconcile(
         })?;
         live_rate.limit_orders += live.limit_orders;
         live_rate.filled += live.limit_filled;
-        let (sim, rate) = simulate_window(
+        let sim = simulate_window(
             rt,
             source,
             strategy,
@@ -349,33 +408,49 @@ pub fn reconcile(
             &market,
             (live.first_ns, live.last_ns),
         )?;
-        sim_rate.limit_orders += rate.limit_orders;
-        sim_rate.filled += rate.filled;
-        gap.sim_only_orders += sim.keys().filter(|k| !live.fills.contains_key(k)).count() as u64;
-        for (coid, (side, lf)) in &live.fills {
-            let Some((_, sf)) = sim.get(coid) else {
+        sim_rate.limit_orders += sim.fill_rate.limit_orders;
+        sim_rate.filled += sim.fill_rate.filled;
+        let symbol = key.rsplit(':').next().unwrap_or_default();
+        let mark = match (sim.marks.get(symbol), sim.marks.len()) {
+            (Some(m), _) => *m,
+            (None, 1) => *sim.marks.values().next().expect("one mark"),
+            _ => {
+                return Err(crate::error::Error::message(
+                    format!("reconcile {key}"),
+                    format!("{market} has no price of {symbol} by the window's end"),
+                ));
+            }
+        };
+        marks.insert(key.clone(), mark);
+        let none = OrderFills {
+            time_ns: 0,
+            price: 0.0,
+            qty: 0.0,
+            fee: 0.0,
+            maker: false,
+        };
+        let ids: BTreeSet<u64> = live.fills.keys().chain(sim.fills.keys()).copied().collect();
+        for coid in ids {
+            let (lf, sf) = (live.fills.get(&coid), sim.fills.get(&coid));
+            let side = lf.or(sf).expect("filled on one side").0;
+            let sign = if side == SideName::Buy { 1.0 } else { -1.0 };
+            let limit = live.limits.contains(&coid) || sim.orders.get(&coid).is_some_and(|o| o.1);
+            let l = lf.map_or(none.clone(), |f| together(&f.1));
+            let s = sf.map_or(none.clone(), |f| together(&f.1));
+            attribute(&mut gap, sign, limit, &l, &s, mark);
+            if lf.is_none() {
+                gap.sim_only_orders += 1;
+                continue;
+            }
+            if sf.is_none() {
                 gap.live_only_orders += 1;
                 continue;
-            };
-            let (l, s) = (together(lf), together(sf));
-            let sign = if *side == SideName::Buy { 1.0 } else { -1.0 };
-            let slippage = sign * (l.price - s.price);
-            let qty = l.qty.min(s.qty);
-            gap.fees -= l.fee - s.fee;
-            if l.maker {
-                gap.queue -= slippage * qty;
-            } else {
-                gap.latency -= slippage * qty;
             }
+            let slippage = sign * (l.price - s.price);
             trades.push(PairedTrade {
                 stream: key.clone(),
-                client_order_id: *coid,
-                side: if *side == SideName::Buy {
-                    "buy"
-                } else {
-                    "sell"
-                }
-                .into(),
+                client_order_id: coid,
+                side: if side == SideName::Buy { "buy" } else { "sell" }.into(),
                 time_diff_ns: l.time_ns - s.time_ns,
                 price_diff: l.price - s.price,
                 qty_diff: l.qty - s.qty,
@@ -391,12 +466,13 @@ pub fn reconcile(
             });
         }
     }
-    gap.total = gap.fees + gap.latency + gap.queue;
+    gap.total = gap.live - gap.sim;
     for r in [&mut live_rate, &mut sim_rate] {
         r.rate = r.filled as f64 / r.limit_orders.max(1) as f64;
     }
     Ok(ReconcileReport {
         exec_streams: exec_keys.to_vec(),
+        marks,
         slippage: Distribution::of(trades.iter().map(|t| t.slippage).collect()),
         slippage_bps: Distribution::of(trades.iter().map(|t| t.slippage_bps).collect()),
         fill_time_diff_ns: Distribution::of(trades.iter().map(|t| t.time_diff_ns as f64).collect()),
@@ -454,7 +530,7 @@ pub fn fit(
         };
         let (mut orders, mut filled) = (0, 0);
         for (market, window) in &sessions {
-            let (_, r) = simulate_window(rt, source, strategy, &cfg, market, *window)?;
+            let r = simulate_window(rt, source, strategy, &cfg, market, *window)?.fill_rate;
             orders += r.limit_orders;
             filled += r.filled;
         }

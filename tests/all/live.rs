@@ -792,3 +792,95 @@ fn reconcile_finds_the_paper_venues_latency_in_a_live_session() {
     }
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn a_paper_session_on_the_venue_model_reconciles_with_that_model_and_no_gap() {
+    let dir = tmp("reconcile-model");
+    std::fs::create_dir_all(&dir).unwrap();
+    // Market orders on the venue model, a 5 ms order latency.
+    let model = dir.join("venue.json");
+    std::fs::write(
+        &model,
+        r#"{"order_latency": {"model": "constant", "ns": 5000000}, "queue": {"model": "risk_averse"}}"#,
+    )
+    .unwrap();
+    let join = "";
+    let venue = format!("[venue]\nmodel = \"{}\"\n", model.display());
+    let mut l = Live::start_with(&dir, guests::EMA_CROSS, join, "", &venue);
+    const N: u64 = 3_000;
+    assert_eq!(send(l.tcp, 0, N), N);
+    l.wait_applied(N);
+    l.stop();
+    let reconcile = |out: &str, venue: &[&str]| -> Value {
+        let out = dir.join(out);
+        let mut args = vec![
+            "reconcile",
+            "--store",
+            &*l.store(),
+            "--live",
+            "exec:*",
+            "--strategy",
+            guests::EMA_CROSS,
+            "--config",
+            join,
+            "--out",
+            out.to_str().unwrap(),
+        ]
+        .into_iter()
+        .map(String::from)
+        .collect::<Vec<_>>();
+        args.extend(venue.iter().map(|s| s.to_string()));
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let o = super::tapedeck(&args);
+        assert_eq!(
+            o.status.code(),
+            Some(0),
+            "{}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        serde_json::from_slice(&std::fs::read(out.join("reconcile.json")).unwrap()).unwrap()
+    };
+    // Replayed through the model the session ran: every fill paired, at the same time and
+    // price, and no gap.
+    let r = reconcile("same", &["--venue", model.to_str().unwrap()]);
+    let g = &r["pnl_gap"];
+    let trades = r["trades"].as_array().unwrap();
+    assert!(trades.len() >= 5, "{} paired trades", trades.len());
+    assert_eq!(
+        (
+            g["live_only_orders"].as_u64(),
+            g["sim_only_orders"].as_u64()
+        ),
+        (Some(0), Some(0)),
+        "{g}"
+    );
+    assert!(
+        trades
+            .iter()
+            .all(|t| t["time_diff_ns"] == 0 && t["price_diff"] == 0.0),
+        "{r}"
+    );
+    assert!(g["total"].as_f64().unwrap().abs() < 1e-9, "{g}");
+    // The paper venue acked each order when the model had it arrive.
+    assert_eq!(r["order_latency_ns"]["p5"], 5_000_000.0, "{r}");
+    assert_eq!(r["order_latency_ns"]["p95"], 5_000_000.0, "{r}");
+    // The plain venue fills the same orders otherwise.
+    let r = reconcile("plain", &[]);
+    assert_ne!(
+        r["pnl_gap"]["total"].as_f64().unwrap(),
+        0.0,
+        "{}",
+        r["pnl_gap"]
+    );
+    // A tape latency cannot be fitted before the session: refused, naming the field.
+    std::fs::write(&model, r#"{"order_latency": {"model": "tape"}}"#).unwrap();
+    let o = super::tapedeck(&["live", "--config", dir.join("live.toml").to_str().unwrap()]);
+    assert_eq!(
+        o.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(String::from_utf8_lossy(&o.stderr).contains("venue.model"));
+    std::fs::remove_dir_all(&dir).unwrap();
+}

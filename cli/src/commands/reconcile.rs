@@ -142,7 +142,12 @@ fn markdown(r: &ReconcileReport) -> String {
     let g = &r.pnl_gap;
     let _ = writeln!(
         s,
-        "PnL gap live - sim: {:.6} (fees {:.6}, latency {:.6}, queue {:.6}); orders filled live only {}, sim only {}",
+        "PnL over the window (fills marked at its end, less fees): live {:.6}, sim {:.6}",
+        g.live, g.sim
+    );
+    let _ = writeln!(
+        s,
+        "PnL gap live - sim: {:.6} = fees {:.6} + latency {:.6} + queue {:.6}; orders filled live only {}, sim only {}",
         g.total, g.fees, g.latency, g.queue, g.live_only_orders, g.sim_only_orders
     );
     let _ = writeln!(

@@ -75,13 +75,16 @@ impl Default for LiveSection {
     }
 }
 
-/// The paper venue: the backtest's venue model, latency in event time.
+/// The paper venue: the backtest's venue, latency in event time; with `model`, the realistic
+/// venue model of that JSON file (as `--venue`; its latencies constant or empirical, since
+/// there is no tape to fit them from before the session).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct PaperVenue {
     pub latency_ms: f64,
     pub maker_fee_bps: f64,
     pub taker_fee_bps: f64,
+    pub model: Option<PathBuf>,
 }
 
 impl Default for PaperVenue {
@@ -91,21 +94,40 @@ impl Default for PaperVenue {
             latency_ms: v.latency_ns as f64 / 1e6,
             maker_fee_bps: v.maker_fee_bps,
             taker_fee_bps: v.taker_fee_bps,
+            model: None,
         }
     }
 }
 
 impl PaperVenue {
-    pub fn venue_config(&self) -> VenueConfig {
-        VenueConfig {
+    /// The settings, with the model file read and checked.
+    pub fn venue_config(&self) -> std::result::Result<VenueConfig, String> {
+        let model = match &self.model {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .map_err(|e| format!("venue.model {}: {e}", path.display()))?;
+                let m = crate::venue::VenueModel::from_json(&text)
+                    .map_err(|e| format!("venue.model {}: {e}", path.display()))?;
+                if m.needs_tape() {
+                    return Err(format!(
+                        "venue.model {}: a tape latency cannot be fitted before a live session; \
+                         use a constant or empirical one (`tapedeck reconcile --fit` writes one)",
+                        path.display()
+                    ));
+                }
+                Some(m)
+            }
+            None => None,
+        };
+        Ok(VenueConfig {
             latency_ns: (self.latency_ms * 1e6).round() as i64,
             maker_fee_bps: self.maker_fee_bps,
             taker_fee_bps: self.taker_fee_bps,
             // Live keeps no equity curve: one sample per million events at most.
             sample_every: 1_000_000,
             equity_interval_ns: None,
-            model: None,
-        }
+            model,
+        })
     }
 }
 
@@ -186,6 +208,7 @@ impl LiveConfig {
         if !(self.venue.latency_ms >= 0.0 && self.venue.latency_ms.is_finite()) {
             return Err("venue.latency_ms must be 0 or more".into());
         }
+        self.venue.venue_config()?;
         if let Some(o) = &self.order_sink {
             super::sink::Target::parse(&o.url)?;
         }

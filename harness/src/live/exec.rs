@@ -71,11 +71,20 @@ fn incoming(
 }
 
 /// The exec events of one batch: for each order decision `order_submitted` then, on the
-/// paper venue (`paper_latency_ns`), `order_acked` (it takes every order; its ack arrives
-/// after its latency), for each cancel `order_cancelled`, then the fills the venue made. (An
+/// paper venue (`paper`), `order_acked` (it takes every order; its ack is stamped when the
+/// order arrives: the venue model's arrival, else after the base latency), for each cancel `order_cancelled`, then the fills the venue made. (An
 /// executor behind the order sink records its own acks and fills.) Decisions
 /// about instruments the stream has not named are left out (the venue cannot place them
 /// either). Logs and metrics are not exec events.
+/// When the paper venue's orders arrive.
+#[derive(Debug, Clone, Copy)]
+pub struct PaperAcks<'a> {
+    /// The base latency (the plain venue's, and cancels').
+    pub latency_ns: i64,
+    /// Client order id → arrival, for the orders the venue model timed.
+    pub arrivals: &'a BTreeMap<u64, i64>,
+}
+
 pub fn exec_events(
     ids: &mut ExecIds,
     venue: &str,
@@ -83,7 +92,7 @@ pub fn exec_events(
     decisions: &[Decision],
     fills: &[Trade],
     symbols: &BTreeMap<u32, String>,
-    paper_latency_ns: Option<i64>,
+    paper: Option<PaperAcks<'_>>,
 ) -> Vec<Incoming> {
     let mut out = Vec::new();
     let mut index = 0usize;
@@ -111,7 +120,7 @@ pub fn exec_events(
                     continue;
                 };
                 let key = format!("exec:{venue}:{sym}");
-                if paper_latency_ns.is_some() {
+                if paper.is_some() {
                     // The paper venue's fills name the order they fill (an executor's come
                     // back through the recorder).
                     ids.open.insert(*client_order_id, order_id.clone());
@@ -133,12 +142,13 @@ pub fn exec_events(
                         qty: *qty,
                     },
                 ));
-                let Some(latency_ns) = paper_latency_ns else {
+                let Some(paper) = paper else {
                     continue;
                 };
+                let acked = paper.arrivals.get(client_order_id).copied();
                 out.push(incoming(
                     key,
-                    d.time_ns + latency_ns,
+                    acked.unwrap_or(d.time_ns + paper.latency_ns),
                     sym,
                     cause,
                     Some(order_id.clone()),
@@ -159,7 +169,7 @@ pub fn exec_events(
                 ids.open.remove(client_order_id);
                 out.push(incoming(
                     format!("exec:{venue}:{sym}"),
-                    d.time_ns + paper_latency_ns.unwrap_or(0),
+                    d.time_ns + paper.map_or(0, |p| p.latency_ns),
                     sym,
                     cause,
                     Some(order_id.clone()),
@@ -284,7 +294,10 @@ mod tests {
             &decisions,
             &[fill],
             &symbols,
-            Some(500),
+            Some(PaperAcks {
+                latency_ns: 500,
+                arrivals: &BTreeMap::new(),
+            }),
         );
         let keys: Vec<(&str, &str, &str)> = ev
             .iter()

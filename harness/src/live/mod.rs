@@ -66,6 +66,7 @@ pub struct RunningLive {
 pub fn start(cfg: LiveConfig, rt: Runtime) -> Result<RunningLive> {
     let settings = |m: String| Error::message("live settings", m);
     let token = cfg.check().map_err(settings)?;
+    let venue = cfg.venue.venue_config().map_err(settings)?;
     let record = cfg.record_config().map_err(settings)?;
     let rt = Arc::new(rt);
     let bytes = std::fs::read(&cfg.live.strategy).map_err(|e| Error::io(&cfg.live.strategy, e))?;
@@ -119,7 +120,7 @@ pub fn start(cfg: LiveConfig, rt: Runtime) -> Result<RunningLive> {
         "streams": cfg.live.streams,
         "batch": cfg.live.batch,
         "venue": cfg.live.venue,
-        "paper_venue": cfg.venue.venue_config(),
+        "paper_venue": venue,
         "runtime": rt.config(),
         "first_lsn": recorder.first_lsn,
     });
@@ -129,7 +130,7 @@ pub fn start(cfg: LiveConfig, rt: Runtime) -> Result<RunningLive> {
         streams: cfg.live.streams.clone(),
         batch: cfg.live.batch,
         venue_name: cfg.live.venue.clone(),
-        venue: cfg.venue.venue_config(),
+        venue,
         active,
         reader,
         submit: submit.clone(),

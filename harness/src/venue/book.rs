@@ -132,6 +132,20 @@ impl Book {
         self.taken.clear();
     }
 
+    /// A quote replaces a one-level book (an instrument with no depth data): the quoted
+    /// levels as recorded, less what own impact took from a level still quoted at the same
+    /// price; a level no longer quoted is gone, and what was taken from it with it.
+    pub fn quote(&mut self, bid: (i128, i128), ask: (i128, i128)) {
+        let kept: Vec<((bool, i128), i128)> = [(true, bid.0), (false, ask.0)]
+            .into_iter()
+            .filter_map(|k| Some((k, *self.taken.get(&k)?)))
+            .collect();
+        self.clear();
+        self.taken.extend(kept);
+        self.update(true, bid.0, bid.1);
+        self.update(false, ask.0, ask.1);
+    }
+
     /// A recorded update of one level; returns the level's quantity before and after.
     pub fn update(&mut self, bid: bool, px: i128, recorded: i128) -> (i128, i128) {
         let qty = if self.taken.is_empty() {

@@ -2,9 +2,16 @@
 //! `PartialFillExchange` semantics on an L2 book ([`Book`]):
 //!
 //! - An intent arrives `latency_ns` + a feed latency sample + an order latency sample after
-//!   its event. Arrivals are handled in arrival order between events: those before an
-//!   event's time meet the book as the previous event left it; those at its time or with no
-//!   latency meet it as this event leaves it. A fill on arrival carries the arrival time.
+//!   its event. The feed sample is drawn once per event (every intent of an event was decided
+//!   when the strategy saw it), and both paths keep their order as a connection does: an
+//!   event is seen no earlier than the one before it, and an intent arrives no earlier than
+//!   the one sent before it (so a cancel never overtakes its order, as in hftbacktest's order
+//!   bus). The draws are keyed by the event and the intent's place among its intents, not by
+//!   the draws before them: two strategies on the same tape (a regression's baseline and
+//!   candidate) get the same latencies for the same event's first, second, .. intent whatever
+//!   else they sent (common random numbers). Arrivals are handled in arrival order between events: those before an event's
+//!   time meet the book as the previous event left it; those at its time or with no latency
+//!   meet it as this event leaves it. A fill on arrival carries the arrival time.
 //! - A market order walks the book from the touch, level by level, filling each level's
 //!   quantity (taker), within the model's `market_band` if it has one; what is left expires. A marketable limit order walks up to its price:
 //!   IOC lets the rest expire, FOK fills only if the levels up to its price hold all of it
@@ -102,7 +109,12 @@ pub(crate) struct Matcher {
     base_latency: i64,
     feed: Option<Sampler>,
     order: Option<Sampler>,
-    rng: Rng,
+    seed: u64,
+    /// The last event intents were sent on: its seq, when the strategy saw it, and how many
+    /// intents it sent so far.
+    seen: Option<(u64, i64, u64)>,
+    /// When the last intent sent arrives (intents keep their order on the way).
+    last_arrival: i64,
     books: Vec<(u32, Book)>,
     /// On their way, by (arrival, seq).
     pending: Vec<Order>,
@@ -111,6 +123,8 @@ pub(crate) struct Matcher {
     resting: Vec<Order>,
     /// Executions since the last drain.
     pub execs: Vec<Exec>,
+    /// (client order id, arrival) of the orders sent in this batch.
+    pub arrivals: Vec<(u64, i64)>,
 }
 
 impl Matcher {
@@ -122,12 +136,15 @@ impl Matcher {
             base_latency,
             feed: m.feed_latency.as_ref().map(Sampler::new),
             order: m.order_latency.as_ref().map(Sampler::new),
-            rng: Rng::new(m.seed),
+            seed: m.seed,
+            seen: None,
+            last_arrival: i64::MIN,
             books: Vec::new(),
             pending: Vec::new(),
             cancels: Vec::new(),
             resting: Vec::new(),
             execs: Vec::new(),
+            arrivals: Vec::new(),
         }
     }
 
@@ -135,15 +152,35 @@ impl Matcher {
         self.resting.len()
     }
 
-    fn latency(&mut self) -> i64 {
-        let mut l = self.base_latency;
-        if let Some(s) = &self.feed {
-            l += s.sample(&mut self.rng);
-        }
-        if let Some(s) = &self.order {
-            l += s.sample(&mut self.rng);
-        }
-        l
+    /// The generator of draw `k` of event `seq` (0: its feed latency; 1, 2, ..: its intents').
+    fn rng(&self, seq: u64, k: u64) -> Rng {
+        Rng::new(
+            self.seed
+                .wrapping_add(seq.wrapping_mul(0xD1B5_4A32_D192_ED03))
+                .wrapping_add(k.wrapping_mul(0x8CB9_2BA7_2F3D_8DD7)),
+        )
+    }
+
+    /// When an intent sent on event `seq` (at `time_ns`) arrives at the venue.
+    fn arrival(&mut self, seq: u64, time_ns: i64) -> i64 {
+        let (seen, k) = match self.seen {
+            Some((s, at, k)) if s == seq => (at, k + 1),
+            prev => {
+                let feed = self
+                    .feed
+                    .as_ref()
+                    .map_or(0, |f| f.sample(&mut self.rng(seq, 0)));
+                ((time_ns + feed).max(prev.map_or(i64::MIN, |p| p.1)), 1)
+            }
+        };
+        self.seen = Some((seq, seen, k));
+        let order = self
+            .order
+            .as_ref()
+            .map_or(0, |o| o.sample(&mut self.rng(seq, k)));
+        let arrive = (seen + self.base_latency + order).max(self.last_arrival);
+        self.last_arrival = arrive;
+        arrive
     }
 
     fn book_index(&mut self, id: u32) -> usize {
@@ -166,7 +203,8 @@ impl Matcher {
 
     /// An order sent at `time_ns`.
     pub fn send(&mut self, mut o: Order, time_ns: i64) {
-        o.arrive = time_ns + self.latency();
+        o.arrive = self.arrival(o.order_seq, time_ns);
+        self.arrivals.push((o.client_order_id, o.arrive));
         let at = self
             .pending
             .partition_point(|p| (p.arrive, p.order_seq) <= (o.arrive, o.order_seq));
@@ -175,7 +213,7 @@ impl Matcher {
 
     /// A cancel of `client_order_id` sent at `time_ns` by decision `seq`.
     pub fn send_cancel(&mut self, seq: u64, client_order_id: u64, time_ns: i64) {
-        let arrive = time_ns + self.latency();
+        let arrive = self.arrival(seq, time_ns);
         let at = self
             .cancels
             .partition_point(|c| (c.0, c.1) <= (arrive, seq));
@@ -312,10 +350,10 @@ impl Matcher {
                 if self.books[bi].1.depth {
                     return;
                 }
-                let book = &mut self.books[bi].1;
-                book.clear();
-                book.update(true, to9(q.bid_px, s), to9(q.bid_qty, qs));
-                book.update(false, to9(q.ask_px, s), to9(q.ask_qty, qs));
+                self.books[bi].1.quote(
+                    (to9(q.bid_px, s), to9(q.bid_qty, qs)),
+                    (to9(q.ask_px, s), to9(q.ask_qty, qs)),
+                );
                 self.requeue_all(bi);
                 self.crossed(bi, t);
             }
@@ -445,5 +483,105 @@ impl Matcher {
                 i += 1;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::venue::Latency;
+    use std::collections::BTreeMap;
+
+    /// Feed and order latencies anywhere from 0 to 1 s: drawn per message and taken as they
+    /// come, an order sent at t and its cancel sent 1 µs later would often arrive the other
+    /// way round, and the order would rest for ever.
+    fn wide() -> Matcher {
+        let wide = Latency::Empirical {
+            quantiles_ns: vec![0, 1_000_000_000],
+        };
+        let m = VenueModel {
+            feed_latency: Some(wide.clone()),
+            order_latency: Some(wide),
+            ..VenueModel::default()
+        };
+        Matcher::new(&m, 0)
+    }
+
+    fn buy(seq: u64, coid: u64) -> Order {
+        let px = 100_000_000_000;
+        Order::new(seq, coid, 1, true, px, 1_000_000_000, false, TifName::Gtc)
+    }
+
+    #[test]
+    fn a_cancel_never_overtakes_its_order() {
+        let mut x = wide();
+        for i in 0..200u64 {
+            let t = i as i64 * 1000;
+            x.send(buy(2 * i, i), t);
+            x.send_cancel(2 * i + 1, i, t + 1);
+        }
+        // Arrivals in the order sent.
+        let arrivals: Vec<i64> = x.pending.iter().map(|o| o.arrive).collect();
+        assert!(arrivals.windows(2).all(|w| w[0] <= w[1]));
+        x.arrive(i64::MAX, true);
+        assert_eq!(x.open_orders(), 0, "orders left after their cancels");
+    }
+
+    #[test]
+    fn the_same_event_gets_the_same_latencies_whatever_else_was_sent() {
+        // Events 1 s apart, latencies under 1 ms: no arrival waits for an earlier one.
+        let narrow = Latency::Empirical {
+            quantiles_ns: vec![0, 1_000_000],
+        };
+        let m = VenueModel {
+            feed_latency: Some(narrow.clone()),
+            order_latency: Some(narrow),
+            seed: 3,
+            ..VenueModel::default()
+        };
+        let (mut a, mut b) = (Matcher::new(&m, 0), Matcher::new(&m, 0));
+        for e in 1..100u64 {
+            let t = e as i64 * 1_000_000_000;
+            a.send(buy(e, e), t);
+            // The other strategy sends more on some events, and nothing on others.
+            if e % 3 != 0 {
+                b.send(buy(e, e), t);
+            }
+            if e % 2 == 0 {
+                b.send_cancel(e, 1_000 + e, t);
+            }
+        }
+        let first = |x: &Matcher| -> BTreeMap<u64, i64> {
+            x.pending.iter().map(|o| (o.order_seq, o.arrive)).collect()
+        };
+        let (fa, fb) = (first(&a), first(&b));
+        assert_eq!(fb.len(), 66);
+        assert!(fb.iter().all(|(seq, t)| fa[seq] == *t));
+        // And they are drawn: not one latency for all.
+        let lat: std::collections::BTreeSet<i64> = fa
+            .iter()
+            .map(|(seq, t)| t - *seq as i64 * 1_000_000_000)
+            .collect();
+        assert!(lat.len() > 50, "{} latencies", lat.len());
+    }
+
+    #[test]
+    fn the_feed_latency_is_drawn_once_per_event() {
+        let wide = Latency::Empirical {
+            quantiles_ns: vec![0, 1_000_000_000],
+        };
+        let m = VenueModel {
+            feed_latency: Some(wide),
+            ..VenueModel::default()
+        };
+        let mut x = Matcher::new(&m, 250);
+        // Three intents of event 7, then one of event 8 sent at the same time.
+        for coid in 0..3 {
+            x.send(buy(7, coid), 7_000);
+        }
+        x.send(buy(8, 3), 7_000);
+        let a: Vec<i64> = x.pending.iter().map(|o| o.arrive).collect();
+        assert_eq!((a[0], a[1]), (a[2], a[2]), "{a:?}");
+        assert!(a[0] >= 7_250 && a[3] >= a[0], "{a:?}");
     }
 }

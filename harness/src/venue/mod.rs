@@ -34,10 +34,12 @@ use crate::equity_log::EquityLogWriter;
 use crate::event::{OrderTypeName, SideName};
 use crate::stats::{InstrumentEnd, Stats, StatsConfig, StatsTracker, Totals};
 use exec::{Matcher, Order};
+use market::{Market, Top};
 
 mod book;
 mod exec;
 pub mod latency;
+mod market;
 mod model;
 mod queue;
 mod types;
@@ -109,30 +111,6 @@ struct Resting {
     qty: i128,
     active_at: i64,
     market: bool,
-}
-
-#[derive(Debug, Clone, Copy, Default)]
-struct Top {
-    bid: Option<i128>,
-    ask: Option<i128>,
-}
-
-/// One instrument's market as the venue knows it.
-#[derive(Debug, Clone, Copy, Default)]
-struct Market {
-    top: Top,
-    last_trade: Option<i128>,
-    /// What positions are marked at (see the module doc); `None` until a price is known.
-    mark: Option<i128>,
-}
-
-impl Market {
-    fn update_mark(&mut self) {
-        self.mark = match (self.top.bid, self.top.ask) {
-            (Some(b), Some(a)) => Some((b + a) / 2),
-            _ => self.last_trade.or(self.mark),
-        };
-    }
 }
 
 /// One instrument's account: position at scale 9, money at scale 18.
@@ -278,23 +256,7 @@ impl Venue {
                 }
                 _ => None,
             };
-            if new_top.is_some() || trade_px.is_some() {
-                let i = match self.markets.iter().position(|x| x.0 == id) {
-                    Some(i) => i,
-                    None => {
-                        self.markets.push((id, Market::default()));
-                        self.markets.len() - 1
-                    }
-                };
-                let m = &mut self.markets[i].1;
-                if let Some(top) = new_top {
-                    m.top = top;
-                }
-                if trade_px.is_some() {
-                    m.last_trade = trade_px;
-                }
-                m.update_mark();
-            }
+            market::move_market(&mut self.markets, id, new_top, trade_px);
             // 2. This event's decisions go out; they arrive `latency_ns` later.
             while next < decisions.len() && decisions[next].seq <= seq {
                 self.place(&decisions[next], id);
@@ -533,6 +495,23 @@ impl Venue {
     /// none).
     pub fn take_fills(&mut self) -> Vec<Trade> {
         std::mem::take(&mut self.perf.fills)
+    }
+
+    /// Each instrument's mark now, by symbol (instruments with no price yet left out).
+    pub fn marks(&self) -> BTreeMap<String, f64> {
+        self.markets
+            .iter()
+            .filter_map(|(id, m)| Some((self.symbols.get(id)?.clone(), m.mark? as f64 / E9)))
+            .collect()
+    }
+
+    /// When the orders sent in the last batch arrive at the venue model, by client order id
+    /// (empty on the plain venue, whose orders all take the base latency).
+    pub fn take_arrivals(&mut self) -> BTreeMap<u64, i64> {
+        self.model
+            .as_mut()
+            .map(|m| std::mem::take(&mut m.arrivals).into_iter().collect())
+            .unwrap_or_default()
     }
 
     /// Equity now (cash plus positions at the mid), in quote units.

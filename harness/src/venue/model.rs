@@ -5,12 +5,15 @@
 use tapedeck_guest::codec::{EventBatch, Payload};
 
 use super::exec::Exec;
-use super::{E18, Market, Resting, Top, Venue, to9};
+use super::market::{self, Top};
+use super::{E18, Resting, Venue, to9};
 use crate::decision::{Decision, Output};
 
 impl Venue {
     /// [`Venue::on_batch`] through the realistic model.
     pub(super) fn on_batch_model(&mut self, events: EventBatch<'_>, decisions: &[Decision]) {
+        // Arrivals are kept for one batch (a live session takes them after each).
+        self.model.as_mut().expect("a model").arrivals.clear();
         let mut next = 0;
         let funding = self.cfg.model.as_ref().is_some_and(|m| m.funding);
         let _ = events.for_each_event(|e| {
@@ -40,23 +43,7 @@ impl Venue {
                 }
                 _ => None,
             };
-            if new_top.is_some() || trade_px.is_some() {
-                let i = match self.markets.iter().position(|x| x.0 == id) {
-                    Some(i) => i,
-                    None => {
-                        self.markets.push((id, Market::default()));
-                        self.markets.len() - 1
-                    }
-                };
-                let m = &mut self.markets[i].1;
-                if let Some(top) = new_top {
-                    m.top = top;
-                }
-                if trade_px.is_some() {
-                    m.last_trade = trade_px;
-                }
-                m.update_mark();
-            }
+            market::move_market(&mut self.markets, id, new_top, trade_px);
             // 2. This event's decisions go out.
             while next < decisions.len() && decisions[next].seq <= seq {
                 self.place(&decisions[next], id);
@@ -89,9 +76,11 @@ impl Venue {
         if acct.position == 0 {
             return;
         }
-        // position (9) × mark (9) × rate (rate scale) -> scale 18.
-        let amount =
-            acct.position * mark * f.rate.mantissa as i128 / 10i128.pow(f.rate.scale as u32);
+        // position (9) × mark (9) × rate (rate scale) -> scale 18, dividing by the rate's
+        // scale as quotient and remainder so the product cannot overflow i128.
+        let (notional, rate) = (acct.position * mark, f.rate.mantissa as i128);
+        let d = 10i128.pow(f.rate.scale.min(18) as u32); // a stored decimal has at most 18 places
+        let amount = notional / d * rate + notional % d * rate / d;
         acct.cash -= amount;
         acct.funding -= amount;
     }

@@ -397,6 +397,73 @@ fn funding_is_paid_on_the_position() {
 }
 
 #[test]
+fn funding_on_a_large_position_at_a_fine_rate_does_not_overflow() {
+    let events = [
+        snap(1, &[("99999", "5000000")], &[("100000", "5000000")]),
+        delta(2, &[], &[]),
+        ev(
+            3,
+            Body::Funding {
+                // 1 bp written with 18 places: position × mark × mantissa is ~1e43.
+                rate: "0.000100000000000000".parse().unwrap(),
+                mark_price: "100000".parse().unwrap(),
+                payment: "0".parse().unwrap(),
+            },
+        ),
+    ];
+    let orders = [order(1, "buy", "market", TifName::Gtc, "0", "1000000")];
+    let cfg = model(VenueModel {
+        funding: true,
+        ..Default::default()
+    });
+    let p = run(&events, &orders, &cfg);
+    // Long 1e6 at a mark of 1e5, 1 bp: pays 1e7.
+    assert!((p.funding + 1e7).abs() < 1e-6, "{}", p.funding);
+}
+
+#[test]
+fn own_impact_holds_on_a_quote_only_book_while_the_quote_stays() {
+    let quote = |seq: u64, ask: &str, qty: &str| {
+        ev(
+            seq,
+            Body::Quote {
+                bid_px: "99".parse().unwrap(),
+                bid_qty: "5".parse().unwrap(),
+                ask_px: ask.parse().unwrap(),
+                ask_qty: qty.parse().unwrap(),
+                update_id: None,
+            },
+        )
+    };
+    // Ask 100 x 2; a buy takes 1.5; the next quote at the same price still shows 2 as
+    // recorded, of which 0.5 is left to us; a quote at a new price is the market's again.
+    let events = [
+        quote(1, "100", "2"),
+        quote(2, "100", "2"),
+        quote(3, "100", "2"),
+        quote(4, "101", "2"),
+    ];
+    let orders = [
+        order(1, "buy", "market", TifName::Gtc, "0", "1.5"),
+        order(2, "buy", "market", TifName::Gtc, "0", "1"),
+        order(4, "buy", "market", TifName::Gtc, "0", "1"),
+    ];
+    let cfg = model(VenueModel {
+        own_impact: true,
+        ..Default::default()
+    });
+    let p = run(&events, &orders, &cfg);
+    assert_eq!(
+        fills(&p),
+        vec![
+            (1, 1000, 1, 100.0, 1.5, "taker"),
+            (2, 2000, 2, 100.0, 0.5, "taker"),
+            (4, 4000, 4, 101.0, 1.0, "taker"),
+        ]
+    );
+}
+
+#[test]
 fn empirical_latency_is_reproducible_from_the_seed() {
     let mut events = vec![book()];
     for s in 2..200 {

@@ -25,7 +25,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use tapedeck_guest::codec::EventBatchWriter;
 
-use super::exec::{audit_event, exec_events};
+use super::exec::{PaperAcks, audit_event, exec_events};
 use crate::decision::decode_outputs;
 use crate::error::{Error, Result};
 use crate::event::{Body, Envelope, instrument_table};
@@ -231,11 +231,11 @@ impl Engine {
             }
         }
         let paper = self.p.order_sink.is_none();
-        let fills = if paper {
+        let (fills, arrivals) = if paper {
             run.venue.on_batch(&batch, &self.decided);
-            run.venue.take_fills()
+            (run.venue.take_fills(), run.venue.take_arrivals())
         } else {
-            Vec::new()
+            Default::default()
         };
         run.events += n;
         run.decisions += self.decided.len() as u64;
@@ -247,7 +247,10 @@ impl Engine {
             &self.decided,
             &fills,
             &run.symbols,
-            paper.then_some(self.p.venue.latency_ns),
+            paper.then_some(PaperAcks {
+                latency_ns: self.p.venue.latency_ns,
+                arrivals: &arrivals,
+            }),
         );
         run.orders += events
             .iter()
