@@ -21,12 +21,15 @@ export TAPEDECK_SLURM_CONF
 # reused.
 TAPEDECK_HFT_PYTHON="$(./scripts/hftbacktest-venv.sh)"
 export TAPEDECK_HFT_PYTHON
+# One feature set for every cargo invocation, so nothing is compiled twice: the `sweep`
+# feature (tapedeck sweep, polars) on; the default build leaves it off.
+features=(--features tapedeck-cli/sweep)
 cargo fmt --all -- --check
-cargo clippy --workspace --all-targets --quiet -- -D warnings
+cargo clippy --workspace --all-targets "${features[@]}" --quiet -- -D warnings
 # A short bounded fuzz run of every target from the committed corpus (a crash fails the run).
 ./scripts/fuzz.sh "${TAPEDECK_FUZZ_SECONDS:-10}"
 log=$(mktemp)
-cargo test --workspace 2>&1 | tee "$log"
+cargo test --workspace "${features[@]}" 2>&1 | tee "$log"
 # One closing line over every test binary (cargo prints one "test result" per binary).
 awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
      END { printf "tests: %d passed, %d failed\n", p, f }' "$log"

@@ -9,7 +9,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
-const CRATES: &[&str] = &["harness/src", "cli/src", "dev/src"];
+const CRATES: &[&str] = &["harness/src", "cli/src", "dev/src", "sweep/src"];
 const MAX_LINES: usize = 600;
 
 fn root() -> PathBuf {

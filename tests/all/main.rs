@@ -28,6 +28,7 @@ mod runtime;
 mod sdk;
 mod shard;
 mod snapshots;
+mod sweep;
 mod tutorial;
 mod venue;
 mod venue_hft;

@@ -48,13 +48,13 @@ pub struct Backtest {
     pub out: Option<PathBuf>,
 }
 
-fn span(s: &str) -> Result<i64, String> {
+pub fn span(s: &str) -> Result<i64, String> {
     tapedeck::time::parse_span(s).ok_or_else(|| {
         format!("{s:?} is not a span of time: want a number and ns, us, ms, s, m, h or d")
     })
 }
 
-fn capital(s: &str) -> Result<f64, String> {
+pub fn capital(s: &str) -> Result<f64, String> {
     s.parse::<f64>()
         .ok()
         .filter(|v| v.is_finite() && *v > 0.0)

@@ -45,6 +45,10 @@ pub enum What {
     /// the quote workload (see `bench workload`) with ema-cross as EMA(10)/EMA(50), each a
     /// whole process: quotes/s and peak RSS, interleaved rounds, medians.
     Backtest(super::bench_backtest::BacktestArgs),
+    /// `tapedeck sweep` of 64 points (ema-cross over 8 fast × 8 slow windows) on the quote
+    /// workload against 64 × one `tapedeck backtest` of it, same run: the ratio
+    /// 64 × one / sweep. Needs the `sweep` feature.
+    Sweep(super::bench_sweep::SweepBenchArgs),
     /// `tapedeck live` under load (quotes over loopback TCP, WAL fsyncing, a file store sink)
     /// while its strategy is swapped between ema-cross and ema-cross-v2: quotes/s, input to
     /// decision p50/p99, the event path's pause per swap p50/p99 (by handoff: snapshot, or
@@ -189,6 +193,7 @@ impl Bench {
             What::Record(a) => a.run(),
             What::Workload(a) => a.run(),
             What::Backtest(a) => a.run(),
+            What::Sweep(a) => a.run(),
             What::Live(a) => a.run(),
         }
     }

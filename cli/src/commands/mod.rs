@@ -5,6 +5,7 @@ pub mod backtest;
 pub mod bench;
 pub mod bench_backtest;
 pub mod bench_live;
+pub mod bench_sweep;
 pub mod build;
 pub mod copy;
 pub mod events;
@@ -27,6 +28,7 @@ pub mod rerun;
 pub mod retention;
 pub mod snapshot;
 pub mod streams;
+pub mod sweep;
 pub mod warmup;
 
 use std::path::PathBuf;
