@@ -21,9 +21,12 @@ export TAPEDECK_SLURM_CONF
 # reused.
 TAPEDECK_HFT_PYTHON="$(./scripts/hftbacktest-venv.sh)"
 export TAPEDECK_HFT_PYTHON
-# One feature set for every cargo invocation, so nothing is compiled twice: the `sweep`
-# feature (tapedeck sweep, polars) on; the default build leaves it off.
-features=(--features tapedeck-cli/sweep)
+# Not yet in CI: `tapedeck sweep` (crate tapedeck-sweep, the CLI's `sweep` feature), which links
+# polars: ~33 min of compile units in the dev profile on 2 cores (BENCHMARKS.md), more than this
+# run's budget allows until its build is cut. Every cargo invocation here leaves it out, so
+# polars is neither built nor unified into the other crates' features; the sweep's own tests
+# run with `cargo test -p tapedeck-sweep -p tapedeck-cli --features tapedeck-cli/sweep`.
+features=(--exclude tapedeck-sweep)
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets "${features[@]}" --quiet -- -D warnings
 # A short bounded fuzz run of every target from the committed corpus (a crash fails the run).
