@@ -246,19 +246,7 @@ pub fn merge(dirs: &[PathBuf], out: &Path) -> Result<Merged> {
     prepare_out(out)?;
     let card = shards[0].card.clone();
     let total = card.points.len();
-    let timing = Timing {
-        started_at_unix_ms: shards
-            .iter()
-            .map(|s| s.file.timing.started_at_unix_ms)
-            .min()
-            .unwrap_or(0),
-        elapsed_ms: shards
-            .iter()
-            .map(|s| s.file.timing.elapsed_ms)
-            .max()
-            .unwrap_or(0),
-        jobs: shards[0].file.timing.jobs,
-    };
+    let timing = Timing::merged(shards.iter().map(|s| &s.file.timing));
     let count = shards[0].file.shard.count;
     let mut points = Vec::with_capacity(total);
     for s in shards {

@@ -230,19 +230,7 @@ pub fn merge(dirs: &[PathBuf], out: &Path) -> Result<Merged> {
         ..shards[0].card.clone()
     }
     .pin_data(pins);
-    let timing = Timing {
-        started_at_unix_ms: shards
-            .iter()
-            .map(|s| s.file.timing.started_at_unix_ms)
-            .min()
-            .unwrap_or(0),
-        elapsed_ms: shards
-            .iter()
-            .map(|s| s.file.timing.elapsed_ms)
-            .max()
-            .unwrap_or(0),
-        jobs: shards[0].file.timing.jobs,
-    };
+    let timing = Timing::merged(shards.iter().map(|s| &s.file.timing));
     std::fs::create_dir_all(out).map_err(|e| Error::io(out, e))?;
     let kind = shards[0].file.results.kind();
     let (streams, passed) = match kind {

@@ -51,6 +51,21 @@ pub struct Timing {
     pub jobs: usize,
 }
 
+impl Timing {
+    /// Shards' timings as one run's: the earliest start, the longest shard, the first's jobs.
+    pub fn merged<'a>(shards: impl Iterator<Item = &'a Timing> + Clone) -> Timing {
+        Timing {
+            started_at_unix_ms: shards
+                .clone()
+                .map(|t| t.started_at_unix_ms)
+                .min()
+                .unwrap_or(0),
+            elapsed_ms: shards.clone().map(|t| t.elapsed_ms).max().unwrap_or(0),
+            jobs: shards.map(|t| t.jobs).next().unwrap_or(1),
+        }
+    }
+}
+
 /// Reads the wall clock for a run's [`Timing`] (commands only: nothing else may see it).
 #[derive(Debug)]
 pub struct Stopwatch {
