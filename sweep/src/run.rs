@@ -150,6 +150,21 @@ impl Sweep<'_> {
         Ok(PointSummary::of(i as u32, self.grid.points[i].clone(), &r))
     }
 
+    /// Checks that the strategy takes every point's config (`init`), before any point runs:
+    /// a key it does not know, or a value it refuses, is an error naming the point.
+    pub fn check_configs(&self) -> Result<()> {
+        for i in 0..self.grid.len() {
+            let wrap = |source: tapedeck::Error| Error::Point {
+                point: i as u32,
+                params: self.grid.describe(i),
+                source,
+            };
+            let mut inst = self.rt.instantiate(&self.strategy.module).map_err(wrap)?;
+            inst.init(&self.grid.config(i)).map_err(wrap)?;
+        }
+        Ok(())
+    }
+
     /// Runs every point (with `shard`, that shard's: [`Shard::takes_point`]) on a pool of
     /// `opts.jobs` workers; `done` hears of each point as it ends. The summaries, in point
     /// order. The first error stops the pool (points running finish) and is returned.
@@ -159,6 +174,7 @@ impl Sweep<'_> {
         shard: Option<Shard>,
         done: &(dyn Fn(&PointSummary) + Sync),
     ) -> Result<Vec<PointSummary>> {
+        self.check_configs()?;
         let todo: Vec<usize> = (0..self.grid.len())
             .filter(|i| shard.is_none_or(|s| s.takes_point(*i)))
             .collect();

@@ -181,6 +181,17 @@ fn bad_grids_are_refused_naming_the_file_and_the_key() {
         err.contains("fats=0.") && err.contains("refused its config"),
         "{err}"
     );
+    // Checked before any point runs: a bad last point stops the sweep before the first.
+    let out = dir.join("late");
+    let o = sweep(
+        &grid_file(&dir, "[[point]]\nfast = 0.3\n[[point]]\nfats = 0.2\n"),
+        &out,
+        &[],
+    );
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(err.contains("fats=0.2"), "{err}");
+    assert!(!out.join("points").exists(), "a point ran before the check");
 }
 
 #[test]
