@@ -41,8 +41,8 @@ use crate::store::{EventSource, SeqRange};
 use crate::venue::latency::quantiles;
 use crate::venue::{Trade, Venue, VenueConfig};
 
-/// One order's fills, taken together.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+/// One order's fills, taken together (all zero: none).
+#[derive(Debug, Clone, Serialize, PartialEq, Default)]
 pub struct OrderFills {
     pub time_ns: i64,
     pub price: f64,
@@ -422,21 +422,14 @@ pub fn reconcile(
             }
         };
         marks.insert(key.clone(), mark);
-        let none = OrderFills {
-            time_ns: 0,
-            price: 0.0,
-            qty: 0.0,
-            fee: 0.0,
-            maker: false,
-        };
         let ids: BTreeSet<u64> = live.fills.keys().chain(sim.fills.keys()).copied().collect();
         for coid in ids {
             let (lf, sf) = (live.fills.get(&coid), sim.fills.get(&coid));
             let side = lf.or(sf).expect("filled on one side").0;
             let sign = if side == SideName::Buy { 1.0 } else { -1.0 };
             let limit = live.limits.contains(&coid) || sim.orders.get(&coid).is_some_and(|o| o.1);
-            let l = lf.map_or(none.clone(), |f| together(&f.1));
-            let s = sf.map_or(none.clone(), |f| together(&f.1));
+            let l = lf.map_or_else(OrderFills::default, |f| together(&f.1));
+            let s = sf.map_or_else(OrderFills::default, |f| together(&f.1));
             attribute(&mut gap, sign, limit, &l, &s, mark);
             if lf.is_none() {
                 gap.sim_only_orders += 1;

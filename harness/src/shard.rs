@@ -156,6 +156,36 @@ impl Shard {
     }
 }
 
+/// Whether `given` (shards sorted by index, each with the directory it came from) holds each
+/// of `count` shards once; otherwise the reason, naming the shard given twice or those missing.
+pub fn whole_set(
+    given: &[(Shard, &std::path::Path)],
+    count: u32,
+) -> std::result::Result<(), String> {
+    for w in given.windows(2) {
+        if w[0].0 == w[1].0 {
+            return Err(format!(
+                "shard {} is given twice: {} and {}",
+                w[0].0,
+                w[0].1.display(),
+                w[1].1.display()
+            ));
+        }
+    }
+    let missing: Vec<String> = (0..count)
+        .filter(|i| !given.iter().any(|s| s.0.index == *i))
+        .map(|i| format!("{i}/{count}"))
+        .collect();
+    if !missing.is_empty() {
+        return Err(format!(
+            "shard(s) {} missing: {} of {count} given",
+            missing.join(", "),
+            given.len()
+        ));
+    }
+    Ok(())
+}
+
 impl fmt::Display for Shard {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}/{}", self.index, self.count)

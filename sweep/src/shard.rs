@@ -151,27 +151,11 @@ fn check(mut shards: Vec<Loaded>) -> Result<Vec<Loaded>> {
         }
     }
     shards.sort_by_key(|s| s.file.shard.index);
-    for w in shards.windows(2) {
-        if w[0].file.shard == w[1].file.shard {
-            return Err(refuse(format!(
-                "shard {} is given twice: {} and {}",
-                w[0].file.shard,
-                w[0].dir.display(),
-                w[1].dir.display()
-            )));
-        }
-    }
-    let missing: Vec<String> = (0..count)
-        .filter(|i| !shards.iter().any(|s| s.file.shard.index == *i))
-        .map(|i| format!("{i}/{count}"))
+    let set: Vec<_> = shards
+        .iter()
+        .map(|s| (s.file.shard, s.dir.as_path()))
         .collect();
-    if !missing.is_empty() {
-        return Err(refuse(format!(
-            "shard(s) {} missing: {} of {count} given",
-            missing.join(", "),
-            shards.len()
-        )));
-    }
+    tapedeck::shard::whole_set(&set, count).map_err(refuse)?;
     let mut owner: BTreeMap<u32, &Path> = BTreeMap::new();
     for s in &shards {
         for p in &s.file.points {

@@ -144,27 +144,8 @@ fn check(mut shards: Vec<Loaded>) -> Result<Vec<Loaded>> {
         }
     }
     shards.sort_by_key(|s| s.shard.index);
-    for w in shards.windows(2) {
-        if w[0].shard == w[1].shard {
-            return Err(refuse(format!(
-                "shard {} is given twice: {} and {}",
-                w[0].shard,
-                w[0].dir.display(),
-                w[1].dir.display()
-            )));
-        }
-    }
-    let missing: Vec<String> = (0..count)
-        .filter(|i| !shards.iter().any(|s| s.shard.index == *i))
-        .map(|i| format!("{i}/{count}"))
-        .collect();
-    if !missing.is_empty() {
-        return Err(refuse(format!(
-            "shard(s) {} missing: {} of {count} given",
-            missing.join(", "),
-            shards.len()
-        )));
-    }
+    let set: Vec<_> = shards.iter().map(|s| (s.shard, s.dir.as_path())).collect();
+    crate::shard::whole_set(&set, count).map_err(refuse)?;
     let kind = shards[0].file.results.kind();
     let mut owner: BTreeMap<&str, &Path> = BTreeMap::new();
     for s in &shards {
